@@ -1,0 +1,44 @@
+# infuse: `make demo` sets up and runs the whole pipeline on examples/; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+RECIPE ?= recipes/demo.yaml
+export HF_HUB_OFFLINE := 1
+export PREFECT_HOME   := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install demo demo-stop server test bench clean-runs
+
+install: $(STAMP)
+
+# The CPU wheel of torch goes in first, so no CUDA build is downloaded on a machine without a GPU.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q torch==2.13.0; fi
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+server: install
+	$(BIN)/infuse server start
+
+demo: server
+	PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/infuse run $(RECIPE)
+	@echo ""
+	@echo "Artifacts: runs/demo   (try: $(BIN)/infuse show chunks --recipe $(RECIPE))"
+	@echo "Prefect UI: http://127.0.0.1:4200   (stop it with: make demo-stop)"
+
+demo-stop:
+	-$(BIN)/infuse server stop
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/clean_bench.py
+	$(BIN)/python bench/synth_bench.py
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,1 @@
+"""infuse flows: the recipe schema, the Prefect pipeline and the CLI."""

@@ -1,0 +1,1 @@
+"""infuse operators: the work itself, as plain Python. Never import Prefect here."""

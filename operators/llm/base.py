@@ -1,0 +1,43 @@
+"""The one interface every LLM backend implements.
+
+A batch of chat requests goes in; one result per request comes out, in the
+same order, each with usage or an error. A backend never raises for a single
+failed request: it returns that request's error so the caller can record it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class ChatRequest:
+    id: str
+    messages: list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": ...}]
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    json_schema: dict[str, Any] | None = None  # ask for JSON matching this schema where the backend can
+
+
+@dataclass
+class ChatResult:
+    id: str
+    text: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens
+    error: str | None = None  # human message; None on success
+    error_kind: str | None = None  # timeout | http_error | connection | bad_response | ...
+    model: str = ""
+    latency_s: float = 0.0
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LLMBackend(Protocol):
+    name: str
+    model: str
+
+    def generate(self, requests: list[ChatRequest]) -> list[ChatResult]: ...

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: read input artifacts, call operators, write outputs, report stats."""

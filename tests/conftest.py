@@ -1,0 +1,38 @@
+"""Shared fixtures. One real Prefect server for the whole session, with its home in a temp dir."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_HOME = tempfile.mkdtemp(prefix="infuse-prefect-home-")
+os.environ["PREFECT_HOME"] = _HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real local Prefect API (SQLite), started once; every flow in the session reports to it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def examples_copy(tmp_path: Path) -> Path:
+    """A private copy of examples/, so a test can add and remove files."""
+    dst = tmp_path / "docs"
+    shutil.copytree(EXAMPLES, dst)
+    return dst

@@ -1,0 +1,84 @@
+"""The artifact store: atomic commits, content hashes, manifests, fsspec roots."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+import pytest
+
+from storage import ArtifactStore, RunManifest
+
+SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
+
+
+def test_write_commit_and_read_back(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    ref = store.write_table("s", "k1", "out", [{"id": "a", "n": 1}, {"id": "b", "n": 2}], SCHEMA)
+    assert ref.rows == 2
+    assert ref.sha256 == hashlib.sha256(open(ref.path, "rb").read()).hexdigest()
+    assert store.verify(ref)
+    assert store.read(ref).to_pylist() == [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
+    assert store.committed("s", "k1", "out") == ref
+    assert "id: string" in ref.schema
+
+
+def test_streaming_writer_many_batches(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    with store.writer("s", "k", "big", SCHEMA, row_group_size=100) as w:
+        for i in range(10):
+            w.write([{"id": str(j), "n": j} for j in range(i * 100, (i + 1) * 100)])
+        ref = w.commit()
+    assert ref.rows == 1000
+    assert sum(b.num_rows for b in store.iter_batches(ref, batch_size=64)) == 1000
+
+
+def test_killed_write_is_never_read_as_complete(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        with store.writer("s", "k", "out", SCHEMA) as w:
+            w.write([{"id": "a", "n": 1}])
+            raise RuntimeError("killed mid-step")
+    assert store.committed("s", "k", "out") is None
+    assert not list(tmp_path.rglob("*.parquet*")), "the temp file is cleaned up on abort"
+    # a process killed before commit leaves only a temp file: still not complete
+    w = store.writer("s", "k", "out", SCHEMA)
+    w.write([{"id": "a", "n": 1}])
+    assert store.committed("s", "k", "out") is None
+    assert not (tmp_path / "artifacts/s/k/out.parquet").exists()
+
+
+def test_deleted_data_file_means_not_committed(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    ref = store.write_table("s", "k", "out", [{"id": "a", "n": 1}], SCHEMA)
+    (tmp_path / "artifacts/s/k/out.parquet").unlink()
+    assert store.committed("s", "k", "out") is None
+    assert not store.exists(ref)
+
+
+def test_same_content_same_hash(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    a = store.write_table("s", "k1", "o", [{"id": "a", "n": 1}], SCHEMA)
+    b = store.write_table("s", "k2", "o", [{"id": "a", "n": 1}], SCHEMA)
+    c = store.write_table("s", "k3", "o", [{"id": "a", "n": 2}], SCHEMA)
+    assert a.sha256 == b.sha256 != c.sha256
+
+
+def test_fsspec_memory_root():
+    store = ArtifactStore("memory://infuse-test")
+    ref = store.write_table("s", "k", "o", [{"id": "x", "n": 5}], SCHEMA)
+    assert store.committed("s", "k", "o") == ref
+    assert store.read(ref).num_rows == 1
+    assert store.display(ref.path).startswith("memory://")
+
+
+def test_rejects_schema_and_manifest(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    rej = store.write_rejects("s", "k", [{"id": "f.pdf", "step": "s", "reason": "corrupt", "message": "bad",
+                                          "detail": "{}"}])
+    assert store.read(rej).column_names == ["id", "step", "reason", "message", "detail"]
+    m = RunManifest(store, "run-1", {"name": "t"})
+    m.record("s", {"key": "k", "rows_in": 1})
+    latest = RunManifest.load_latest(store)
+    assert latest["run_id"] == "run-1" and latest["steps"]["s"]["rows_in"] == 1
+    assert json.loads((tmp_path / "manifests/latest.json").read_text()) == {"run_id": "run-1"}
