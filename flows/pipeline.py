@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from flows.recipe import Recipe, load_recipe
 from flows.steps import STEPS, step_names
 from storage import ArtifactStore, RunManifest
-from tasks.common import StepResult, outputs_present, step_key
+from tasks.common import StepResult, outputs_present, stable_hash, step_key
 
 RUNTIME_KEYS = {"enabled", "retries", "retry_delay_s"}  # step options that do not change outputs
 
@@ -37,10 +37,18 @@ def step_config(recipe: Recipe, name: str) -> dict[str, Any]:
 
 
 def result_storage(store: ArtifactStore) -> Any:
-    """Prefect results (the cache records) persist under the storage root too."""
+    """Prefect results (the cache records) persist under the storage root too.
+
+    Prefect wants result storage saved server-side, so the block is saved under
+    a name derived from the root (idempotent).
+    """
+    base = store.url("_prefect")
     if store._protocol in ("file", "local"):
-        return LocalFileSystem(basepath=store.url("_prefect"))
-    return RemoteFileSystem(basepath=store.display(store.url("_prefect")))
+        block: Any = LocalFileSystem(basepath=base)
+    else:
+        block = RemoteFileSystem(basepath=store.display(base))
+    block.save(f"infuse-results-{stable_hash(base)[:12]}", overwrite=True)
+    return block
 
 
 def plan_steps(from_step: str | None, only: str | None, refresh: list[str] | None) -> tuple[set[str], set[str]]:

@@ -1,0 +1,38 @@
+"""Assemble text from blocks while recording heading offsets (used by docx, html)."""
+from __future__ import annotations
+
+from operators.document import Section
+from operators.parsers.sections import build_sections
+
+
+class TextBuilder:
+    """Blocks are joined by a blank line; headings remember where they start."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.heads: list[tuple[int, str, int]] = []
+
+    def add(self, block: str, sep: str = "\n\n") -> int:
+        """Append a block; sep is what goes before it (a single newline keeps list items together)."""
+        block = block.strip("\n")
+        if not block.strip():
+            return self.length
+        if self.parts:
+            self.parts.append(sep)
+            self.length += len(sep)
+        start = self.length
+        self.parts.append(block)
+        self.length += len(block)
+        return start
+
+    def heading(self, level: int, title: str) -> None:
+        title = " ".join(title.split())
+        if title:
+            self.heads.append((level, title, self.add(title)))
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def sections(self) -> list[Section]:
+        return build_sections(self.heads, self.length)

@@ -1,0 +1,42 @@
+"""CSV / TSV records: the header row names the fields, every other row is one record."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import PurePosixPath
+
+from operators.base import OperatorError
+from operators.document import ParsedDoc
+from operators.parsers.records import combine, render_record
+from operators.parsers.textdecode import decode_text
+
+
+class CsvParser:
+    format = "csv"
+    extensions = (".csv", ".tsv")
+    multi = True
+
+    def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
+        text, encoding = decode_text(data)
+        if path.lower().endswith(".tsv"):
+            delimiter = "\t"
+        else:
+            try:
+                delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
+            except csv.Error:
+                delimiter = ","
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+        except csv.Error as e:
+            raise OperatorError("corrupt", f"invalid CSV: {e}") from e
+        if not rows:
+            return []
+        header = [h.strip() or f"column{i + 1}" for i, h in enumerate(rows[0])]
+        docs = []
+        for index, row in enumerate(rows[1:]):
+            fields = {name: (row[i] if i < len(row) else "") for i, name in enumerate(header)}
+            docs.append(render_record(fields, path, index, encoding=encoding))
+        return docs
+
+    def parse(self, data: bytes, path: str) -> ParsedDoc:
+        return combine(self.parse_records(data, path), PurePosixPath(path).stem)

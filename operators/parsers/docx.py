@@ -1,0 +1,69 @@
+"""DOCX via python-docx: heading styles build the section tree, tables become Markdown in place."""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import PurePosixPath
+
+import docx
+from docx.opc.exceptions import PackageNotFoundError
+from docx.table import Table
+
+from operators.base import OperatorError
+from operators.document import ParsedDoc
+from operators.parsers.blocks import TextBuilder
+from operators.parsers.tables import to_markdown
+
+_HEADING = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.IGNORECASE)
+
+
+def heading_level(style_name: str) -> int | None:
+    """Title is level 0 (the root the chapters hang under); Heading N is level N."""
+    name = (style_name or "").strip()
+    if name.lower() in ("title", "标题"):
+        return 0
+    m = _HEADING.match(name)
+    return int(m.group(1)) if m else None
+
+
+def table_rows(table: Table) -> list[list[str]]:
+    return [[cell.text for cell in row.cells] for row in table.rows]
+
+
+class DocxParser:
+    format = "docx"
+    extensions = (".docx",)
+    multi = False
+
+    def parse(self, data: bytes, path: str) -> ParsedDoc:
+        try:
+            document = docx.Document(io.BytesIO(data))
+        except (zipfile.BadZipFile, PackageNotFoundError, KeyError) as e:
+            raise OperatorError("corrupt", f"not a readable DOCX: {e}") from e
+        out = TextBuilder()
+        tables = 0
+        in_list = False
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                tables += 1
+                out.add(to_markdown(table_rows(block)))
+                in_list = False
+                continue
+            style = block.style.name if block.style is not None else ""
+            level = heading_level(style)
+            if not block.text.strip():
+                continue
+            is_list = style.startswith(("List Bullet", "List Number"))
+            if level is not None:
+                out.heading(level, block.text)
+            elif is_list:
+                marker = "- " if style.startswith("List Bullet") else "1. "
+                out.add(marker + block.text.strip(), sep="\n" if in_list else "\n\n")
+            else:
+                out.add(block.text)
+            in_list = is_list
+        text = out.text()
+        core_title = (document.core_properties.title or "").strip()
+        title = core_title or (out.heads[0][1] if out.heads else "") or PurePosixPath(path).stem
+        return ParsedDoc(title=title, text=text, sections=out.sections(), metadata={"tables": tables})

@@ -1,0 +1,54 @@
+"""JSON (a list of objects, or one object) and JSONL records."""
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from operators.base import OperatorError
+from operators.document import ParsedDoc
+from operators.parsers.records import combine, render_record
+from operators.parsers.textdecode import decode_text
+
+
+def _as_fields(item: Any) -> dict[str, Any]:
+    return item if isinstance(item, dict) else {"value": item}
+
+
+class JsonParser:
+    format = "json"
+    extensions = (".json",)
+    multi = True
+
+    def load(self, data: bytes) -> tuple[list[dict[str, Any]], str]:
+        text, encoding = decode_text(data)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise OperatorError("corrupt", f"invalid JSON: {e}") from e
+        items = value if isinstance(value, list) else [value]
+        return [_as_fields(v) for v in items], encoding
+
+    def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
+        items, encoding = self.load(data)
+        return [render_record(f, path, i, encoding=encoding) for i, f in enumerate(items)]
+
+    def parse(self, data: bytes, path: str) -> ParsedDoc:
+        return combine(self.parse_records(data, path), PurePosixPath(path).stem)
+
+
+class JsonlParser(JsonParser):
+    format = "jsonl"
+    extensions = (".jsonl", ".ndjson")
+
+    def load(self, data: bytes) -> tuple[list[dict[str, Any]], str]:
+        text, encoding = decode_text(data)
+        items = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(_as_fields(json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise OperatorError("corrupt", f"invalid JSON on line {number}: {e}", line=number) from e
+        return items, encoding

@@ -1,0 +1,84 @@
+"""PPTX via python-pptx: each slide is a page; its title is a heading; notes are kept, marked."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import PurePosixPath
+from typing import Any
+
+from pptx import Presentation
+from pptx.enum.shapes import MSO_SHAPE_TYPE
+from pptx.exc import PackageNotFoundError
+
+from operators.base import OperatorError
+from operators.document import Page, ParsedDoc
+from operators.parsers.sections import build_sections
+from operators.parsers.tables import to_markdown
+
+NOTES_PREFIX = "Notes: "
+
+
+def _shape_blocks(shape: Any, skip: int | None) -> list[str]:
+    """Text blocks of one shape, groups recursively, in the slide's shape order (skip: the title's shape id)."""
+    if shape.shape_id == skip:
+        return []
+    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        return [b for child in shape.shapes for b in _shape_blocks(child, skip)]
+    if getattr(shape, "has_table", False) and shape.has_table:
+        rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
+        md = to_markdown(rows)
+        return [md] if md else []
+    if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        lines = []
+        for para in shape.text_frame.paragraphs:
+            line = para.text.replace("\v", "\n").strip()
+            if line:
+                lines.append("  " * para.level + line)
+        return ["\n".join(lines)] if lines else []
+    return []
+
+
+class PptxParser:
+    format = "pptx"
+    extensions = (".pptx",)
+    multi = False
+
+    def parse(self, data: bytes, path: str) -> ParsedDoc:
+        try:
+            prs = Presentation(io.BytesIO(data))
+        except (zipfile.BadZipFile, PackageNotFoundError, KeyError) as e:
+            raise OperatorError("corrupt", f"not a readable PPTX: {e}") from e
+        parts: list[str] = []
+        pages: list[Page] = []
+        heads: list[tuple[int, str, int]] = []
+        pos = 0
+        notes_count = 0
+        for number, slide in enumerate(prs.slides, start=1):
+            title_shape = slide.shapes.title
+            title = " ".join((title_shape.text_frame.text if title_shape is not None else "").split())
+            blocks = [title] if title else []
+            for shape in slide.shapes:
+                blocks += _shape_blocks(shape, title_shape.shape_id if title_shape is not None else None)
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes = slide.notes_slide.notes_text_frame.text.strip()
+                if notes:
+                    notes_count += 1
+                    blocks.append(NOTES_PREFIX + notes)
+            slide_text = "\n\n".join(b for b in blocks if b.strip())
+            if parts:
+                parts.append("\n\n")
+                pos += 2
+            parts.append(slide_text)
+            pages.append(Page(number, pos, pos + len(slide_text)))
+            heads.append((1, title or f"Slide {number}", pos))
+            pos += len(slide_text)
+        text = "".join(parts)
+        core_title = (prs.core_properties.title or "").strip()
+        first = next((h[1] for h in heads if not h[1].startswith("Slide ")), "")
+        return ParsedDoc(
+            title=core_title or first or PurePosixPath(path).stem,
+            text=text,
+            sections=build_sections(heads, len(text)),
+            pages=pages,
+            metadata={"slide_count": len(pages), "slides_with_notes": notes_count},
+        )

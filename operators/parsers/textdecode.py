@@ -1,0 +1,111 @@
+"""Bytes -> str for every text-like format (md, html, txt, code, log, json, csv).
+
+Order matters because several encodings accept the same bytes: valid UTF-8 is
+taken first (a GBK text is almost never valid UTF-8), then a BOM, then a UTF-16
+guess from where the NUL bytes sit, then an optional declared charset, then
+charset-normalizer (which weighs language coherence, so short GBK Chinese stays
+GBK rather than Big5 or a Latin code page), then GB18030/Big5 as a last try.
+Every candidate must decode strictly and look like clean text.
+"""
+from __future__ import annotations
+
+import codecs
+
+from charset_normalizer import from_bytes
+
+from operators.base import OperatorError
+
+_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_FALLBACKS = ("gb18030", "big5")
+
+
+def control_ratio(text: str) -> float:
+    """Share of characters that are control characters other than ordinary whitespace."""
+    if not text:
+        return 0.0
+    bad = sum(1 for c in text if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) and c not in _ALLOWED_CONTROLS)
+    return bad / len(text)
+
+
+def is_clean(text: str) -> bool:
+    """Decoded text we would accept: no replacement characters and hardly any control characters."""
+    return "\ufffd" not in text and "\x00" not in text and control_ratio(text) <= 0.01
+
+
+def _try(data: bytes, encoding: str) -> str | None:
+    try:
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    return text if is_clean(text) else None
+
+
+def _utf16_guess(data: bytes) -> str | None:
+    """BOM-less UTF-16: ASCII characters put their NUL byte on one parity only."""
+    if len(data) < 4 or len(data) % 2:
+        return None
+    even = data[0::2].count(0)
+    odd = data[1::2].count(0)
+    half = len(data) // 2
+    if odd > 0.2 * half and even < 0.05 * half:
+        return "utf-16-le"
+    if even > 0.2 * half and odd < 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes or many control bytes: not a text file whatever its name says."""
+    sample = data[:65536]
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13, 11, 27))
+    return controls > 0.05 * max(len(sample), 1)
+
+
+def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
+    """Return (text, encoding name). Raises OperatorError binary_content / undecodable."""
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            text = _try(data, enc)
+            if text is not None:
+                return text.lstrip("\ufeff"), enc
+            raise OperatorError("undecodable", f"has a {enc} byte order mark but does not decode as {enc}")
+    utf16 = _utf16_guess(data)
+    if utf16:
+        text = _try(data, utf16)
+        if text is not None:
+            return text, utf16
+    text = _try(data, "utf-8")
+    if text is not None:
+        return text, "utf-8"
+    if looks_binary(data):
+        # BOM-less UTF-16 of mostly CJK text has few NULs but many low bytes; only a
+        # UTF-16/32 verdict from charset-normalizer rescues it from being binary
+        best = from_bytes(data).best()
+        if best is not None and best.encoding.startswith(("utf_16", "utf_32")):
+            text = _try(data, best.encoding)
+            if text is not None:
+                return text, best.encoding
+        raise OperatorError("binary_content", "NUL or control bytes: binary data under a text extension")
+    if hint:
+        text = _try(data, hint)
+        if text is not None:
+            return text, codecs.lookup(hint).name
+    best = from_bytes(data).best()
+    if best is not None:
+        text = _try(data, best.encoding)
+        if text is not None:
+            return text, best.encoding
+    for enc in _FALLBACKS:
+        text = _try(data, enc)
+        if text is not None:
+            return text, enc
+    raise OperatorError("undecodable", "no encoding gives clean text")

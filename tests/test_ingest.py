@@ -1,0 +1,160 @@
+"""scan + parse_file: every reject reason, ids, and the examples/ corpus fully accounted for."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import docx
+
+from operators.ingest import REASONS, FileEntry, parse_file, scan
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LIMIT = 10 * 1024 * 1024
+
+
+def _entry(folder: Path, name: str, data: bytes) -> FileEntry:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return FileEntry(name, path, len(data), hashlib.sha256(data).hexdigest())
+
+
+def _parse(tmp_path: Path, name: str, data: bytes):
+    return parse_file(_entry(tmp_path, name, data), data)
+
+
+def _reasons(rejects) -> list[tuple[str, str]]:
+    return [(r.id, r.reason) for r in rejects]
+
+
+def test_scan_sorted_hashed_skips_hidden(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "z.md").write_text("# Z\n\nzed\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config.txt").write_text("x", encoding="utf-8")
+    entries, rejects = scan(tmp_path, LIMIT)
+    assert rejects == []
+    assert [e.path_rel for e in entries] == ["a.txt", "b/z.md"]
+    assert entries[0].sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert entries[0].size == 5 and entries[0].abs_path == tmp_path / "a.txt"
+
+
+def test_scan_rejects_empty_unsupported_too_large(tmp_path):
+    (tmp_path / "zero.txt").write_bytes(b"")
+    (tmp_path / "blank.md").write_bytes(b"  \n\t\r\n  ")
+    (tmp_path / "slides.key").write_bytes(b"keynote")
+    (tmp_path / "big.log").write_bytes(b"x" * 2048)
+    (tmp_path / "ok.txt").write_bytes(b"fine")
+    entries, rejects = scan(tmp_path, 1024)
+    assert [e.path_rel for e in entries] == ["ok.txt"]
+    assert sorted(_reasons(rejects)) == [
+        ("big.log", "too_large"), ("blank.md", "empty"), ("slides.key", "unsupported_extension"), ("zero.txt", "empty")]
+    big = next(r for r in rejects if r.reason == "too_large")
+    assert big.detail["size"] == 2048 and big.detail["limit"] == 1024 and len(big.detail["fingerprint"]) == 64
+
+
+def test_parse_file_rejects_unsupported_extension(tmp_path):
+    rows, rejects = _parse(tmp_path, "deck.odp", b"anything")
+    assert rows == [] and _reasons(rejects) == [("deck.odp", "unsupported_extension")]
+
+
+def test_encrypted_pdf_rejected(tmp_path):
+    data = (EXAMPLES / "rejects" / "encrypted_guide.pdf").read_bytes()
+    rows, rejects = _parse(tmp_path, "locked.pdf", data)
+    assert rows == [] and _reasons(rejects) == [("locked.pdf", "encrypted")]
+
+
+def test_corrupt_files_rejected_never_raise(tmp_path):
+    truncated = (EXAMPLES / "rejects" / "truncated_guide.pdf").read_bytes()
+    assert _reasons(_parse(tmp_path, "t.pdf", truncated)[1]) == [("t.pdf", "corrupt")]
+    assert _reasons(_parse(tmp_path, "z.docx", b"PK\x03\x04 not really a zip")[1]) == [("z.docx", "corrupt")]
+    assert _reasons(_parse(tmp_path, "z.xlsx", b"\x00\x01 not a workbook")[1]) == [("z.xlsx", "corrupt")]
+    assert _reasons(_parse(tmp_path, "bad.json", b'{"a": [1, 2')[1]) == [("bad.json", "corrupt")]
+
+
+def test_unexpected_library_error_becomes_corrupt(tmp_path):
+    """A real DOCX whose document.xml is not XML: python-docx raises lxml's XMLSyntaxError."""
+    buf = io.BytesIO()
+    docx.Document().save(buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = b"<w:document><unclosed" if info.filename == "word/document.xml" else src.read(info)
+            dst.writestr(info.filename, data)
+    rows, rejects = _parse(tmp_path, "broken.docx", out.getvalue())
+    assert rows == [] and _reasons(rejects) == [("broken.docx", "corrupt")]
+    assert rejects[0].detail["exception"] == "XMLSyntaxError"
+
+
+def test_binary_content_under_text_extension(tmp_path):
+    rows, rejects = _parse(tmp_path, "dump.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)))
+    assert rows == [] and _reasons(rejects) == [("dump.txt", "binary_content")]
+    assert _reasons(_parse(tmp_path, "x.csv", b"a,b\n\x00\x00\x01,2\n")[1]) == [("x.csv", "binary_content")]
+
+
+def test_undecodable_text(tmp_path):
+    data = bytes(range(128, 256)) * 3  # high bytes only: no encoding gives clean text
+    rows, rejects = _parse(tmp_path, "mystery.txt", data)
+    assert rows == [] and _reasons(rejects) == [("mystery.txt", "undecodable")]
+
+
+def test_empty_after_parse(tmp_path):
+    html = b"<html><head><script>var a = 1;</script></head><body><nav>menu</nav></body></html>"
+    assert _reasons(_parse(tmp_path, "nav.html", html)[1]) == [("nav.html", "empty")]
+    assert _reasons(_parse(tmp_path, "none.json", b"[]")[1]) == [("none.json", "empty")]
+    rows, rejects = _parse(tmp_path, "part.json", json.dumps([{"name": "", "v": None}, {"name": "ok"}]).encode())
+    assert _reasons(rejects) == [("part.json#0", "empty")]
+    assert [r["title"] for r in rows] == ["ok"]
+
+
+def test_every_reason_code_is_covered():
+    assert set(REASONS) == {"encrypted", "corrupt", "empty", "unsupported_extension", "binary_content",
+                            "too_large", "undecodable"}
+
+
+def test_doc_ids_and_rows(tmp_path):
+    data = "# 标题\n\n正文。\n".encode("utf-8")
+    rows, rejects = _parse(tmp_path, "docs/a.md", data)
+    assert rejects == []
+    (row,) = rows
+    assert row["doc_id"] == hashlib.sha256(data).hexdigest()
+    assert row["path"] == "docs/a.md" and row["format"] == "markdown" and row["title"] == "标题"
+    assert row["sections"] == [{"heading_path": ["标题"], "level": 1, "start": 0, "end": len(data.decode())}]
+    assert json.loads(row["metadata"]) == {"encoding": "utf-8"}
+    records = json.dumps([{"name": "a", "x": 1}, {"name": "b", "x": 2}]).encode()
+    rows, _ = _parse(tmp_path, "r.json", records)
+    sha = hashlib.sha256(records).hexdigest()
+    assert [r["doc_id"] for r in rows] == [f"{sha}:0", f"{sha}:1"]
+    assert json.loads(rows[1]["metadata"])["fields"] == {"name": "b", "x": 2}
+
+
+def test_examples_every_file_is_a_document_or_a_reject():
+    all_files = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(EXAMPLES).parts))
+    entries, rejects = scan(EXAMPLES, LIMIT)
+    documents: dict[str, int] = {}
+    for entry in entries:
+        rows, file_rejects = parse_file(entry, entry.abs_path.read_bytes())
+        rejects += file_rejects
+        for row in rows:
+            documents[row["path"]] = documents.get(row["path"], 0) + 1
+            assert row["text"].strip()
+    rejected = {r.id: r.reason for r in rejects}
+    assert sorted(set(documents) | set(rejected)) == all_files
+    assert not set(documents) & set(rejected)
+    assert rejected == {
+        "rejects/empty_notes.txt": "empty",
+        "rejects/encrypted_guide.pdf": "encrypted",
+        "rejects/firmware_dump.txt": "binary_content",
+        "rejects/release_notes.rtf": "unsupported_extension",
+        "rejects/truncated_guide.pdf": "corrupt",
+    }
+    assert documents["lotusdb_c_api.json"] == 4 and documents["lotusdb_error_codes.csv"] == 7
+    formats = {"pdf", "docx", "pptx", "md", "html", "txt", "json", "csv", "c", "log"}
+    assert formats <= {p.rsplit(".", 1)[1] for p in documents}

@@ -1,0 +1,112 @@
+"""The flow end to end on real files with a real Prefect server: caching, incremental parse, re-runs."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def write_recipe(tmp_path: Path, docs: Path, **chunk: int) -> Path:
+    recipe = {
+        "name": "test",
+        "input": str(docs),
+        "storage": str(tmp_path / "runs"),
+        "steps": {"parse": {"max_file_mb": 5}, "chunk": {"target_chars": 400, "max_chars": 800, **chunk}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run(recipe: Path, **kw):
+    """Run the flow; return (flow state, {task name: state name}, results)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.pipeline import infuse_pipeline
+
+    state = infuse_pipeline(str(recipe), return_state=True, **kw)
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    states = {tr.name: tr.state.name for tr in runs}
+    results = state.result(raise_on_failure=False)
+    return state, states, results
+
+
+def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
+    recipe = write_recipe(tmp_path, examples_copy)
+    state, states, res = run(recipe)
+    assert state.is_completed(), state.message
+    assert states == {"parse": "Completed", "chunk": "Completed"}
+    parse = res["parse"]["stats"]
+    assert parse["files_from_cache"] == 0 and parse["files_parsed"] > 0
+
+    # every example file is accounted for: in documents or in rejects
+    docs = pq.read_table(res["parse"]["outputs"]["documents"]["path"]).to_pandas()
+    rejects = pq.read_table(res["parse"]["rejects"]["path"]).to_pandas()
+    files = {str(p.relative_to(examples_copy)) for p in examples_copy.rglob("*") if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(examples_copy).parts)}
+    assert files == set(docs["path"]) | set(rejects["id"])
+    assert {"corrupt", "empty"} <= set(rejects["reason"])
+
+    # second run: everything Cached, same outputs
+    state2, states2, res2 = run(recipe)
+    assert states2 == {"parse": "Cached", "chunk": "Cached"}
+    assert res2["chunk"]["outputs"]["chunks"]["sha256"] == res["chunk"]["outputs"]["chunks"]["sha256"]
+
+    # add one file: parse re-runs but parses only that file; chunk re-runs
+    (examples_copy / "new_note.md").write_text("# New note\n\nA fresh document about LotusDB backups. "
+                                               "Backups run nightly at 02:00.\n", encoding="utf-8")
+    _, states3, res3 = run(recipe)
+    assert states3 == {"parse": "Completed", "chunk": "Completed"}
+    assert res3["parse"]["stats"]["files_parsed"] == 1
+    assert res3["parse"]["stats"]["files_from_cache"] == res["parse"]["stats"]["files_parsed"]
+    docs3 = pq.read_table(res3["parse"]["outputs"]["documents"]["path"]).to_pandas()
+    assert "new_note.md" in set(docs3["path"])
+
+    # remove it again: the folder is as in the first run, so that output comes back from the cache
+    (examples_copy / "new_note.md").unlink()
+    _, states4, res4 = run(recipe)
+    assert states4 == {"parse": "Cached", "chunk": "Cached"}
+    docs4 = pq.read_table(res4["parse"]["outputs"]["documents"]["path"]).to_pandas()
+    assert "new_note.md" not in set(docs4["path"])
+    assert res4["parse"]["outputs"]["documents"]["sha256"] == res["parse"]["outputs"]["documents"]["sha256"]
+
+
+def test_failed_chunk_reruns_alone_after_fix(tmp_path, examples_copy):
+    bad = write_recipe(tmp_path, examples_copy, overlap_chars=50)
+    recipe_data = yaml.safe_load(bad.read_text())
+    recipe_data["steps"]["chunk"]["target_chars"] = 5000  # over max_chars: the operator rejects it at run time
+    bad.write_text(yaml.safe_dump(recipe_data))
+    state, states, _ = run(bad)
+    assert state.is_failed()
+    assert states == {"parse": "Completed", "chunk": "Failed"}
+
+    recipe_data["steps"]["chunk"]["target_chars"] = 400  # the fix
+    bad.write_text(yaml.safe_dump(recipe_data))
+    state, states, res = run(bad)
+    assert state.is_completed()
+    assert states == {"parse": "Cached", "chunk": "Completed"}
+    assert res["chunk"]["outputs"]["chunks"]["rows"] > 0
+
+    # --from chunk: parse is not run at all, its output comes from the last run
+    _, states, _ = run(bad, from_step="chunk")
+    assert states == {"chunk": "Cached"}
+    # --refresh chunk: recompute chunk (and what follows), parse stays cached
+    _, states, _ = run(bad, refresh=["chunk"])
+    assert states == {"parse": "Cached", "chunk": "Completed"}
+
+
+def test_deleted_output_is_recomputed(tmp_path, examples_copy):
+    recipe = write_recipe(tmp_path, examples_copy)
+    _, _, res = run(recipe)
+    Path(res["chunk"]["outputs"]["chunks"]["path"]).unlink()
+    _, states, res2 = run(recipe)
+    assert states == {"parse": "Cached", "chunk": "Completed"}
+    assert Path(res2["chunk"]["outputs"]["chunks"]["path"]).exists()
