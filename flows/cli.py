@@ -97,7 +97,8 @@ def show(
     pd.set_option("display.width", 200)
     if target.endswith(".parquet"):
         table = pq.read_table(target)
-        typer.echo(f"{target}\nrows: {table.num_rows}\n{table.schema}\n")
+        typer.echo(f"{target}\nrows: {table.num_rows}")
+        typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
         typer.echo(table.slice(0, rows).to_pandas().to_string())
         return
     store = ArtifactStore(_load(recipe).storage)
@@ -120,8 +121,9 @@ def show(
     for name, ref in outputs.items():
         ref = ArtifactRef.from_dict(ref)
         typer.secho(f"\n== {name}: {ref.rows} rows  sha256 {ref.sha256[:16]}  {store.display(ref.path)}", bold=True)
-        typer.echo(ref.schema)
-        typer.echo(store.read(ref).slice(0, rows).to_pandas().to_string())
+        table = store.read(ref)
+        typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
+        typer.echo(table.slice(0, rows).to_pandas().to_string())
     if entry.get("rejects"):
         rej = store.read(ArtifactRef.from_dict(entry["rejects"])).to_pandas()
         typer.secho(f"\n== rejects: {len(rej)} rows", bold=True)

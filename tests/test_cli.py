@@ -1,0 +1,35 @@
+"""The CLI's offline commands: validate, steps, show on a .parquet file."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_validate_ok_and_errors(tmp_path):
+    ok = runner.invoke(app, ["validate", "recipes/demo.yaml"])
+    assert ok.exit_code == 0 and "ok" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: x\nsteps:\n  chunk:\n    size: 3\n")
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2
+    assert "steps.chunk.size: unknown key; allowed here:" in res.output
+
+
+def test_steps_lists_pipeline_in_order():
+    res = runner.invoke(app, ["steps"])
+    assert res.exit_code == 0
+    names = [line.split()[0] for line in res.output.splitlines() if line and not line.startswith(" ")]
+    assert names[:2] == ["parse", "chunk"]
+
+
+def test_show_parquet_file(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "n": [1, 2]}), path)
+    res = runner.invoke(app, ["show", str(path)])
+    assert res.exit_code == 0
+    assert "rows: 2" in res.output and "id: string" in res.output
