@@ -79,6 +79,7 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     previous = RunManifest.load_latest(store) if (from_step or only) else None
     manifest = RunManifest(store, str(flow_run.id or "local"), recipe.model_dump(mode="json"), recipe_path)
     storage = result_storage(store)
+    runtime = {"runner": recipe.runner.kind, "workers": recipe.runner.workers}
     latest: dict[str, dict[str, Any]] = {}  # artifact name -> ref of the last step that produced it
     results: dict[str, dict[str, Any]] = {}
     summary = ["| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|"]
@@ -106,10 +107,12 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
         fp = module.fingerprint(cfg) if hasattr(module, "fingerprint") else {k: v["sha256"] for k, v in inputs.items()}
         key = step_key(spec, cfg, fp)
         recompute = spec.name in forced or not outputs_present(store, spec, key)
-        state = task.with_options(
+        future = task.with_options(
             retries=options.retries, retry_delay_seconds=options.retry_delay_s,
             refresh_cache=recompute, result_storage=storage,
-        )(spec.name, key, store.root, cfg, inputs, return_state=True)
+        ).submit(spec.name, key, store.root, cfg, inputs, runtime)
+        future.wait()
+        state = future.state
         if state.is_failed():
             manifest.record(spec.name, {"key": key, "state": "Failed", "error": str(state.message)})
             manifest.save(status="failed")
@@ -138,7 +141,26 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     return results
 
 
+def task_runner(recipe: Recipe) -> Any:
+    """The Prefect task runner the recipe asks for: threads here, or a Dask cluster."""
+    if recipe.runner.kind == "local":
+        return None
+    if recipe.runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if recipe.runner.address:
+            return DaskTaskRunner(address=recipe.runner.address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": recipe.runner.workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    raise ValueError("runner.kind 'ray' needs prefect-ray, which this install does not include; use local or dask")
+
+
+def pipeline_for(recipe: Recipe) -> Any:
+    runner = task_runner(recipe)
+    return infuse_pipeline if runner is None else infuse_pipeline.with_options(task_runner=runner)
+
+
 def run_recipe(recipe_path: str, **kw: Any) -> dict[str, Any]:
-    """Entry point for the CLI and tests."""
+    """Entry point for the CLI and tests: run the flow on the recipe's task runner."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return infuse_pipeline(recipe_path, **kw)
+    return pipeline_for(load_recipe(recipe_path))(recipe_path, **kw)

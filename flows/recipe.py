@@ -12,6 +12,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from operators.clean import CleanConfig, OpSpec
+from operators.dedup import DedupConfig
+from operators.quality import FilterConfig, FilterOpSpec
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +40,22 @@ class ChunkOptions(StepOptions):
     overlap_chars: int = Field(50, description="overlap between consecutive chunks of a section")
 
 
+class CleanOptions(StepOptions, CleanConfig):
+    """data-juicer mappers by registered name (or infuse's safe ones), in order, each with params and a gate."""
+
+    ops: list[OpSpec] = Field(default_factory=lambda: CleanConfig.default().ops)
+
+
+class FilterOptions(StepOptions, FilterConfig):
+    """Stat ops with fixed `min`/`max` and/or `auto` (3σ) bounds."""
+
+    ops: list[FilterOpSpec] = Field(default_factory=lambda: FilterConfig.default().ops)
+
+
+class DedupOptions(StepOptions, DedupConfig):
+    """Exact, then SimHash and/or MinHash-LSH near-duplicates."""
+
+
 class RunnerOptions(Strict):
     """Where the data steps' shards run: in this process, or on a Dask / Ray cluster."""
 
@@ -45,16 +65,19 @@ class RunnerOptions(Strict):
 
 
 class Steps(Strict):
-    parse: ParseOptions = ParseOptions()
-    chunk: ChunkOptions = ChunkOptions()
+    parse: ParseOptions = Field(default_factory=ParseOptions)
+    chunk: ChunkOptions = Field(default_factory=ChunkOptions)
+    clean: CleanOptions = Field(default_factory=CleanOptions)
+    filter: FilterOptions = Field(default_factory=FilterOptions)
+    dedup: DedupOptions = Field(default_factory=DedupOptions)
 
 
 class Recipe(Strict):
     name: str = "infuse"
     input: str = Field(..., description="folder of documents to read")
     storage: str = Field("runs", description="artifact root: a local path or any fsspec URL (s3://, gs://, ...)")
-    runner: RunnerOptions = RunnerOptions()
-    steps: Steps = Steps()
+    runner: RunnerOptions = Field(default_factory=RunnerOptions)
+    steps: Steps = Field(default_factory=Steps)
 
     def step_options(self, step: str) -> StepOptions:
         return getattr(self.steps, step)

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import chunk, parse
+from tasks import chunk, clean, dedup, parse
+from tasks import filter as filter_step
 
 # (task module, Prefect task) in pipeline order. Each module has SPEC and may have
 # fingerprint(cfg) when its inputs are not artifacts (parse reads a folder).
 STEPS: list[tuple[Any, Any]] = [
     (parse, parse.parse),
     (chunk, chunk.chunk),
+    (clean, clean.clean),
+    (filter_step, filter_step.filter_),
+    (dedup, dedup.dedup),
 ]
 
 

@@ -85,30 +85,46 @@ class ArtifactWriter:
     Use as a context manager; an exception inside the block discards the temp file.
     """
 
-    def __init__(self, store: "ArtifactStore", step: str, key: str, name: str, schema: pa.Schema,
-                 row_group_size: int = 50_000) -> None:
+    def __init__(self, store: "ArtifactStore", step: str, key: str, name: str, schema: pa.Schema | None,
+                 row_group_size: int = 50_000, fallback_schema: pa.Schema | None = None) -> None:
+        """`schema=None` takes the schema of the first batch written (for steps that add
+        stat columns); `fallback_schema` is used if nothing is written at all."""
         self.store, self.step, self.key, self.name, self.schema = store, step, key, name, schema
+        self.fallback_schema = fallback_schema
         self.row_group_size = row_group_size
         self.final = store.artifact_path(step, key, name)
         self.tmp = f"{self.final}.tmp-{uuid.uuid4().hex}"
         self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._file: _HashingFile | None = None
         store.fs.makedirs(store.fs._parent(self.final), exist_ok=True)
-        self._raw = store.fs.open(self.tmp, "wb")
-        self._file = _HashingFile(self._raw)
+        if schema is not None:
+            self._open(schema)
+
+    def _open(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._file = _HashingFile(self.store.fs.open(self.tmp, "wb"))
         self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
 
     def write(self, data: pa.Table | pa.RecordBatch | list[dict[str, Any]]) -> None:
         if isinstance(data, list):
-            data = pa.Table.from_pylist(data, schema=self.schema)
+            data = pa.Table.from_pylist(data, schema=self.schema or self.fallback_schema)
         elif isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
         if data.num_rows == 0:
             return
+        if self._writer is None:
+            self._open(data.schema)
         data = data.select(self.schema.names).cast(self.schema)
         self._writer.write_table(data, row_group_size=self.row_group_size)
         self.rows += data.num_rows
 
     def commit(self, extra: dict[str, Any] | None = None) -> ArtifactRef:
+        if self._writer is None:
+            if self.fallback_schema is None:
+                raise ValueError(f"{self.step}/{self.name}: nothing written and no fallback schema")
+            self._open(self.fallback_schema)
+        assert self._writer is not None and self._file is not None
         self._writer.close()
         self._file.close()
         sha = self._file.sha.hexdigest()
@@ -121,8 +137,9 @@ class ArtifactWriter:
 
     def abort(self) -> None:
         try:
-            self._writer.close()
-            self._file.close()
+            if self._writer is not None and self._file is not None:
+                self._writer.close()
+                self._file.close()
         finally:
             if self.store.fs.exists(self.tmp):
                 self.store.fs.rm(self.tmp)
@@ -159,7 +176,7 @@ class ArtifactStore:
         return path if self._protocol in ("file", "local") else f"{self._protocol}://{path}"
 
     # ---- writing ---------------------------------------------------------
-    def writer(self, step: str, key: str, name: str, schema: pa.Schema, **kw: Any) -> ArtifactWriter:
+    def writer(self, step: str, key: str, name: str, schema: pa.Schema | None, **kw: Any) -> ArtifactWriter:
         return ArtifactWriter(self, step, key, name, schema, **kw)
 
     def write_table(self, step: str, key: str, name: str, table: pa.Table | list[dict[str, Any]],
@@ -187,6 +204,16 @@ class ArtifactStore:
         with self.fs.open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         self._rename(tmp, path)
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """A small side file (a plot, say), written atomically."""
+        path = self.url(relpath)
+        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(data)
+        self._rename(tmp, path)
+        return path
 
     def write_json(self, relpath: str, obj: Any) -> str:
         path = self.url(relpath)
@@ -227,6 +254,11 @@ class ArtifactStore:
     def read(self, ref: ArtifactRef, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open(ref.path, "rb") as f:
             return pq.read_table(f, columns=columns)
+
+    def schema(self, ref: ArtifactRef) -> pa.Schema:
+        """The artifact's schema, from the Parquet footer only."""
+        with self.fs.open(ref.path, "rb") as f:
+            return pq.read_schema(f)
 
     def iter_batches(self, ref: ArtifactRef, batch_size: int = 10_000,
                      columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:

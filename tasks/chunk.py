@@ -19,7 +19,8 @@ SPEC = StepSpec(
 
 
 @step_task(SPEC)
-def chunk(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef]) -> StepResult:
+def chunk(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
+          runtime: dict[str, Any]) -> StepResult:
     config = ChunkConfig(**cfg)
     config.validate()  # a bad recipe value fails the step here, before any work
     rejects: list[dict[str, Any]] = []

@@ -125,7 +125,7 @@ Runner = Callable[..., dict[str, Any]]
 
 
 def step_task(spec: StepSpec) -> Callable[[Callable[..., StepResult]], Any]:
-    """Wrap a plain `run(store, key, cfg, inputs) -> StepResult` into the step's Prefect task.
+    """Wrap a plain `run(store, key, cfg, inputs, runtime) -> StepResult` into the step's Prefect task.
 
     The wrapper owns what every step does the same way: the cache key, timing
     and the UI report. The flow sets retries, refresh and result storage per run.
@@ -136,11 +136,13 @@ def step_task(spec: StepSpec) -> Callable[[Callable[..., StepResult]], Any]:
         @task(name=spec.name, task_run_name=spec.name, cache_key_fn=cache_key_from_params,
               persist_result=True, tags=["gpu"] if spec.gpu else ["cpu"])
         def _task(spec_name: str, key: str, root: str, cfg: dict[str, Any],
-                  inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                  inputs: dict[str, dict[str, Any]], runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+            # `runtime` (runner kind, workers) changes where work runs, never what it
+            # produces, so it is not part of the cache key.
             store = ArtifactStore(root)
             refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
             with Timer() as timer:
-                result = run(store, key, cfg, refs)
+                result = run(store, key, cfg, refs, runtime or {})
             result.stats["wall_s"] = round(timer.seconds, 3)
             report = result.stats.pop("_report", {})
             publish_report(result, store, **report)

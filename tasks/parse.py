@@ -54,7 +54,8 @@ def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[s
 
 
 @step_task(SPEC)
-def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef]) -> StepResult:
+def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
+          runtime: dict[str, Any]) -> StepResult:
     entries, scan_rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg))
     rejects = [r.to_row(SPEC.name) for r in scan_rejects]
     code = SPEC.code_version()

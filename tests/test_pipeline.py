@@ -11,6 +11,11 @@ import yaml
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
+STEPS = ["parse", "chunk", "clean", "filter", "dedup"]
+ALL_DONE = dict.fromkeys(STEPS, "Completed")
+ALL_CACHED = dict.fromkeys(STEPS, "Cached")
+
+
 def write_recipe(tmp_path: Path, docs: Path, **chunk: int) -> Path:
     recipe = {
         "name": "test",
@@ -43,7 +48,7 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     recipe = write_recipe(tmp_path, examples_copy)
     state, states, res = run(recipe)
     assert state.is_completed(), state.message
-    assert states == {"parse": "Completed", "chunk": "Completed"}
+    assert states == ALL_DONE
     parse = res["parse"]["stats"]
     assert parse["files_from_cache"] == 0 and parse["files_parsed"] > 0
 
@@ -55,16 +60,25 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     assert files == set(docs["path"]) | set(rejects["id"])
     assert {"corrupt", "empty"} <= set(rejects["reason"])
 
+    # every chunk ends in the dedup output or in exactly one rejects artifact
+    ids = lambda ref: pq.read_table(ref["path"], columns=["chunk_id"]).column("chunk_id").to_pylist()  # noqa: E731
+    chunk_ids = ids(res["chunk"]["outputs"]["chunks"])
+    kept = ids(res["dedup"]["outputs"]["chunks"])
+    dropped = [i for step in ("clean", "filter", "dedup")
+               for i in pq.read_table(res[step]["rejects"]["path"]).column("id").to_pylist()]
+    assert len(dropped) == len(set(dropped)), "a chunk is rejected at most once"
+    assert sorted(kept + dropped) == sorted(chunk_ids)
+
     # second run: everything Cached, same outputs
     state2, states2, res2 = run(recipe)
-    assert states2 == {"parse": "Cached", "chunk": "Cached"}
+    assert states2 == ALL_CACHED
     assert res2["chunk"]["outputs"]["chunks"]["sha256"] == res["chunk"]["outputs"]["chunks"]["sha256"]
 
     # add one file: parse re-runs but parses only that file; chunk re-runs
     (examples_copy / "new_note.md").write_text("# New note\n\nA fresh document about LotusDB backups. "
                                                "Backups run nightly at 02:00.\n", encoding="utf-8")
     _, states3, res3 = run(recipe)
-    assert states3 == {"parse": "Completed", "chunk": "Completed"}
+    assert states3 == ALL_DONE
     assert res3["parse"]["stats"]["files_parsed"] == 1
     assert res3["parse"]["stats"]["files_from_cache"] == res["parse"]["stats"]["files_parsed"]
     docs3 = pq.read_table(res3["parse"]["outputs"]["documents"]["path"]).to_pandas()
@@ -73,7 +87,7 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     # remove it again: the folder is as in the first run, so that output comes back from the cache
     (examples_copy / "new_note.md").unlink()
     _, states4, res4 = run(recipe)
-    assert states4 == {"parse": "Cached", "chunk": "Cached"}
+    assert states4 == ALL_CACHED
     docs4 = pq.read_table(res4["parse"]["outputs"]["documents"]["path"]).to_pandas()
     assert "new_note.md" not in set(docs4["path"])
     assert res4["parse"]["outputs"]["documents"]["sha256"] == res["parse"]["outputs"]["documents"]["sha256"]
@@ -86,21 +100,24 @@ def test_failed_chunk_reruns_alone_after_fix(tmp_path, examples_copy):
     bad.write_text(yaml.safe_dump(recipe_data))
     state, states, _ = run(bad)
     assert state.is_failed()
-    assert states == {"parse": "Completed", "chunk": "Failed"}
+    assert states == {"parse": "Completed", "chunk": "Failed"}, "nothing after the failed step runs"
 
     recipe_data["steps"]["chunk"]["target_chars"] = 400  # the fix
     bad.write_text(yaml.safe_dump(recipe_data))
     state, states, res = run(bad)
     assert state.is_completed()
-    assert states == {"parse": "Cached", "chunk": "Completed"}
+    assert states == {**ALL_DONE, "parse": "Cached"}
     assert res["chunk"]["outputs"]["chunks"]["rows"] > 0
 
     # --from chunk: parse is not run at all, its output comes from the last run
     _, states, _ = run(bad, from_step="chunk")
-    assert states == {"chunk": "Cached"}
+    assert states == {s: "Cached" for s in STEPS[1:]}
     # --refresh chunk: recompute chunk (and what follows), parse stays cached
     _, states, _ = run(bad, refresh=["chunk"])
-    assert states == {"parse": "Cached", "chunk": "Completed"}
+    assert states == {**ALL_DONE, "parse": "Cached"}
+    # --only dedup: just that step, on the last run's chunks
+    _, states, _ = run(bad, only="dedup", refresh=["dedup"])
+    assert states == {"dedup": "Completed"}
 
 
 def test_deleted_output_is_recomputed(tmp_path, examples_copy):
@@ -108,5 +125,6 @@ def test_deleted_output_is_recomputed(tmp_path, examples_copy):
     _, _, res = run(recipe)
     Path(res["chunk"]["outputs"]["chunks"]["path"]).unlink()
     _, states, res2 = run(recipe)
-    assert states == {"parse": "Cached", "chunk": "Completed"}
+    assert states == {"parse": "Cached", "chunk": "Completed", "clean": "Cached", "filter": "Cached",
+                      "dedup": "Cached"}, "chunk's output is rebuilt byte-identical, so what follows stays cached"
     assert Path(res2["chunk"]["outputs"]["chunks"]["path"]).exists()

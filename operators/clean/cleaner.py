@@ -1,0 +1,101 @@
+"""Cleaner: run the recipe's mappers over a batch of chunks, in order, where each applies."""
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from operators import dj
+from operators.base import Reject
+from operators.clean.config import CleanConfig, Gate
+from operators.clean.lang import detect_lang
+from operators.clean.ops import INFUSE_MAPPERS
+
+
+class _Op:
+    def __init__(self, name: str, params: dict[str, Any], gate: Gate) -> None:
+        self.name = name
+        self.params = params
+        self.gate = gate
+        if name in INFUSE_MAPPERS:
+            fn = INFUSE_MAPPERS[name]
+            self.run = lambda texts, kinds: fn(texts, kinds, params)
+        else:
+            op = dj.make_op(name, params)
+            self.run = lambda texts, kinds: dj.run_mapper(op, texts)
+
+
+def batch_context(table: pa.Table) -> tuple[list[str | None], list[str | None], list[str]]:
+    """(formats, kinds, langs) of a batch; absent columns read as None."""
+    n = table.num_rows
+    cols = table.column_names
+    fmts = table.column("format").to_pylist() if "format" in cols else [None] * n
+    kinds = table.column("kind").to_pylist() if "kind" in cols else [None] * n
+    texts = table.column("text").to_pylist()
+    langs = [detect_lang(t) for t in texts]
+    return fmts, kinds, langs
+
+
+class Cleaner:
+    """Applies CleanConfig.ops to the `text` column; keeps every other column as is."""
+
+    def __init__(self, cfg: CleanConfig | None = None) -> None:
+        self.cfg = cfg or CleanConfig.default()
+        self.ops: list[_Op] = []
+        self.notes: list[str] = []
+        for spec in self.cfg.ops:
+            gate, auto = spec.gate()
+            if auto:
+                self.notes.append(f"{spec.name}: applied only where {gate.model_dump(exclude_none=True)} (auto gate)")
+            self.ops.append(_Op(spec.name, spec.params, gate))
+
+    def process_batch(self, table: pa.Table) -> tuple[pa.Table, list[Reject]]:
+        """Clean one batch. Rows whose text ends up blank, or that an op fails on, are rejects."""
+        if table.num_rows == 0:
+            return table, []
+        ids = table.column("chunk_id").to_pylist()
+        texts: list[str] = [t or "" for t in table.column("text").to_pylist()]
+        fmts, kinds, langs = batch_context(table)
+        alive = [bool(t.strip()) for t in texts]
+        rejects: dict[int, Reject] = {}
+        for i, ok in enumerate(alive):
+            if not ok:
+                rejects[i] = Reject(ids[i], "emptied_by_clean", "chunk text is empty before clean", {"op": None})
+        for op in self.ops:
+            rows = [i for i in range(len(texts)) if alive[i] and op.gate.applies(fmts[i], kinds[i], langs[i])]
+            if not rows:
+                continue
+            new = self._run(op, [texts[i] for i in rows], [kinds[i] for i in rows], [ids[i] for i in rows])
+            for i, value in zip(rows, new):
+                if isinstance(value, Reject):
+                    rejects[i] = value
+                    alive[i] = False
+                    continue
+                texts[i] = value
+                if not value.strip():
+                    alive[i] = False
+                    rejects[i] = Reject(ids[i], "emptied_by_clean", f"{op.name} left no text", {"op": op.name})
+        keep = [i for i in range(len(texts)) if alive[i]]
+        out = table.take(pa.array(keep, type=pa.int64())) if len(keep) < len(texts) else table
+        idx = out.schema.get_field_index("text")
+        out = out.set_column(idx, out.schema.field(idx), pa.array([texts[i] for i in keep], type=out.schema.field(idx).type))
+        return out, [rejects[i] for i in sorted(rejects)]
+
+    @staticmethod
+    def _run(op: _Op, texts: list[str], kinds: list[str | None], ids: list[str]) -> list[Any]:
+        """Run a batch; if it raises, retry row by row so one bad row cannot sink the batch."""
+        try:
+            return op.run(texts, kinds)
+        except dj.DjAssetError:
+            raise
+        except Exception:
+            pass
+        out: list[Any] = []
+        for t, k, cid in zip(texts, kinds, ids):
+            try:
+                out.append(op.run([t], [k])[0])
+            except dj.DjAssetError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a row failure becomes a reject
+                out.append(Reject(cid, "clean_failed", f"{op.name}: {type(e).__name__}: {e}", {"op": op.name}))
+        return out

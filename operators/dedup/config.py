@@ -1,0 +1,69 @@
+"""Recipe section `dedup`: exact, SimHash (data-juicer) and MinHash-LSH (datasketch) stages."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SimhashConfig(BaseModel):
+    """data-juicer's document_simhash_deduplicator params. tokenization `auto`
+    uses `character` shingles for CJK-dominant chunks and `space` otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokenization: Literal["auto", "space", "punctuation", "character"] = "auto"
+    window_size: int = Field(6, ge=1)
+    lowercase: bool = True
+    ignore_pattern: str | None = r"\p{P}"
+    num_blocks: int = Field(6, ge=2, le=16)
+    hamming_distance: int = Field(4, ge=0)
+
+    @model_validator(mode="after")
+    def _blocks(self) -> "SimhashConfig":
+        if self.hamming_distance >= self.num_blocks:
+            raise ValueError("hamming_distance must be less than num_blocks")
+        return self
+
+
+class MinhashConfig(BaseModel):
+    """MinHash-LSH. Shingles are `ngram` consecutive tokens, where a token is a
+    word in space-separated text and a single character in CJK text (so
+    Chinese gets character n-grams, English word shingles). bands x rows must
+    not exceed num_perm; unset, they are datasketch's optimum for threshold.
+    verify: keep an LSH candidate pair only if its estimated Jaccard >= threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_perm: int = Field(256, ge=16, le=1024)
+    threshold: float = Field(0.7, gt=0, lt=1)
+    ngram: int = Field(5, ge=1)
+    seed: int = 1
+    bands: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)
+    verify: bool = True
+
+    @model_validator(mode="after")
+    def _bands(self) -> "MinhashConfig":
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both bands and rows, or neither")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError("bands * rows must not exceed num_perm")
+        return self
+
+
+class DedupConfig(BaseModel):
+    """Stages run in order (exact, simhash, minhash); each cluster keeps one chunk:
+    `longest` text (ties: earliest) or `earliest` in input order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = True
+    simhash: SimhashConfig | None = Field(default_factory=SimhashConfig)
+    minhash: MinhashConfig | None = None
+    keep: Literal["longest", "earliest"] = "longest"
+
+    @classmethod
+    def default(cls) -> "DedupConfig":
+        """Design notes: exact + document_simhash_deduplicator (window 6, 6 blocks, distance 4)."""
+        return cls(exact=True, simhash=SimhashConfig(), minhash=None, keep="longest")
