@@ -51,6 +51,7 @@ def run(
     from_: Optional[str] = typer.Option(None, "--from", help="start at this step; earlier ones come from the last run"),
     only: Optional[str] = typer.Option(None, "--only", help="run only this step, on the last run's inputs"),
     refresh: list[str] = typer.Option([], "--refresh", help="recompute this step and every step after it"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run only the synthesis items that failed"),
 ) -> None:
     """Run the pipeline of a recipe."""
     r = _load(recipe)
@@ -58,7 +59,8 @@ def run(
     from flows.pipeline import run_recipe
     from storage import ArtifactStore
 
-    results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None)
+    results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
+                         retry_failed=retry_failed)
     store = ArtifactStore(r.storage)
     typer.echo("")
     for step, res in results.items():
@@ -67,6 +69,32 @@ def run(
         typer.echo(f"{'':10s} {'rejects':10s} {res['rejects']['rows']:7d} rows  {store.display(res['rejects']['path'])}")
     if os.environ.get("PREFECT_API_URL", "").startswith(prefect_server.UI_URL):
         typer.echo(f"\nPrefect UI: {prefect_server.UI_URL}/runs")
+
+
+@app.command()
+def plan(recipe: Path) -> None:
+    """Print the synthesis requests and token estimate before any LLM call is made.
+
+    Parses and chunks first if needed (cached steps come back at once); makes no LLM call.
+    """
+    r = _load(recipe)
+    _use_local_server()
+    from flows.pipeline import run_recipe
+    from operators.synth import estimate, format_estimate
+    from storage import ArtifactRef, ArtifactStore
+    from tasks.synthesize import plan_items
+
+    results = run_recipe(str(recipe), only=None, refresh=None, stop_before="synthesize")
+    store = ArtifactStore(r.storage)
+    last_chunks = [res["outputs"]["chunks"] for res in results.values() if "chunks" in res["outputs"]][-1]
+    chunks = store.read(ArtifactRef.from_dict(last_chunks))
+    docs = store.read(ArtifactRef.from_dict(results["parse"]["outputs"]["documents"]))
+    cfg = r.steps.synthesize.model_dump(mode="json")
+    items = plan_items(cfg, chunks, docs)
+    typer.echo(f"\nsynthesis plan for {recipe}: {len(items)} work items over {chunks.num_rows} chunks "
+               f"and {docs.num_rows} documents; LLM: {r.steps.synthesize.llm.backend} "
+               f"{r.steps.synthesize.llm.model or '(packaged Gemma 3 270M)'}")
+    typer.echo(format_estimate(estimate(items, r.steps.synthesize, chunks=chunks)))
 
 
 @app.command()

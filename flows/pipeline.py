@@ -70,22 +70,28 @@ def plan_steps(from_step: str | None, only: str | None, refresh: list[str] | Non
 
 @flow(name="infuse", log_prints=True)
 def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | None = None,
-                    refresh: list[str] | None = None) -> dict[str, Any]:
-    """Run the recipe's steps in order; returns {step: StepResult dict}."""
+                    refresh: list[str] | None = None, retry_failed: bool = False,
+                    stop_before: str | None = None) -> dict[str, Any]:
+    """Run the recipe's steps in order; returns {step: StepResult dict}.
+
+    retry_failed: re-run synthesis only for the work items that failed last time.
+    """
     log = get_run_logger()
     recipe = load_recipe(recipe_path)
     store = ArtifactStore(recipe.storage)
-    run, forced = plan_steps(from_step, only, refresh)
+    run, forced = plan_steps(from_step, only, [*(refresh or []), *(["synthesize"] if retry_failed else [])])
     previous = RunManifest.load_latest(store) if (from_step or only) else None
     manifest = RunManifest(store, str(flow_run.id or "local"), recipe.model_dump(mode="json"), recipe_path)
     storage = result_storage(store)
-    runtime = {"runner": recipe.runner.kind, "workers": recipe.runner.workers}
+    runtime = {"runner": recipe.runner.kind, "workers": recipe.runner.workers, "retry_failed": retry_failed}
     latest: dict[str, dict[str, Any]] = {}  # artifact name -> ref of the last step that produced it
     results: dict[str, dict[str, Any]] = {}
     summary = ["| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|"]
 
     for module, task in STEPS:
         spec = module.SPEC
+        if spec.name == stop_before:
+            break
         options = recipe.step_options(spec.name)
         if not options.enabled:
             continue

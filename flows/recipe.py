@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from operators.clean import CleanConfig, OpSpec
 from operators.dedup import DedupConfig
+from operators.llm import LLMConfig
+from operators.qa_filter import QAFilterConfig
+from operators.synth import SynthConfig
 from operators.quality import FilterConfig, FilterOpSpec
 
 
@@ -56,6 +59,20 @@ class DedupOptions(StepOptions, DedupConfig):
     """Exact, then SimHash and/or MinHash-LSH near-duplicates."""
 
 
+class SynthesizeOptions(StepOptions, SynthConfig):
+    """Synthesis strategies per document format, and the LLM that runs them."""
+
+    llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"),
+                           description="backend: transformers (local), openai (any compatible endpoint) or vllm")
+    max_llm_items: int | None = Field(None, ge=0, description="cap on LLM work items (templates are not capped)")
+
+
+class QAFilterOptions(StepOptions, QAFilterConfig):
+    """Sample filters; `llm` is used only by the optional grounding judge."""
+
+    llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"))
+
+
 class RunnerOptions(Strict):
     """Where the data steps' shards run: in this process, or on a Dask / Ray cluster."""
 
@@ -70,6 +87,8 @@ class Steps(Strict):
     clean: CleanOptions = Field(default_factory=CleanOptions)
     filter: FilterOptions = Field(default_factory=FilterOptions)
     dedup: DedupOptions = Field(default_factory=DedupOptions)
+    synthesize: SynthesizeOptions = Field(default_factory=SynthesizeOptions)
+    qa_filter: QAFilterOptions = Field(default_factory=QAFilterOptions)
 
 
 class Recipe(Strict):

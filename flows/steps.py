@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import chunk, clean, dedup, parse
+from tasks import chunk, clean, dedup, parse, qa_filter, synthesize
 from tasks import filter as filter_step
 
 # (task module, Prefect task) in pipeline order. Each module has SPEC and may have
@@ -14,6 +14,8 @@ STEPS: list[tuple[Any, Any]] = [
     (clean, clean.clean),
     (filter_step, filter_step.filter_),
     (dedup, dedup.dedup),
+    (synthesize, synthesize.synthesize),
+    (qa_filter, qa_filter.qa_filter),
 ]
 
 

@@ -147,6 +147,10 @@ _HUB_ONLY = {
 }
 
 
+# Ops that download word lists unless pointed at a local folder.
+_WORD_LISTS = {"stopwords_filter": "stopwords_dir", "flagged_words_filter": "flagged_words_dir"}
+
+
 def make_op(name: str, params: dict[str, Any] | None = None) -> Any:
     """Instantiate a registered data-juicer op, never touching the network.
 
@@ -159,6 +163,11 @@ def make_op(name: str, params: dict[str, Any] | None = None) -> Any:
         tokenized = params.get("tokenization", False)
         if not needs.startswith("(with tokenization)") or tokenized:
             raise DjAssetError(f"{name} needs {needs} from the data-juicer model hub; not available offline")
+    if name in _WORD_LISTS and not params.get(_WORD_LISTS[name]):
+        raise DjAssetError(
+            f"{name} downloads its word lists from data-juicer's asset store at construction; "
+            f"set params.{_WORD_LISTS[name]} to a local folder holding them"
+        )
     local_tok = name in _LOCAL_TOKENIZER_OPS
     if name == "alphanumeric_filter" and params.get("tokenization"):
         params["tokenization"] = False  # avoid registering the hub tokenizer

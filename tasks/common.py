@@ -94,12 +94,13 @@ def publish_report(result: StepResult, store: ArtifactStore, *, rows_in: int, ke
                    unit_in: str = "rows", unit_out: str = "rows", extra_md: str = "",
                    extra_tables: dict[str, list[dict[str, Any]]] | None = None) -> None:
     """Prefect UI artifacts for one step: counts by reason and a markdown summary with paths and hashes."""
+    slug = result.step.replace("_", "-")  # Prefect artifact keys: lowercase letters, digits, dashes
     by_reason = result.stats.get("rejected_by_reason", {})
     rejected = sum(by_reason.values())
     rows = [{"metric": f"{unit_in} in", "count": rows_in}, {"metric": f"{unit_out} kept", "count": kept},
             {"metric": "rejected", "count": rejected}]
     rows += [{"metric": f"rejected: {r}", "count": n} for r, n in by_reason.items()]
-    create_table_artifact(key=f"{result.step}-counts", table=rows,
+    create_table_artifact(key=f"{slug}-counts", table=rows,
                           description=f"{result.step}: rows in / kept / rejected, by reason")
     lines = [f"## {result.step}", "", f"cache key `{result.key}`", "",
              "| artifact | rows | sha256 | path |", "|---|---|---|---|"]
@@ -110,11 +111,11 @@ def publish_report(result: StepResult, store: ArtifactStore, *, rows_in: int, ke
         lines += ["", f"wall time: {timing:.2f} s"]
     if extra_md:
         lines += ["", extra_md]
-    create_markdown_artifact(key=f"{result.step}-summary", markdown="\n".join(lines),
+    create_markdown_artifact(key=f"{slug}-summary", markdown="\n".join(lines),
                              description=f"{result.step}: outputs, hashes, paths")
     for key, table in (extra_tables or {}).items():
         if table:
-            create_table_artifact(key=f"{result.step}-{key}", table=table)
+            create_table_artifact(key=f"{slug}-{key}", table=table)
 
 
 def json_default(o: Any) -> Any:

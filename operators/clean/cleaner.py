@@ -25,14 +25,15 @@ class _Op:
             self.run = lambda texts, kinds: dj.run_mapper(op, texts)
 
 
-def batch_context(table: pa.Table) -> tuple[list[str | None], list[str | None], list[str]]:
-    """(formats, kinds, langs) of a batch; absent columns read as None."""
+def batch_context(table: pa.Table, need_lang: bool = True) -> tuple[list[str | None], list[str | None], list[str]]:
+    """(formats, kinds, langs) of a batch; absent columns read as None; langs all 'en' unless need_lang."""
     n = table.num_rows
     cols = table.column_names
     fmts = table.column("format").to_pylist() if "format" in cols else [None] * n
     kinds = table.column("kind").to_pylist() if "kind" in cols else [None] * n
-    texts = table.column("text").to_pylist()
-    langs = [detect_lang(t) for t in texts]
+    if not need_lang:
+        return fmts, kinds, ["en"] * n
+    langs = [detect_lang(t) for t in table.column("text").to_pylist()]
     return fmts, kinds, langs
 
 
@@ -48,6 +49,7 @@ class Cleaner:
             if auto:
                 self.notes.append(f"{spec.name}: applied only where {gate.model_dump(exclude_none=True)} (auto gate)")
             self.ops.append(_Op(spec.name, spec.params, gate))
+        self._need_lang = any(op.gate.only_lang is not None for op in self.ops)
 
     def process_batch(self, table: pa.Table) -> tuple[pa.Table, list[Reject]]:
         """Clean one batch. Rows whose text ends up blank, or that an op fails on, are rejects."""
@@ -55,7 +57,7 @@ class Cleaner:
             return table, []
         ids = table.column("chunk_id").to_pylist()
         texts: list[str] = [t or "" for t in table.column("text").to_pylist()]
-        fmts, kinds, langs = batch_context(table)
+        fmts, kinds, langs = batch_context(table, self._need_lang)
         alive = [bool(t.strip()) for t in texts]
         rejects: dict[int, Reject] = {}
         for i, ok in enumerate(alive):

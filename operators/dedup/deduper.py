@@ -122,6 +122,8 @@ class Deduper:
     def index(self) -> pa.Table:
         """Signatures of every chunk seen (plus prior index rows), to persist for the next run."""
         cur = _Sigs.concat(self._parts, self.num_perm)
+        if self._mode == "resolve":
+            raise RuntimeError("call resolve() before index(): the index records which chunks were kept")
         kept = np.concatenate(self._kept_flags) if self._kept_flags else np.zeros(0, bool)
         parts, kept_parts = [cur], [kept]
         if self._index is not None:
@@ -206,7 +208,11 @@ class Deduper:
             self._parts.append(self._signatures(table))
 
     def resolve(self) -> tuple[set[str], list[Reject]]:
-        """Cluster everything added; returns (chunk ids to keep, rejects)."""
+        """Cluster everything added; returns (chunk ids to keep, rejects). Call once, after every add_batch."""
+        if self._mode == "resolved":
+            raise RuntimeError("resolve() was already called")
+        self._set_mode("resolve")
+        self._mode = "resolved"
         cur = _Sigs.concat(self._parts, self.num_perm)
         n_cur = len(cur.ids)
         prior = np.zeros(0, np.int64)
@@ -316,6 +322,8 @@ class Deduper:
         self._s_min_ids: list[str] = []
 
     def _set_mode(self, mode: str) -> None:
+        if self._mode == "resolved" and mode == "resolve":
+            raise RuntimeError("add_batch after resolve(): start a new Deduper (pass it this one's index())")
         if self._mode not in (None, mode):
             raise RuntimeError("use either process_batch (one pass) or add_batch/resolve (two passes), not both")
         self._mode = mode

@@ -72,12 +72,11 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(N, bands) uint64: one hash per band of `rows` consecutive hash values."""
     n = sig.shape[0]
     keys = np.zeros((n, bands), dtype=np.uint64)
-    s = sig.astype(np.uint64)
     with np.errstate(over="ignore"):
         for band in range(bands):
             h = np.full(n, np.uint64(band + 1) * _MULT, dtype=np.uint64)
             for col in range(band * rows, (band + 1) * rows):
-                h = (h ^ s[:, col]) * _MULT
+                h = (h ^ sig[:, col].astype(np.uint64)) * _MULT  # one column at a time: no N x P uint64 copy
                 h ^= h >> np.uint64(29)
             keys[:, band] = h
     return keys

@@ -30,6 +30,7 @@ class ChatResult:
     model: str = ""
     latency_s: float = 0.0
     attempts: int = 1
+    finish_reason: str | None = None  # stop | length | ... ("length" = cut at max_tokens)
 
     @property
     def ok(self) -> bool:

@@ -88,6 +88,7 @@ class QualityFilter:
                     f"stat {op.stat!r} is made by both {seen[op.stat]} and {op.name}; give one a `column` name"
                 )
             seen[op.stat] = op.name
+        self._need_lang = any(op.gate.only_lang is not None or op.name in INFUSE_FILTERS for op in self.ops)
         self.notes = [
             f"{op.name}: computed only where {op.gate.model_dump(exclude_none=True)} (auto gate)"
             for op in self.ops if op.auto_gated
@@ -103,7 +104,7 @@ class QualityFilter:
         """The batch plus one float64 column per stat: null where the op does not apply, NaN where it failed."""
         n = table.num_rows
         texts = [t or "" for t in table.column("text").to_pylist()]
-        fmts, kinds, langs = batch_context(table)
+        fmts, kinds, langs = batch_context(table, self._need_lang)
         context: list[dict] = [{} for _ in range(n)]
         out = table
         for op in self.ops:

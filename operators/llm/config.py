@@ -1,0 +1,48 @@
+"""Configuration of an LLM backend (one pydantic model for all three kinds).
+
+The API key itself is never part of the config: only the NAME of the
+environment variable that holds it, so configs can be logged and hashed.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LLMConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    backend: Literal["openai", "transformers", "vllm"] = "openai"
+    # openai: the served model name; transformers/vllm: a local dir (None = packaged Gemma 3 270M)
+    model: str | None = None
+    base_url: str | None = None  # e.g. http://localhost:8000/v1 (openai backend)
+    api_key_env: str | None = None  # NAME of the env var holding the key
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(120.0, gt=0)  # total per attempt
+    max_retries: int = Field(3, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
+    # auto: json_schema, falling back to json_object then plain text if the server rejects it
+    json_mode: Literal["auto", "schema", "object", "off"] = "auto"
+    seed: int | None = None
+    # vllm
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    # transformers
+    device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
+    batch_size: int = Field(8, ge=1)
+
+
+def as_config(cfg: Any) -> LLMConfig:
+    """Accept an LLMConfig, a dict, or any pydantic model with the same fields."""
+    if isinstance(cfg, LLMConfig):
+        return cfg
+    if isinstance(cfg, dict):
+        return LLMConfig.model_validate(cfg)
+    if isinstance(cfg, BaseModel):
+        return LLMConfig.model_validate(cfg.model_dump())
+    raise TypeError(f"cannot build an LLMConfig from {type(cfg).__name__}")

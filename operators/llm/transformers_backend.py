@@ -1,0 +1,189 @@
+"""In-process generation with transformers (no server).
+
+For CPU runs and tests: defaults to the packaged Gemma 3 270M converted by
+`operators.models.local_model_path()`. Requests are grouped by sampling
+parameters, sorted by length and run in left-padded batches. A request that
+cannot run (prompt too long, no chat template, a batch that crashes) becomes
+an error result; the others still run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from operators.llm.base import ChatRequest, ChatResult
+from operators.llm.config import LLMConfig
+
+log = logging.getLogger("infuse.llm.transformers")
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, cfg: LLMConfig) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.cfg = cfg
+        if cfg.model:
+            self.model_path = cfg.model
+        else:
+            from operators.models import local_model_path
+
+            self.model_path = str(local_model_path())
+        self.model = self.model_path
+        self._lm: Any = None
+        self._tok: Any = None
+        self._device = "cpu"
+        self._load_lock = threading.Lock()
+        self._gen_lock = threading.Lock()  # one generate at a time on the shared model
+
+    def __repr__(self) -> str:
+        return f"TransformersBackend(model={self.model_path!r}, device={self.cfg.device!r})"
+
+    def _load(self) -> None:
+        with self._load_lock:
+            if self._lm is not None:
+                return
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            device = self.cfg.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            if self.cfg.dtype == "auto":
+                dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            else:
+                dtype = getattr(torch, self.cfg.dtype)
+            tok = AutoTokenizer.from_pretrained(self.model_path)
+            tok.padding_side = "left"
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            lm = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+            lm.to(device)
+            lm.eval()
+            self._device, self._tok, self._lm = device, tok, lm
+
+    def _max_len(self) -> int:
+        if self.cfg.max_model_len:
+            return self.cfg.max_model_len
+        return int(getattr(self._lm.config, "max_position_embeddings", 0) or 8192)
+
+    def _eos_ids(self) -> set[int]:
+        eos = self._lm.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self._tok.eos_token_id is not None:
+            ids.add(self._tok.eos_token_id)
+        return ids
+
+    def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        if not requests:
+            return []
+        self._load()
+        results: dict[int, ChatResult] = {}
+        prepared: list[tuple[int, list[int]]] = []
+        for i, req in enumerate(requests):
+            ids_or_error = self._encode(req)
+            if isinstance(ids_or_error, ChatResult):
+                results[i] = ids_or_error
+            else:
+                prepared.append((i, ids_or_error))
+        # Same sampling settings share a batch; similar lengths waste less padding.
+        groups: dict[tuple[float, float], list[tuple[int, list[int]]]] = {}
+        for i, ids in prepared:
+            req = requests[i]
+            groups.setdefault((req.temperature, req.top_p), []).append((i, ids))
+        with self._gen_lock:
+            for items in groups.values():
+                items.sort(key=lambda item: len(item[1]))
+                for b in range(0, len(items), self.cfg.batch_size):
+                    batch = items[b : b + self.cfg.batch_size]
+                    for i, res in self._run_batch(requests, batch):
+                        results[i] = res
+        return [results[i] for i in range(len(requests))]
+
+    def _error(self, req: ChatRequest, kind: str, message: str, prompt_tokens: int = 0) -> ChatResult:
+        return ChatResult(
+            id=req.id,
+            error=message,
+            error_kind=kind,
+            model=self.model,
+            usage={"prompt_tokens": prompt_tokens, "completion_tokens": 0},
+        )
+
+    def _encode(self, req: ChatRequest) -> list[int] | ChatResult:
+        if not self._tok.chat_template:
+            return self._error(req, "no_chat_template", f"tokenizer of {self.model_path} has no chat template")
+        try:
+            prompt = self._tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
+            ids = self._tok(prompt, add_special_tokens=False)["input_ids"]
+        except Exception as exc:  # a malformed message list is a row error
+            return self._error(req, "bad_request", f"chat template failed: {type(exc).__name__}: {exc}")
+        if len(ids) + req.max_tokens > self._max_len():
+            return self._error(
+                req,
+                "prompt_too_long",
+                f"prompt {len(ids)} + max_tokens {req.max_tokens} tokens exceeds {self._max_len()}",
+                len(ids),
+            )
+        return ids
+
+    def _run_batch(self, requests: list[ChatRequest], batch: list[tuple[int, list[int]]]) -> list[tuple[int, ChatResult]]:
+        start = time.monotonic()
+        try:
+            outs = self._generate_ids(requests, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                i, ids = batch[0]
+                log.warning("generation failed for %s: %s", requests[i].id, exc)
+                return [(i, self._error(requests[i], "generation_failed", f"{type(exc).__name__}: {exc}", len(ids)))]
+            # Find the culprit: run the items one by one.
+            return [pair for item in batch for pair in self._run_batch(requests, [item])]
+        latency = time.monotonic() - start
+        eos = self._eos_ids()
+        pad = self._tok.pad_token_id
+        results = []
+        for (i, ids), gen in zip(batch, outs):
+            req = requests[i]
+            gen = gen[: req.max_tokens]  # the batch ran to the largest max_tokens
+            n, finish = len(gen), "length"
+            for k, tok_id in enumerate(gen):
+                if tok_id in eos:
+                    n, finish = k + 1, "stop"
+                    break
+            body = [t for t in gen[:n] if t not in eos and t != pad]
+            text = self._tok.decode(body, skip_special_tokens=True)
+            results.append(
+                (
+                    i,
+                    ChatResult(
+                        id=req.id,
+                        text=text,
+                        usage={"prompt_tokens": len(ids), "completion_tokens": n},
+                        model=self.model,
+                        latency_s=latency,
+                        finish_reason=finish,
+                    ),
+                )
+            )
+        return results
+
+    def _generate_ids(self, requests: list[ChatRequest], batch: list[tuple[int, list[int]]]) -> list[list[int]]:
+        import torch
+
+        enc = self._tok.pad({"input_ids": [ids for _, ids in batch]}, padding=True, return_tensors="pt")
+        enc = {k: v.to(self._device) for k, v in enc.items()}
+        first = requests[batch[0][0]]
+        max_new = max(requests[i].max_tokens for i, _ in batch)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id}
+        if first.temperature and first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.cfg.seed is not None:
+            torch.manual_seed(self.cfg.seed)
+        with torch.inference_mode():
+            out = self._lm.generate(**enc, **kwargs)
+        width = enc["input_ids"].shape[1]
+        return [row[width:].tolist() for row in out]

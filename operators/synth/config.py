@@ -1,0 +1,152 @@
+"""`SynthConfig`: the `synth` section of a recipe. Unknown keys are errors."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct")
+TEMPLATE_STRATEGIES = ("record_template", "section_template", "continuation", "identity")
+STRATEGIES = LLM_STRATEGIES + TEMPLATE_STRATEGIES
+# Augmenters run on the rows an item already produced, inside the same item.
+AUGMENTERS = ("paraphrase", "evol_instruct")
+
+# Formats that mean "source code" or "records" when a recipe has no entry for the exact format.
+CODE_FORMATS = {"code", "py", "c", "h", "cpp", "cc", "hpp", "java", "js", "ts", "go", "rs", "rb", "php",
+                "cs", "kt", "swift", "scala", "sh", "sql", "lua", "r", "m"}
+RECORD_FORMATS = {"json", "jsonl", "csv", "tsv", "xlsx", "xls", "records"}
+LOG_FORMATS = {"log", "logs"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _default_by_format() -> dict[str, list[str]]:
+    return {
+        "markdown": ["qa", "section_template"],
+        "html": ["qa", "section_template"],
+        "docx": ["qa", "section_template"],
+        "json": ["record_template"],
+        "jsonl": ["record_template"],
+        "csv": ["record_template"],
+        "xlsx": ["record_template"],
+        "code": ["code_tasks"],
+        "log": ["log_tasks"],
+        "default": ["qa"],
+    }
+
+
+class ParaphraseOptions(Strict):
+    enabled: bool = True
+    k: int = Field(2, ge=1, le=10, description="paraphrased variants per QA row")
+    answers: bool = Field(True, description="paraphrase the answer too; false keeps it as generated")
+    apply_to: list[str] = Field(default_factory=lambda: ["qa", "rag", "self_instruct"])
+
+
+class RagOptions(Strict):
+    top_k: int = Field(3, ge=1, le=20, description="retrieved chunks per question, besides the chunk itself")
+    max_context_chars: int = Field(4000, ge=200)
+
+
+class SelfInstructOptions(Strict):
+    enabled: bool = False
+    n: int = Field(3, ge=1, le=20, description="instructions per chunk")
+
+
+class EvolInstructOptions(Strict):
+    enabled: bool = False
+    depth: bool = True
+    breadth: bool = True
+    apply_to: list[str] = Field(default_factory=lambda: ["qa"])
+
+
+class IdentityOptions(Strict):
+    enabled: bool = False
+    name: str = ""
+    author: str = ""
+    langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"])
+
+    @model_validator(mode="after")
+    def _names(self) -> "IdentityOptions":
+        if self.enabled and (not self.name.strip() or not self.author.strip()):
+            raise ValueError("identity.enabled needs identity.name and identity.author")
+        return self
+
+
+class RecordOptions(Strict):
+    title_field: str | None = Field(None, description="field whose value names the record; else the first of title_fields, else the document title")
+    title_fields: list[str] = Field(default_factory=lambda: ["title", "name", "标题", "名称", "名字", "函数名", "函数"])
+    question_templates: dict[str, str] = Field(default_factory=dict, description="field name -> question, e.g. '介绍一下C语言函数{title}的语法。'")
+    skip_fields: list[str] = Field(default_factory=list)
+    min_chars: int = Field(1, ge=1, description="fields with shorter text get no question")
+
+
+class SectionOptions(Strict):
+    min_chars: int = Field(20, ge=1, description="sections with a shorter body get no question")
+    max_chars: int = Field(3000, ge=50, description="longer bodies are cut at a paragraph or sentence end")
+    separator: str = Field(" > ", description="joins the heading path in the question")
+
+
+class ContinuationOptions(Strict):
+    author: str | None = Field(None, description="used when the document metadata has no author")
+    previous_chars: int = Field(300, ge=20, description="tail of the previous passage shown in the prompt")
+
+
+class CodeOptions(Strict):
+    tasks: list[Literal["function", "explain", "translate"]] = Field(default_factory=lambda: ["function", "explain"])
+    target_lang: str = Field("Python", description="translate task target language")
+
+
+class LogOptions(Strict):
+    tasks: list[Literal["extract", "summary"]] = Field(default_factory=lambda: ["extract", "summary"])
+
+
+class SynthConfig(Strict):
+    by_format: dict[str, list[str]] = Field(default_factory=_default_by_format,
+                                            description="strategies per document format; 'default' for the rest")
+    questions_per_chunk: int = Field(5, ge=1, le=30)
+    answer_target_chars: int = Field(500, ge=50)
+    lang: Literal["auto", "zh", "en"] = Field("auto", description="prompt language; auto = by the chunk's CJK ratio")
+    zh_threshold: float = Field(0.2, ge=0, le=1, description="CJK share of letters at which a chunk counts as Chinese")
+    min_chunk_chars: int = Field(20, ge=1, description="LLM strategies skip shorter chunks")
+    system_message: str | None = Field(None, description="system turn put into every sample; none when empty")
+    paraphrase: ParaphraseOptions = ParaphraseOptions()
+    rag: RagOptions = RagOptions()
+    self_instruct: SelfInstructOptions = SelfInstructOptions()
+    evol_instruct: EvolInstructOptions = EvolInstructOptions()
+    identity: IdentityOptions = IdentityOptions()
+    record: RecordOptions = RecordOptions()
+    section: SectionOptions = SectionOptions()
+    continuation: ContinuationOptions = ContinuationOptions()
+    code: CodeOptions = CodeOptions()
+    log: LogOptions = LogOptions()
+    max_tokens: int = Field(2048, ge=16)
+    temperature: float = Field(0.7, ge=0, le=2)
+    prompt_overrides: dict[str, str] = Field(default_factory=dict,
+                                             description="prompt name (or name.lang) -> file replacing the packaged prompt")
+    shard_size: int = Field(64, ge=1, description="work items per shard")
+    max_attempts: int = Field(2, ge=1, le=5, description="tries per request whose output is malformed")
+
+    @model_validator(mode="after")
+    def _known(self) -> "SynthConfig":
+        for fmt, names in self.by_format.items():
+            bad = [n for n in names if n not in STRATEGIES]
+            if bad:
+                raise ValueError(f"by_format.{fmt}: unknown strategy {bad}; known: {', '.join(STRATEGIES)}")
+        for opt, names in (("paraphrase", self.paraphrase.apply_to), ("evol_instruct", self.evol_instruct.apply_to)):
+            bad = [n for n in names if n not in STRATEGIES]
+            if bad:
+                raise ValueError(f"{opt}.apply_to: unknown strategy {bad}")
+        return self
+
+    def strategies_for(self, fmt: str) -> list[str]:
+        """The strategies of a document format: its own entry, else its family's (code/log/record), else default."""
+        fmt = (fmt or "").lower()
+        for name in (fmt, {"md": "markdown", "markdown": "md", "htm": "html"}.get(fmt)):  # aliases
+            if name and name in self.by_format:
+                return list(self.by_format[name])
+        for family, members in (("code", CODE_FORMATS), ("log", LOG_FORMATS), ("json", RECORD_FORMATS)):
+            if fmt in members and family in self.by_format:
+                return list(self.by_format[family])
+        return list(self.by_format.get("default", []))

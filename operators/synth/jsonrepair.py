@@ -1,0 +1,239 @@
+"""Read the JSON a local model meant to write.
+
+Small models wrap JSON in code fences, put prose around it, leave trailing
+commas, use single quotes or Chinese punctuation and Chinese keys. We repair
+what is unambiguous and reject the rest with a reason; a truncated array is
+rejected (never half-parsed) so a cut-off answer never becomes a sample.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+QUESTION_KEYS = ("question", "q", "问题", "提问", "问", "instruction", "指令", "query", "prompt", "input_question")
+ANSWER_KEYS = ("answer", "a", "答案", "回答", "答", "回复", "output", "response", "解答")
+LIST_KEYS = ("qa", "qas", "qa_pairs", "pairs", "questions", "data", "items", "results", "result", "问答", "问答对",
+             "问题列表", "instructions", "list")
+
+# What small models copy from our prompts' format examples instead of writing content.
+PLACEHOLDERS = {"问题", "答案", "指令", "回答", "改写后的问题", "改写后的答案", "问题1", "问题2", "...", "…",
+                "question", "answer", "instruction", "rewritten question", "rewritten answer", "question 1", "question 2"}
+
+QA_JSON_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+        "required": ["question", "answer"],
+    },
+}
+QUESTIONS_JSON_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+
+class ParseError(ValueError):
+    """`kind` is an error kind: empty_output, malformed_json or schema_invalid."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_TRAILING_COMMA = re.compile(r",\s*([\]}])")
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index just past the bracket that closes text[start], honouring quoted strings; None if truncated."""
+    stack: list[str] = []
+    quote: str | None = None
+    i = start
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            # an apostrophe inside a word ("don't") is not a string delimiter
+            if c == "'" and i > 0 and text[i - 1].isalnum():
+                pass
+            else:
+                quote = c
+        elif c in "[{":
+            stack.append("]" if c == "[" else "}")
+        elif c in "]}":
+            if not stack or stack[-1] != c:
+                return None
+            stack.pop()
+            if not stack:
+                return i + 1
+        i += 1
+    return None
+
+
+def _repairs(candidate: str) -> list[str]:
+    """Ever more aggressive rewrites of one JSON candidate."""
+    out = [candidate]
+    fixed = _TRAILING_COMMA.sub(r"\1", candidate)
+    out.append(fixed)
+    # Chinese punctuation used as JSON syntax next to a quote: {"问题"："..."，"答案"："..."}
+    zh = re.sub(r'"\s*：\s*', '": ', fixed)
+    zh = re.sub(r'"\s*，\s*"', '", "', zh)
+    zh = re.sub(r"}\s*，\s*{", "}, {", zh)
+    out.append(zh)
+    # objects with no comma between them: [{...}\n{...}]
+    out.append(re.sub(r"}\s*\n\s*{", "},\n{", zh))
+    return out
+
+
+def _loads(candidate: str) -> Any:
+    for text in _repairs(candidate):
+        try:
+            return json.loads(text, strict=False)
+        except (json.JSONDecodeError, ValueError):
+            pass
+        try:  # single quotes, Python literals (trailing commas are fine there too)
+            value = ast.literal_eval(text.replace("true", "True").replace("false", "False").replace("null", "None"))
+            if isinstance(value, (list, dict)):
+                return value
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            pass
+    raise ValueError("not JSON")
+
+
+def _plausible(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value)
+    return isinstance(value, list) and any(isinstance(v, (dict, list, str)) for v in value)
+
+
+def parse_json_loose(text: str | None) -> Any:
+    """The first JSON array/object in `text`, repaired; raises ParseError."""
+    if text is None or not text.strip():
+        raise ParseError("empty_output", "the model returned no text")
+    body = _THINK.sub("", text).strip()
+    if not body:
+        raise ParseError("empty_output", "the model returned only a <think> block")
+    try:
+        return json.loads(body, strict=False)
+    except (json.JSONDecodeError, ValueError):
+        pass
+    sources = [m.group(1) for m in _FENCE.finditer(body)] + [body]
+    for src in sources:
+        pos = 0
+        for _ in range(50):
+            starts = [i for i in (src.find("[", pos), src.find("{", pos)) if i >= 0]
+            if not starts:
+                break
+            start = min(starts)
+            end = _balanced_end(src, start)
+            if end is None:  # unclosed: every later bracket is inside it, so the output is truncated
+                break
+            try:
+                value = _loads(src[start:end])
+            except ValueError:
+                pos = start + 1
+                continue
+            if not _plausible(value):  # e.g. a citation like [1] in prose
+                pos = end
+                continue
+            if isinstance(value, dict):  # JSON lines: several objects one after another
+                rest = src[end:]
+                more = [value]
+                while True:
+                    m = re.match(r"\s*,?\s*(?={)", rest)
+                    if not m:
+                        break
+                    s2 = m.end()
+                    e2 = _balanced_end(rest, s2)
+                    if e2 is None:
+                        break
+                    try:
+                        more.append(_loads(rest[s2:e2]))
+                    except ValueError:
+                        break
+                    rest = rest[e2:]
+                if len(more) > 1:
+                    return more
+            return value
+    if any(c in body for c in "[{"):
+        raise ParseError("malformed_json", "no complete JSON array or object (truncated or broken output)")
+    raise ParseError("malformed_json", "the output contains no JSON")
+
+
+def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    lowered = {str(k).strip().lower(): v for k, v in d.items()}
+    for k in keys:
+        if k in lowered:
+            return lowered[k]
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        inner = _pick(value, LIST_KEYS)
+        if isinstance(inner, list):
+            return inner
+        if _pick(value, QUESTION_KEYS) is not None:
+            return [value]
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    raise ParseError("schema_invalid", f"expected a list of QA objects, got {type(value).__name__}")
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    return ""
+
+
+def extract_qa(value: Any) -> tuple[list[tuple[str, str]], int]:
+    """(question, answer) pairs from parsed JSON, and how many entries were invalid.
+
+    Raises ParseError('schema_invalid') when no entry is a valid pair.
+    """
+    pairs: list[tuple[str, str]] = []
+    invalid = 0
+    for entry in _as_list(value):
+        q = a = ""
+        if isinstance(entry, dict):
+            q, a = _text(_pick(entry, QUESTION_KEYS)), _text(_pick(entry, ANSWER_KEYS))
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            q, a = _text(entry[0]), _text(entry[1])
+        if q and a and q.lower() not in PLACEHOLDERS and a.lower() not in PLACEHOLDERS:
+            pairs.append((q, a))
+        else:
+            invalid += 1
+    if not pairs:
+        raise ParseError("schema_invalid", f"no entry has a real question and answer ({invalid} empty or echoing the format example)")
+    return pairs, invalid
+
+
+def extract_questions(value: Any) -> list[str]:
+    """Question strings from parsed JSON: a list of strings or of objects with a question key."""
+    out: list[str] = []
+    for entry in _as_list(value):
+        q = _text(entry) if not isinstance(entry, dict) else _text(_pick(entry, QUESTION_KEYS))
+        if q and q.lower() not in PLACEHOLDERS:
+            out.append(q)
+    if not out:
+        raise ParseError("schema_invalid", "no question strings in the output")
+    return out
+
+
+def parse_qa(text: str | None) -> list[tuple[str, str]]:
+    return extract_qa(parse_json_loose(text))[0]
+
+
+def parse_questions(text: str | None) -> list[str]:
+    return extract_questions(parse_json_loose(text))

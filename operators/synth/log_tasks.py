@@ -1,0 +1,14 @@
+"""log_tasks: key-information extraction and summary/triage of a log chunk, answered by the LLM."""
+from __future__ import annotations
+
+from operators.synth.core import Context, Gen, Track
+from operators.synth.schema import WorkItem
+from operators.synth.trigger import run_tasks
+
+PROMPT = "log_tasks"
+
+
+def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
+    chunk = ctx.chunk(item.chunk_id)
+    values = {"log": chunk["text"]}
+    return (yield from run_tasks(item, ctx, track, PROMPT, "log_tasks", list(ctx.cfg.log.tasks), values))

@@ -1,0 +1,33 @@
+"""paraphrase (augmenter, on by default): k rewordings of each QA row, question and answer.
+
+Ovadia et al. 2023 (Fine-tuning or retrieval?): a fact seen in several phrasings
+is learned far better than one seen once. Runs inside the item, on its rows.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from operators.synth.core import Context, Gen, Track, call, split_usage
+from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
+from operators.synth.schema import Draft, WorkItem
+
+PROMPT = "paraphrase"
+
+
+def augment(drafts: list[Draft], item: WorkItem, ctx: Context, track: Track) -> Gen:
+    opts = ctx.cfg.paraphrase
+    prompt = ctx.prompt(PROMPT, item.lang)
+    reqs = [ctx.request(prompt.messages(question=d.question, answer=d.answer, k=opts.k), QA_JSON_SCHEMA)
+            for d in drafts]
+    answers = yield from call(track, reqs, parse_qa, ctx.cfg.max_attempts)
+    out: list[Draft] = []
+    for d, ans in zip(drafts, answers):
+        if ans.value is None:
+            continue
+        pairs = ans.value[: opts.k]
+        for (q, a), u in zip(pairs, split_usage(ans.usage, len(pairs))):
+            out.append(replace(d, question=q, answer=a if opts.answers else d.answer,
+                               strategy=f"{d.strategy}+paraphrase", prompt_version=f"{d.prompt_version}+{prompt.version}",
+                               generator=ans.model or d.generator, usage=u, turns=None,
+                               source_chunk_ids=list(d.source_chunk_ids)))
+    return out

@@ -1,0 +1,52 @@
+"""section_template (no LLM): "请介绍{heading path}" -> the section's body, exact source text."""
+from __future__ import annotations
+
+from typing import Any
+
+from operators.synth.core import Context, ItemFailure, Track
+from operators.synth.schema import Draft, WorkItem
+from operators.synth.spans import cut, strip_span
+
+PROMPT = "section_template"
+
+
+def section_body(text: str, section: dict[str, Any], max_chars: int) -> tuple[int, int]:
+    """The span of a section's body: without its own heading line, trimmed, cut to max_chars."""
+    start, end = strip_span(text, int(section["start"]), int(section["end"]))
+    heading = (section["heading_path"] or [""])[-1].strip()
+    first_nl = text.find("\n", start, end)
+    first_line = text[start: first_nl if first_nl >= 0 else end]
+    if heading and first_line.strip().lstrip("#").strip() == heading:
+        start, end = strip_span(text, first_nl if first_nl >= 0 else end, end)
+    return cut(text, start, end, max_chars)
+
+
+def sections_with_body(doc: dict[str, Any], min_chars: int, max_chars: int) -> list[tuple[dict[str, Any], int, int]]:
+    out = []
+    for s in doc.get("sections") or []:
+        if not s.get("heading_path") or not any(h.strip() for h in s["heading_path"]):
+            continue
+        start, end = section_body(doc["text"], s, max_chars)
+        if end - start >= min_chars:
+            out.append((s, start, end))
+    return out
+
+
+def make(item: WorkItem, ctx: Context, track: Track) -> list[Draft]:
+    doc = ctx.doc(item.doc_id)
+    opts = ctx.cfg.section
+    prompt = ctx.prompt(PROMPT, item.lang)
+    found = sections_with_body(doc, opts.min_chars, opts.max_chars)
+    if not found:
+        raise ItemFailure("no_sections", "the document has no headed section with a body")
+    out = []
+    for s, start, end in found:
+        heading = opts.separator.join(h.strip() for h in s["heading_path"] if h.strip())
+        chunk_ids = ctx.chunks_over(doc["doc_id"], start, end)
+        out.append(Draft(prompt.render(heading=heading), doc["text"][start:end], "section_template", prompt.version,
+                         chunk_id=ctx.chunk_at(doc["doc_id"], start), doc_id=doc["doc_id"],
+                         source_chunk_ids=chunk_ids, span_start=start, span_end=end,
+                         lang=item.lang, format=item.format))
+    return out
+
+

@@ -1,0 +1,251 @@
+"""LLM backends against real components: the packaged Gemma 3 270M in process,
+`transformers serve` over HTTP, and a fault-injecting OpenAI-compatible server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from operators.llm import ChatRequest, LLMConfig, make_backend  # noqa: E402
+from operators.llm.local_server import LocalServer  # noqa: E402
+from operators.models import embed, local_model_path  # noqa: E402
+from faulty_server import FaultyServer, default_content  # noqa: E402  (tests/ is on sys.path)
+
+QA_SCHEMA = {
+    "title": "qa",
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+}
+
+
+def req(i: int, text: str, max_tokens: int = 16, **kw) -> ChatRequest:
+    return ChatRequest(id=f"r{i}", messages=[{"role": "user", "content": text}], max_tokens=max_tokens, **kw)
+
+
+# ---------------------------------------------------------------- local models
+@pytest.mark.slow
+def test_local_model_has_gemma_chat_template():
+    from transformers import AutoTokenizer
+
+    path = local_model_path()
+    assert (path / "model.safetensors").exists()
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config
+    gen = json.loads((path / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == [1, 106]  # <eos>, <end_of_turn>
+    tok = AutoTokenizer.from_pretrained(path)
+    text = tok.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+
+
+@pytest.mark.slow
+def test_embed_normalised_and_semantic():
+    vecs = embed(["The cat sits on the mat.", "A cat is sitting on a mat.", "Quarterly revenue fell 5%.", ""])
+    assert vecs.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    sims = vecs @ vecs.T
+    assert sims[0, 1] > 0.8 and sims[0, 2] < 0.3
+    assert embed([]).shape == (0, 384)
+
+
+# ---------------------------------------------------------- transformers backend
+@pytest.fixture(scope="module")
+def hf_backend():
+    return make_backend({"backend": "transformers", "device": "cpu", "batch_size": 4, "max_model_len": 256})
+
+
+@pytest.mark.slow
+def test_transformers_batch_in_order_with_usage(hf_backend):
+    prompts = ["The capital of France is", "Count: one, two,", "Hello"]
+    long = "word " * 300  # > max_model_len 256: a row error, not an exception
+    requests = [req(i, p, max_tokens=8, temperature=0.0) for i, p in enumerate(prompts)] + [req(3, long)]
+    results = hf_backend.generate(requests)
+    assert [r.id for r in results] == ["r0", "r1", "r2", "r3"]
+    tok = hf_backend._tok
+    for r, p in zip(results[:3], prompts):
+        assert r.ok and r.text, r
+        expected_prompt = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        assert r.usage["prompt_tokens"] == len(tok(expected_prompt, add_special_tokens=False)["input_ids"])
+        assert 1 <= r.usage["completion_tokens"] <= 8
+        assert r.finish_reason in ("stop", "length")
+    assert results[3].error_kind == "prompt_too_long" and results[3].text is None
+    # left padding must not change greedy output: alone == in a batch
+    alone = hf_backend.generate([requests[1]])[0]
+    assert alone.text == results[1].text
+
+
+# ------------------------------------------------ openai backend vs transformers serve
+@pytest.fixture(scope="module")
+def served():
+    with LocalServer(local_model_path(), device="cpu") as srv:
+        yield srv
+
+
+@pytest.mark.slow
+def test_openai_backend_against_transformers_serve(served, hf_backend):
+    backend = make_backend({"backend": "openai", "model": served.model, "base_url": served.base_url, "concurrency": 4})
+    requests = [
+        req(0, "The capital of France is", max_tokens=8, temperature=0.0),
+        req(1, "Tell me about rivers.", max_tokens=12),
+        req(2, "Return JSON.", max_tokens=8, json_schema=QA_SCHEMA),  # server ignores response_format
+    ]
+    results = backend.generate(requests)
+    assert [r.id for r in results] == ["r0", "r1", "r2"]
+    for r, q in zip(results, requests):
+        assert r.ok and r.text, r
+        assert r.usage["prompt_tokens"] > 0 and 1 <= r.usage["completion_tokens"] <= q.max_tokens
+        assert r.model == served.model and r.attempts == 1 and r.latency_s > 0
+    # same weights, same template, greedy: the server and the in-process backend agree
+    local = hf_backend.generate([requests[0]])[0]
+    assert results[0].text == local.text
+    assert results[0].usage == local.usage
+
+
+@pytest.mark.slow
+def test_generate_inside_running_loop(served):
+    backend = make_backend({"backend": "openai", "model": served.model, "base_url": served.base_url})
+
+    async def caller():
+        return backend.generate([req(0, "Hi", max_tokens=4)])
+
+    (result,) = asyncio.run(caller())
+    assert result.ok and result.usage["completion_tokens"] <= 4
+
+
+# ------------------------------------------------------------- fault injection
+FAST = {"timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+KIND_TO_ERROR = {"timeout": "timeout", "http_500": "http_500", "http_429": "http_429", "bad_body": "bad_response"}
+
+
+def expected(server: FaultyServer, request: ChatRequest, max_retries: int) -> tuple[str | None, int]:
+    """(error_kind or None, attempts) the client must report, from the server's pure decision rule."""
+    body = {"messages": request.messages}
+    for attempt in range(max_retries + 1):
+        outcome = server.decide(body, attempt)
+        if outcome in ("ok", "bad_content"):
+            return None, attempt + 1
+    return KIND_TO_ERROR[outcome], max_retries + 1
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+def test_faults_nothing_lost(max_retries):
+    with FaultyServer(fail_rate=0.3, seed=0, timeout_sleep_s=1.5) as srv:
+        backend = make_backend(
+            {"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 16, "max_retries": max_retries, **FAST}
+        )
+        requests = [req(i, f"chunk number {i} about topic {i % 7}") for i in range(50)]
+        results = backend.generate(requests)
+        served_attempts = len(srv.log)
+    assert [r.id for r in results] == [r.id for r in requests]
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    assert len(ok) + len(failed) == 50
+    for r, q in zip(results, requests):
+        kind, attempts = expected(srv, q, max_retries)
+        assert (r.error_kind, r.attempts) == (kind, attempts), r
+        if r.ok:
+            assert r.text and r.usage["completion_tokens"] > 0
+            full = default_content({"messages": q.messages})
+            assert r.text == full or full.startswith(r.text)  # bad_content is cut mid-JSON
+        else:
+            assert r.text is None and r.error
+    assert served_attempts == sum(r.attempts for r in results)  # every attempt reached the server
+    if max_retries == 0:
+        assert len(failed) >= 5
+    else:
+        assert any(r.ok and r.attempts > 1 for r in results)  # retries recovered some
+        assert len(failed) < 5
+
+
+def test_400_not_retried_and_key_never_leaks(monkeypatch, caplog):
+    secret = "sk-test-SECRET-0123456789"
+    monkeypatch.setenv("INFUSE_TEST_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    with FaultyServer(fail_rate=0.0) as srv:
+        cfg = LLMConfig(backend="openai", model="m", base_url=srv.base_url, api_key_env="INFUSE_TEST_KEY", max_retries=1, **FAST)
+        backend = make_backend(cfg)
+        results = backend.generate(
+            [req(0, "fine"), req(1, "please __force:http_400__"), req(2, "slow __force:timeout__"), req(3, "__force:http_500__")]
+        )
+        auth = {e["authorization"] for e in srv.log}
+    assert auth == {f"Bearer {secret}"}  # the key is sent ...
+    assert results[0].ok
+    assert (results[1].error_kind, results[1].attempts) == ("http_400", 1)  # client errors are final
+    assert (results[2].error_kind, results[2].attempts) == ("timeout", 2)
+    assert (results[3].error_kind, results[3].attempts) == ("http_500", 2)
+    assert "INFUSE_TEST_KEY" in repr(backend)
+    # ... and appears nowhere else, although the 400 body echoed the request headers
+    assert "***" in results[1].error
+    for text in [repr(backend), repr(cfg), cfg.model_dump_json(), caplog.text] + [str(r) for r in results]:
+        assert secret not in text
+    assert "retrying" in caplog.text
+
+
+def test_json_schema_rejected_falls_back_once():
+    with FaultyServer(fail_rate=0.0, reject_json_schema=True) as srv:
+        backend = make_backend({"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 1})
+        results = backend.generate([req(i, f"q{i}", json_schema=QA_SCHEMA) for i in range(3)])
+        formats = [e["response_format"] for e in srv.log]
+    assert all(r.ok and json.loads(r.text)["answer"] for r in results)
+    assert formats == ["json_schema", "json_object", "json_object", "json_object"]
+    assert backend.json_mode == "object"
+
+
+def test_connection_error_is_a_result():
+    from operators.llm.local_server import free_port
+
+    backend = make_backend(
+        {"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1", "max_retries": 2, **FAST}
+    )
+    (result,) = backend.generate([req(0, "hi")])
+    assert (result.error_kind, result.attempts) == ("connection", 3)
+
+
+def test_config_is_strict():
+    with pytest.raises(ValueError):
+        LLMConfig.model_validate({"backend": "openai", "model": "m", "api_key": "sk-oops"})
+    with pytest.raises(ValueError):
+        make_backend({"backend": "openai"})  # no model
+
+
+# -------------------------------------------------------------------- vllm
+def test_vllm_missing_is_a_clear_error():
+    try:
+        import vllm  # noqa: F401
+
+        pytest.skip("vllm is installed")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match="vllm"):
+        make_backend({"backend": "vllm"})
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_vllm_tiny_batch():
+    pytest.importorskip("vllm")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vllm backend needs CUDA")
+    backend = make_backend({"backend": "vllm", "max_model_len": 2048, "gpu_memory_utilization": 0.5})
+    requests = [req(0, "The capital of France is"), req(1, "Write a question and answer.", max_tokens=64, json_schema=QA_SCHEMA)]
+    requests.append(req(2, "word " * 3000))
+    results = backend.generate(requests)
+    assert [r.id for r in results] == ["r0", "r1", "r2"]
+    assert results[0].ok and results[0].usage["completion_tokens"] >= 1
+    assert results[1].ok
+    if results[1].finish_reason == "stop":
+        assert set(json.loads(results[1].text)) >= {"question", "answer"}
+    assert results[2].error_kind == "prompt_too_long"
