@@ -79,22 +79,21 @@ def plan(recipe: Path) -> None:
     """
     r = _load(recipe)
     _use_local_server()
-    from flows.pipeline import run_recipe
-    from operators.synth import estimate, format_estimate
+    from flows.pipeline import run_recipe, step_config
     from storage import ArtifactRef, ArtifactStore
-    from tasks.synthesize import plan_items
+    from tasks.synthesize import estimate, format_estimate, plan_items, synth_config
 
     results = run_recipe(str(recipe), only=None, refresh=None, stop_before="synthesize")
     store = ArtifactStore(r.storage)
     last_chunks = [res["outputs"]["chunks"] for res in results.values() if "chunks" in res["outputs"]][-1]
     chunks = store.read(ArtifactRef.from_dict(last_chunks))
     docs = store.read(ArtifactRef.from_dict(results["parse"]["outputs"]["documents"]))
-    cfg = r.steps.synthesize.model_dump(mode="json")
+    cfg = step_config(r, "synthesize")
     items = plan_items(cfg, chunks, docs)
     typer.echo(f"\nsynthesis plan for {recipe}: {len(items)} work items over {chunks.num_rows} chunks "
                f"and {docs.num_rows} documents; LLM: {r.steps.synthesize.llm.backend} "
                f"{r.steps.synthesize.llm.model or '(packaged Gemma 3 270M)'}")
-    typer.echo(format_estimate(estimate(items, r.steps.synthesize, chunks=chunks)))
+    typer.echo(format_estimate(estimate(items, synth_config(cfg), chunks=chunks)))
 
 
 @app.command()

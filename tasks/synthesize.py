@@ -14,7 +14,8 @@ from typing import Any
 import pyarrow as pa
 
 from operators.llm import LLMConfig, make_backend
-from operators.synth import ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, WorkItem, build_index, plan, run_items
+from operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, WorkItem, build_index, estimate,
+                             format_estimate, plan, run_items)
 from operators.synth.config import LLM_STRATEGIES
 from storage import ArtifactRef, ArtifactStore
 from tasks.common import StepResult, StepSpec, finish, step_task
@@ -27,6 +28,7 @@ SPEC = StepSpec(
     gpu=True,  # with the vllm backend it wants the GPU; the tag lets a work pool route it
     description="LLM QA pairs, RAG answers, templates, code/log tasks, paraphrases -> `qa` (messages + provenance)",
 )
+__all__ = ["SPEC", "synthesize", "plan_items", "synth_config", "estimate", "format_estimate"]
 STEP_ONLY = {"llm", "max_llm_items"}  # recipe keys of this step that are not SynthConfig fields
 
 

@@ -33,3 +33,26 @@ def test_show_parquet_file(tmp_path):
     res = runner.invoke(app, ["show", str(path)])
     assert res.exit_code == 0
     assert "rows: 2" in res.output and "id: string" in res.output
+
+
+def test_plan_estimates_without_calling_an_llm(tmp_path, prefect_server, monkeypatch):
+    import yaml
+
+    from conftest import EXAMPLES
+
+    monkeypatch.setenv("PREFECT_API_URL", "")  # keep the CLI on the test harness, not a local server
+    monkeypatch.delenv("PREFECT_API_URL")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "input": str(EXAMPLES), "storage": str(tmp_path / "runs"),
+        # an endpoint that does not exist: planning must not call it
+        "steps": {"synthesize": {"llm": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+                                 "max_llm_items": 3}},
+    }))
+    res = runner.invoke(app, ["plan", str(recipe)])
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line.split()[1:] for line in res.output.splitlines() if line.strip()}
+    assert lines["qa"][0] == "3", "3 LLM items, as capped"
+    assert int(lines["qa"][1]) >= 3 and int(lines["qa"][2]) > 0, "requests and prompt tokens estimated"
+    assert lines["record_template"][1] == "0", "templates need no request"
+    assert not (tmp_path / "runs" / "artifacts" / "synthesize").exists(), "nothing was synthesized"
