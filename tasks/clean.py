@@ -45,8 +45,8 @@ def clean(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str,
             w.write(table)
             rejects += shard_rejects
         out = w.commit()
-    changed = _cleaner(cfg_json).notes if hasattr(_cleaner(cfg_json), "notes") else []
-    stats = {"rows_in": rows_in, "kept": out.rows,
+    notes = _cleaner(cfg_json).notes  # e.g. "punctuation_normalization_mapper: applied only where ..."
+    stats = {"rows_in": rows_in, "kept": out.rows, "notes": notes,
              "_report": {"rows_in": rows_in, "kept": out.rows, "unit_in": "chunks", "unit_out": "chunks",
-                         "extra_md": "\n".join(f"- {n}" for n in changed)}}
+                         "extra_md": "\n".join(f"- {n}" for n in notes)}}
     return finish(store, SPEC, key, {"chunks": out}, rejects, stats)

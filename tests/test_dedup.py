@@ -189,3 +189,25 @@ def test_streaming_needs_keep_earliest_and_apply_needs_resolve():
     assert d.apply_batch(table(["a", "a"])).column("chunk_id").to_pylist() == ["c0"]
     with pytest.raises(RuntimeError):
         d.add_batch(table(["b"]))  # a resolved Deduper is done; start a new one with its index()
+
+
+def test_changed_text_under_the_same_chunk_id_is_signed_anew():
+    """A stored signature is only reused for the same text (e.g. a new clean config changes it)."""
+    import pyarrow as pa
+
+    from operators.dedup import DedupConfig, Deduper
+    from operators.dedup.config import MinhashConfig
+
+    cfg = DedupConfig(exact=True, simhash=None, minhash=MinhashConfig(num_perm=64))
+    texts = ["the quick brown fox jumps over the lazy dog " * 3, "an entirely different sentence about databases " * 3]
+    first = pa.table({"chunk_id": ["a", "b"], "text": texts})
+    d1 = Deduper(cfg)
+    d1.add_batch(first)
+    d1.resolve()
+    index = d1.index()
+    changed = pa.table({"chunk_id": ["a", "b"], "text": [texts[0], texts[1].upper() + " (edited)"]})
+    d2 = Deduper(cfg, index=index)
+    d2.add_batch(changed)
+    d2.resolve()
+    stats = d2.stats()
+    assert stats["signatures_loaded"]["minhash"] == 1 and stats["signatures_computed"]["minhash"] == 1

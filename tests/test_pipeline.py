@@ -85,6 +85,12 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     assert res3["parse"]["stats"]["files_from_cache"] == res["parse"]["stats"]["files_parsed"]
     docs3 = pq.read_table(res3["parse"]["outputs"]["documents"]["path"]).to_pandas()
     assert "new_note.md" in set(docs3["path"])
+    # dedup signs only the chunks it has not seen; the others come from the stored signatures
+    new_chunks = set(ids(res3["filter"]["outputs"]["chunks"])) - set(ids(res["filter"]["outputs"]["chunks"]))
+    dd = res3["dedup"]["stats"]["dedup"]
+    assert len(new_chunks) >= 1
+    assert dd["signatures_computed"]["exact"] == len(new_chunks)
+    assert dd["signatures_loaded"]["exact"] == len(ids(res["filter"]["outputs"]["chunks"]))
 
     # remove it again: the folder is as in the first run, so that output comes back from the cache
     (examples_copy / "new_note.md").unlink()

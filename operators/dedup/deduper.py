@@ -18,6 +18,7 @@ duplicate old ones.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -38,12 +39,18 @@ REASONS = {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash", "min
 EXACT_VERSION = "nfkc-casefold-nopunct-ws-blake2b8-v1"
 
 
+def text_hash(text: str) -> int:
+    """64-bit hash of the raw text: the key that makes a stored signature valid."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 class _Sigs:
     """Signatures of a set of chunks, column-wise."""
 
     def __init__(self, n: int, num_perm: int) -> None:
         self.ids: list[str] = []
         self.length = np.zeros(n, np.int64)
+        self.text_hash = np.zeros(n, np.uint64)  # a stored signature is reused only for the same text
         self.exact = np.zeros(n, np.uint64)
         self.has_exact = np.zeros(n, bool)
         self.simhash = np.zeros(n, np.uint64)
@@ -56,7 +63,7 @@ class _Sigs:
         out = _Sigs(0, num_perm)
         if not parts:
             return out
-        for name in ("length", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+        for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
             setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
         out.ids = [i for p in parts for i in p.ids]
         return out
@@ -102,6 +109,10 @@ class Deduper:
         sig = _Sigs(n, self.num_perm)
         sig.ids = index.column("chunk_id").to_pylist()
         sig.length = index.column("length").to_numpy(zero_copy_only=False).astype(np.int64)
+        if "text_hash" in index.column_names:
+            sig.text_hash = index.column("text_hash").to_numpy(zero_copy_only=False).astype(np.uint64)
+        else:  # an index without text hashes cannot prove a text is unchanged: reuse nothing
+            self._index_ok = {s: False for s in STAGES}
         for s in ("exact", "simhash"):
             col = index.column(s)
             if self._index_ok[s]:
@@ -137,6 +148,7 @@ class Deduper:
         cols: dict[str, pa.Array] = {
             "chunk_id": pa.array(allsig.ids, pa.string()),
             "length": pa.array(allsig.length, pa.int64()),
+            "text_hash": pa.array(allsig.text_hash, pa.uint64()),
             "kept": pa.array(kept, pa.bool_()),
             "exact": pa.array(allsig.exact, pa.uint64(), mask=~allsig.has_exact),
             "simhash": pa.array(allsig.simhash, pa.uint64(), mask=~allsig.has_simhash),
@@ -158,8 +170,11 @@ class Deduper:
         sig = _Sigs(n, self.num_perm)
         sig.ids = ids
         sig.length = np.fromiter((len(t) for t in texts), np.int64, count=n)
+        sig.text_hash = np.fromiter((text_hash(t) for t in texts), np.uint64, count=n)
         pos = np.array([self._cache_pos.get(cid, -1) for cid in ids], dtype=np.int64)
         cached = pos >= 0
+        if cached.any():  # same chunk id but a changed text (another clean config): sign it anew
+            cached[cached] = self._index.text_hash[pos[cached]] == sig.text_hash[cached]
         langs: list[str] | None = None
         for stage in STAGES:
             if self.fingerprints[stage] is None:
@@ -401,7 +416,7 @@ class Deduper:
 def _subset(s: _Sigs, rows: np.ndarray, num_perm: int) -> _Sigs:
     out = _Sigs(0, num_perm)
     out.ids = [s.ids[i] for i in rows]
-    for name in ("length", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+    for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
         setattr(out, name, getattr(s, name)[rows])
     return out
 
