@@ -146,6 +146,10 @@ def step_task(spec: StepSpec) -> Callable[[Callable[..., StepResult]], Any]:
                 result = run(store, key, cfg, refs, runtime or {})
             result.stats["wall_s"] = round(timer.seconds, 3)
             report = result.stats.pop("_report", {})
+            # the same three counts for every step, for the manifest: in, kept, rejected (+ by reason)
+            result.stats.setdefault("rows_in", report.get("rows_in"))
+            result.stats.setdefault("kept", report.get("kept"))
+            result.stats["units"] = f"{report.get('unit_in', 'rows')} -> {report.get('unit_out', 'rows')}"
             publish_report(result, store, **report)
             return result.to_dict()
 

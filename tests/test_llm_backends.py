@@ -85,6 +85,33 @@ def test_transformers_batch_in_order_with_usage(hf_backend):
     assert alone.text == results[1].text
 
 
+@pytest.mark.slow
+def test_transformers_prefill_continues_the_reply(hf_backend):
+    prefill = '[{"question": "'
+    ask = "Write one question and answer about Paris as JSON."
+    with_prefill = req(0, ask, max_tokens=6, temperature=0.0, prefill=prefill)
+    plain = req(1, "Count: one, two,", max_tokens=6, temperature=0.0)
+    both = hf_backend.generate([with_prefill, plain])
+    assert [r.id for r in both] == ["r0", "r1"] and all(r.ok for r in both)
+    assert both[0].text.startswith(prefill) and len(both[0].text) > len(prefill)
+    tok = hf_backend._tok
+    prompt = tok.apply_chat_template(with_prefill.messages, add_generation_prompt=True, tokenize=False)
+    assert prompt.endswith("<start_of_turn>model\n")
+    assert both[0].usage["prompt_tokens"] == len(tok(prompt + prefill, add_special_tokens=False)["input_ids"])
+    assert 1 <= both[0].usage["completion_tokens"] <= 6
+    # batching with a prefilled neighbour (different lengths, left padding) changes neither output
+    assert [hf_backend.generate([r])[0].text for r in (with_prefill, plain)] == [r.text for r in both]
+    assert not both[1].text.startswith(prefill)
+
+
+def test_prefill_setting_resolves_per_backend():
+    resolved = {(b, p): LLMConfig(backend=b, model="m", prefill=p).use_prefill()
+                for b in ("openai", "transformers", "vllm") for p in ("auto", "on", "off")}
+    assert resolved == {("openai", "auto"): False, ("openai", "on"): True, ("openai", "off"): False,
+                        ("transformers", "auto"): True, ("transformers", "on"): True, ("transformers", "off"): False,
+                        ("vllm", "auto"): True, ("vllm", "on"): True, ("vllm", "off"): False}
+
+
 # ------------------------------------------------ openai backend vs transformers serve
 @pytest.fixture(scope="module")
 def served():
@@ -200,6 +227,36 @@ def test_json_schema_rejected_falls_back_once():
     assert all(r.ok and json.loads(r.text)["answer"] for r in results)
     assert formats == ["json_schema", "json_object", "json_object", "json_object"]
     assert backend.json_mode == "object"
+
+
+def test_openai_prefill_only_when_on_and_unconstrained():
+    bodies: list[dict] = []
+
+    def content(body):
+        bodies.append(body)
+        return 'Paris?", "answer": "The capital."}]'
+
+    prefill = '[{"question": "'
+    with FaultyServer(fail_rate=0.0, content_fn=content) as srv:
+        def run(**cfg):
+            bodies.clear()
+            backend = make_backend({"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 1, **cfg})
+            results = backend.generate([req(0, "q0", prefill=prefill), req(1, "q1", prefill=prefill, json_schema=QA_SCHEMA)])
+            return [r.text for r in results], sorted(bodies, key=lambda b: b["messages"][0]["content"])
+
+        # auto (= off for openai): a plain request, and the text is the server's content as is
+        texts, sent = run()
+        assert texts == [content({})] * 2
+        assert all("continue_final_message" not in b and b["messages"][-1]["role"] == "user" for b in sent)
+        # on: the prefill is the final assistant message, continued; the text starts with it
+        texts, sent = run(prefill="on")
+        assert texts == [prefill + content({}), content({})]  # never together with response_format
+        assert sent[0]["messages"][-1] == {"role": "assistant", "content": prefill}
+        assert (sent[0]["continue_final_message"], sent[0]["add_generation_prompt"]) == (True, False)
+        assert "continue_final_message" not in sent[1] and "response_format" in sent[1]
+        texts, sent = run(prefill="on", json_mode="off")
+        assert texts == [prefill + content({})] * 2 and all(b["continue_final_message"] for b in sent)
+    assert json.loads(texts[0]) == [{"question": "Paris?", "answer": "The capital."}]
 
 
 def test_connection_error_is_a_result():

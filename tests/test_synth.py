@@ -191,8 +191,14 @@ def test_system_message_and_item_ids_deterministic():
 
 def test_prompts_versioned_and_overridable(tmp_path):
     p = load_prompt("qa_pairs", "zh")
-    assert p.version.startswith("qa_pairs.zh.v1@") and len(p.version.split("@")[1]) == 8
+    assert p.version.startswith("qa_pairs.zh.v2@") and len(p.version.split("@")[1]) == 8
     assert "尽可能保留原文描述" in p.system and "{{text}}" in p.user_template
+    # the worked example goes in as a user/assistant turn rendered with the same user template
+    msgs = p.messages(text="正文", n=3, target_chars=100)
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert msgs[1]["content"].startswith("<Context>绿茶应放在密封罐中") and msgs[3]["content"] == "<Context>正文</Context>"
+    assert parse_qa(msgs[2]["content"])[0] == ("绿茶应该如何保存？", "绿茶应放在密封罐中，置于阴凉干燥处保存，避免阳光直射。")
+    assert load_prompt("qa_pairs", "en").examples and not load_prompt("paraphrase", "zh").examples
     assert load_prompt("qa_pairs", "en").system.startswith("The text inside <Context>")
     f = tmp_path / "my_qa.yaml"
     f.write_text("system: 只输出JSON。\nuser: '文本：{{text}}'\n", encoding="utf-8")
@@ -230,7 +236,10 @@ def test_json_repair_accepts(raw):
 
 
 @pytest.mark.parametrize("raw,kind", [
-    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么', "malformed_json"),  # truncated
+    ('[{"question": "什么是A？", "answer": "A是一种方法。', "malformed_json"),  # truncated inside the only pair
+    ('{"qa": [{"question": "什么是A？", "answer": "A', "malformed_json"),
+    ('[{"question": "什么是A？", "answer": ["A是", "一种方法"', "malformed_json"),  # never close a half-written pair
+    ('[{"question": "什么是A？", "answer": "什么是A？"}]', "schema_invalid"),  # answer repeats the question
     ("", "empty_output"),
     ("   \n", "empty_output"),
     ("抱歉，我无法回答。", "malformed_json"),
@@ -242,6 +251,34 @@ def test_json_repair_rejects(raw, kind):
     with pytest.raises(ParseError) as e:
         parse_qa(raw)
     assert e.value.kind == kind
+
+
+# A base model continuing the prefill `[{"question": "`: cut at max_tokens, or rambling on after the JSON.
+@pytest.mark.parametrize("raw,pairs", [
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么', GOOD[:1]),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样', GOOD[:1]),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样用。"}, ', GOOD),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样用。"}]]\n\n'
+     '* 更多问题 {"x": [\n<Context>', GOOD),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样用。"}\n\n'
+     'Question: what\'s "next', GOOD),  # never closed, then prose with a stray quote
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}\n{"question": "B怎么用？", "answer": "B这样用。"}\n{"question": "C', GOOD),
+    ('{"qa": [{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样用。"}, {"q', GOOD),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "B怎么用？", "answer": "B这样用。"}}, {"question": "C', GOOD),
+    ('[["什么是A？", "A是一种方法。"], ["B怎么用？", "B这样', GOOD[:1]),
+    ('[{"question": "什么是A？", "answer": "A是一种方法。"}, {"question": "什么是A？", "answer": "A是一种方法。"}, {"q',
+     [GOOD[0], GOOD[0]]),  # repeats are kept: qa_filter dedups
+])
+def test_json_repair_salvages_truncated_prefill_output(raw, pairs):
+    assert parse_qa(raw) == pairs
+
+
+def test_parse_questions_truncated():
+    assert parse_questions('["A?", "B?", "C') == ["A?", "B?"]
+    assert parse_questions('["A?", "B?"\n\n更多内容') == ["A?", "B?"]
+    with pytest.raises(ParseError) as e:
+        parse_questions('["A')
+    assert e.value.kind == "malformed_json"
 
 
 def test_parse_questions_variants():
@@ -285,7 +322,7 @@ def test_qa_strategy_repairs_retries_and_paraphrases():
     assert (rows[0]["span_start"], rows[0]["span_end"], rows[0]["source_chunk_ids"]) == (0, len(TEXT_ZH), ["d1-c0"])
     assert rows[0]["generator"] == "canned-model"
     assert rows[0]["usage_prompt_tokens"] == 20 and rows[0]["usage_completion_tokens"] == 12  # both attempts
-    assert rows[1]["prompt_version"].startswith("qa_pairs.zh.v1@") and "+paraphrase.zh.v1@" in rows[1]["prompt_version"]
+    assert rows[1]["prompt_version"].startswith("qa_pairs.zh.v2@") and "+paraphrase.zh.v1@" in rows[1]["prompt_version"]
     assert sum(r["usage_prompt_tokens"] for r in rows) == status[0].usage_prompt_tokens == 30
 
 
@@ -320,6 +357,42 @@ def test_failures_end_failed_with_kind_and_raw():
 
     _, status = run_items(items, Raises(), cfg, chunks=chunks, docs=docs)
     assert (status[0].status, status[0].error_kind) == ("failed", "llm_backend_error")
+
+
+def test_prefill_sent_and_continued_output_parsed(tmp_path):
+    """JSON-asking strategies send a prefill; a backend that applies it returns prefill + continuation."""
+    docs, chunks = text_corpus()
+    continuation = {  # what a base model writes after each prefill: cut off mid-pair / rambling on
+        '[{"question": "': '向量数据库做什么？", "answer": "向量数据库用于存储嵌入向量。"}, {"question": "它怎么',
+        '[{"instruction": "': '解释向量数据库。", "answer": "它支持按余弦相似度检索。"}]]\n\n<Context>',
+        '["': '向量数据库做什么？", "它怎么检索？"\n\n* 更多',
+    }
+
+    def reply(req, n):
+        return req.prefill + continuation[req.prefill] if req.prefill else "液氧和煤油。"
+
+    cfg = SynthConfig(by_format={"default": ["qa", "self_instruct", "rag"]}, paraphrase={"enabled": True, "k": 1},
+                      questions_per_chunk=2, self_instruct={"n": 1}, max_attempts=1)
+    backend = Canned(reply)
+    rows, status = run_items(plan(chunks, docs, cfg), backend, cfg, chunks=chunks, docs=docs,
+                             embed_fn=lambda b: np.ones((len(b), 3)))
+    # one pair (qa, self_instruct) or two questions (rag), each with one paraphrase
+    assert [(s.strategy, s.status, s.n_samples) for s in status] == [("qa", "done", 2), ("self_instruct", "done", 2),
+                                                                     ("rag", "done", 4)]
+    sent = sorted({(system_of(r)[:12], r.prefill) for b in backend.batches for r in b})
+    assert [p for _, p in sent].count('[{"question": "') == 2  # qa and paraphrase
+    assert {p for _, p in sent} == {'[{"question": "', '[{"instruction": "', '["', None}  # None: rag answers
+    qa_rows = [r for r in rows if r["strategy"] == "qa"]
+    assert [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in qa_rows] == [
+        ("向量数据库做什么？", "向量数据库用于存储嵌入向量。")]
+    assert [r["messages"][0]["content"] for r in rows if r["strategy"] == "rag"] == ["向量数据库做什么？", "它怎么检索？"]
+    # a prompt override asking for another shape turns the default prefill off with `prefill: ""`
+    f = tmp_path / "obj.yaml"
+    f.write_text("system: '输出 {\"qa\": [...]}。'\nuser: '{{text}}'\nprefill: ''\n", encoding="utf-8")
+    cfg2 = SynthConfig(by_format={"default": ["qa"]}, paraphrase={"enabled": False}, prompt_overrides={"qa_pairs": str(f)})
+    b2 = Canned(lambda r, n: '{"qa": [{"question": "Q？", "answer": "A。"}]}')
+    rows2, _ = run_items(plan(chunks, docs, cfg2), b2, cfg2, chunks=chunks, docs=docs)
+    assert b2.batches[0][0].prefill is None and len(rows2) == 1
 
 
 def test_waves_batch_all_items_in_one_generate_call():

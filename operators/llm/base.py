@@ -18,10 +18,22 @@ class ChatRequest:
     temperature: float = 0.7
     top_p: float = 0.95
     json_schema: dict[str, Any] | None = None  # ask for JSON matching this schema where the backend can
+    # The start of the assistant's reply, which the model continues ("response prefill"). A base
+    # model that ignores "output JSON" still continues `[{"question": "` as JSON. A backend that
+    # cannot prefill (LLMConfig.prefill resolved off), or that constrains this request's output
+    # with json_schema (a grammar would start a fresh JSON after the prefill), ignores it.
+    prefill: str | None = None
 
 
 @dataclass
 class ChatResult:
+    """One request's outcome.
+
+    `text` is the whole assistant reply: when the backend applied the request's
+    prefill, `text` STARTS WITH the prefill (prefill + continuation), so a
+    caller parses it the same way whether or not the prefill was used.
+    """
+
     id: str
     text: str | None = None
     usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens

@@ -27,6 +27,10 @@ class LLMConfig(BaseModel):
     # auto: json_schema, falling back to json_object then plain text if the server rejects it
     json_mode: Literal["auto", "schema", "object", "off"] = "auto"
     seed: int | None = None
+    # Send ChatRequest.prefill (start of the assistant reply)? auto = on for transformers and vllm
+    # (in process, always possible), off for openai: `continue_final_message` is a vLLM/SGLang
+    # extension and e.g. `transformers serve` answers 422 to unknown body fields.
+    prefill: Literal["auto", "on", "off"] = "auto"
     # vllm
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
@@ -35,6 +39,12 @@ class LLMConfig(BaseModel):
     # transformers
     device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
     batch_size: int = Field(8, ge=1)
+
+    def use_prefill(self) -> bool:
+        """Whether this backend sends ChatRequest.prefill (`prefill` with auto resolved)."""
+        if self.prefill == "auto":
+            return self.backend in ("transformers", "vllm")
+        return self.prefill == "on"
 
 
 def as_config(cfg: Any) -> LLMConfig:

@@ -120,10 +120,27 @@ class OpenAIBackend:
             text = text.replace(self._api_key, "***")
         return text
 
+    def _prefill(self, req: ChatRequest, mode: str) -> str:
+        """The prefill sent with this request in json `mode` ("" = none).
+
+        Only when the config turns prefill on (the server must understand vLLM's
+        `continue_final_message`), and never together with response_format: a
+        JSON grammar would start a fresh value after the prefill.
+        """
+        if not req.prefill or not self.cfg.use_prefill():
+            return ""
+        if req.json_schema is not None and mode != "off":
+            return ""
+        return req.prefill
+
     def _body(self, req: ChatRequest, mode: str) -> dict[str, Any]:
+        messages = list(req.messages)
+        prefill = self._prefill(req, mode)
+        if prefill:
+            messages.append({"role": "assistant", "content": prefill})
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": req.messages,
+            "messages": messages,
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,
             "top_p": req.top_p,
@@ -138,6 +155,9 @@ class OpenAIBackend:
                 }
             else:
                 body["response_format"] = {"type": "json_object"}
+        if prefill:  # vLLM / SGLang / TGI: continue the final assistant message instead of opening a new one
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         body.update(self.cfg.extra_body)
         return body
 
@@ -154,7 +174,8 @@ class OpenAIBackend:
         while True:
             attempts += 1
             try:
-                return self._result(req, await self._attempt(client, req), start, attempts)
+                data, mode = await self._attempt(client, req)
+                return self._result(req, data, self._prefill(req, mode), start, attempts)
             except _Failure as fail:
                 if not fail.retry or attempts > self.cfg.max_retries:
                     return ChatResult(
@@ -170,21 +191,21 @@ class OpenAIBackend:
                 log.warning("request %s attempt %d failed (%s); retrying in %.2fs", req.id, attempts, fail.kind, delay)
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, client: httpx.AsyncClient, req: ChatRequest) -> dict[str, Any]:
-        """One attempt, including the json-mode fallback when the server rejects it."""
+    async def _attempt(self, client: httpx.AsyncClient, req: ChatRequest) -> tuple[dict[str, Any], str]:
+        """One attempt, including the json-mode fallback when the server rejects it: (response, json mode used)."""
         mode = self.json_mode
         try:
-            return await self._post(client, self._body(req, mode))
+            return await self._post(client, self._body(req, mode)), mode
         except _Failure as fail:
             if fail.kind in ("http_400", "http_422") and req.json_schema is not None and mode != "off":
-                data = await self._try_fallback(client, req, mode, fail)
-                if data is not None:
-                    return data
+                found = await self._try_fallback(client, req, mode, fail)
+                if found is not None:
+                    return found
             raise
 
     async def _try_fallback(
         self, client: httpx.AsyncClient, req: ChatRequest, mode: str, fail: _Failure
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any], str] | None:
         """The server rejected the request; retry with a weaker json mode.
 
         The downgrade is remembered only if the weaker request succeeds, so a
@@ -204,7 +225,7 @@ class OpenAIBackend:
                         "server rejected json mode %s (%s); using %s from now on", self.json_mode, fail.kind, mode
                     )
                     self.json_mode = mode
-            return data
+            return data, mode
         return None
 
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +250,8 @@ class OpenAIBackend:
             raise _Failure("bad_response", "response body is not a JSON object", True)
         return data
 
-    def _result(self, req: ChatRequest, data: dict[str, Any], start: float, attempts: int) -> ChatResult:
+    def _result(self, req: ChatRequest, data: dict[str, Any], prefill: str, start: float, attempts: int) -> ChatResult:
+        """`prefill`: what was sent as the assistant's start; servers return only the continuation."""
         latency = time.monotonic() - start
         try:
             choice = data["choices"][0]
@@ -242,7 +264,7 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         return ChatResult(
             id=req.id,
-            text=text,
+            text=prefill + text,
             usage={
                 "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                 "completion_tokens": int(usage.get("completion_tokens") or 0),

@@ -2,9 +2,10 @@
 
 For CPU runs and tests: defaults to the packaged Gemma 3 270M converted by
 `operators.models.local_model_path()`. Requests are grouped by sampling
-parameters, sorted by length and run in left-padded batches. A request that
-cannot run (prompt too long, no chat template, a batch that crashes) becomes
-an error result; the others still run.
+parameters, sorted by length and run in left-padded batches. A request's
+prefill is appended after the chat template's generation prompt and returned
+at the start of its text. A request that cannot run (prompt too long, no chat
+template, a batch that crashes) becomes an error result; the others still run.
 """
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ class TransformersBackend:
             return self._error(req, "no_chat_template", f"tokenizer of {self.model_path} has no chat template")
         try:
             prompt = self._tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
-            ids = self._tok(prompt, add_special_tokens=False)["input_ids"]
+            # The prefill goes right after the generation prompt: the model continues its own reply.
+            ids = self._tok(prompt + self._prefill(req), add_special_tokens=False)["input_ids"]
         except Exception as exc:  # a malformed message list is a row error
             return self._error(req, "bad_request", f"chat template failed: {type(exc).__name__}: {exc}")
         if len(ids) + req.max_tokens > self._max_len():
@@ -128,6 +130,9 @@ class TransformersBackend:
                 len(ids),
             )
         return ids
+
+    def _prefill(self, req: ChatRequest) -> str:
+        return (req.prefill or "") if self.cfg.use_prefill() else ""
 
     def _run_batch(self, requests: list[ChatRequest], batch: list[tuple[int, list[int]]]) -> list[tuple[int, ChatResult]]:
         start = time.monotonic()
@@ -153,7 +158,7 @@ class TransformersBackend:
                     n, finish = k + 1, "stop"
                     break
             body = [t for t in gen[:n] if t not in eos and t != pad]
-            text = self._tok.decode(body, skip_special_tokens=True)
+            text = self._prefill(req) + self._tok.decode(body, skip_special_tokens=True)
             results.append(
                 (
                     i,

@@ -4,7 +4,8 @@ All prompts of a batch go into ONE `LLM.generate` call so vLLM's continuous
 batching schedules them; splitting into small calls would leave the GPU idle.
 We apply the chat template ourselves and pass token ids, so a prompt that is
 too long becomes an error result instead of an exception that would abort the
-whole call. vllm is a GPU extra and is imported lazily.
+whole call; a request's prefill is appended to that prompt and returned at the
+start of its text. vllm is a GPU extra and is imported lazily.
 """
 from __future__ import annotations
 
@@ -30,13 +31,18 @@ def _import_vllm() -> Any:
     return vllm
 
 
+def constrained(schema: dict[str, Any] | None, json_mode: str) -> bool:
+    """Whether a request's output is held to a JSON grammar."""
+    return schema is not None and json_mode != "off"
+
+
 def structured_params(schema: dict[str, Any] | None, json_mode: str) -> dict[str, Any]:
     """SamplingParams kwargs constraining output to JSON, for old and new vLLM.
 
     vLLM >= 0.12 uses `structured_outputs=StructuredOutputsParams(...)`; older
     releases used `guided_decoding=GuidedDecodingParams(...)`.
     """
-    if schema is None or json_mode == "off":
+    if not constrained(schema, json_mode):
         return {}
     spec: dict[str, Any] = {"json_object": True} if json_mode == "object" else {"json": schema}
     try:
@@ -102,10 +108,23 @@ class VLLMBackend:
         kwargs.update(structured_params(req.json_schema, self.cfg.json_mode))
         return self.vllm.SamplingParams(**kwargs)
 
+    def prefill(self, req: ChatRequest) -> str:
+        """The prefill this request gets: none when output is schema-constrained.
+
+        A JSON grammar starts at the first generated token, so after a prefill
+        like `[{"question": "` it would force a second, fresh JSON value.
+        """
+        if not req.prefill or not self.cfg.use_prefill():
+            return ""
+        if constrained(req.json_schema, self.cfg.json_mode):
+            return ""
+        return req.prefill
+
     def encode(self, req: ChatRequest) -> list[int]:
         tok = self.llm.get_tokenizer()
         prompt = tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
-        return list(tok(prompt, add_special_tokens=False)["input_ids"])
+        # the prefill continues the assistant turn the generation prompt opened
+        return list(tok(prompt + self.prefill(req), add_special_tokens=False)["input_ids"])
 
     def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
         if not requests:
@@ -155,7 +174,7 @@ class VLLMBackend:
                     i,
                     ChatResult(
                         id=requests[i].id,
-                        text=comp.text,
+                        text=self.prefill(requests[i]) + comp.text,
                         usage={"prompt_tokens": len(ids), "completion_tokens": len(comp.token_ids)},
                         model=self.model,
                         latency_s=latency,

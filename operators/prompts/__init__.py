@@ -6,6 +6,10 @@ template only). The newest version wins unless a recipe names an override file.
 Every sample records `Prompt.version` ("qa_pairs.zh.v1@1a2b3c4d"), so a changed
 prompt is visible in the data and invalidates cached synthesis.
 
+An optional `examples` key lists worked examples, each the user template's
+values plus `reply`; `messages()` sends each as a user/assistant turn before
+the real request (few-shot), which base models need to follow a JSON contract.
+
 Templates use `{{var}}` placeholders (and `{var}` for short config templates);
 substitution is a single pass, so text pasted in is never re-expanded.
 """
@@ -39,14 +43,34 @@ class Prompt:
     def render_system(self, **values: Any) -> str:
         return render(self.system, **values)
 
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        """Worked examples: mappings of user-template values plus `reply` (malformed entries skipped)."""
+        found = self.extra.get("examples") or []
+        if not isinstance(found, list):
+            return []
+        return [e for e in found if isinstance(e, dict) and isinstance(e.get("reply"), str)]
+
     def messages(self, **values: Any) -> list[dict[str, str]]:
-        """Chat messages for a generation request (system only when the prompt has one)."""
+        """Chat messages for a generation request: system (when the prompt has one), then each
+        example as a user/assistant turn rendered with the same user template, then the request."""
         out = []
         system = self.render_system(**values).strip()
         if system:
             out.append({"role": "system", "content": system})
+        for ex in self.examples:
+            shown = {**values, **{k: v for k, v in ex.items() if k != "reply"}}
+            out.append({"role": "user", "content": self.render(**shown)})
+            out.append({"role": "assistant", "content": ex["reply"]})
         out.append({"role": "user", "content": self.render(**values)})
         return out
+
+    def fixed_text(self) -> str:
+        """Everything a request sends besides the values: for token estimates."""
+        parts = [self.system, self.user_template]
+        for ex in self.examples:
+            parts += [self.render(**{k: v for k, v in ex.items() if k != "reply"}), ex["reply"]]
+        return "".join(parts)
 
 
 def render(template: str, **values: Any) -> str:

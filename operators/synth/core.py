@@ -158,6 +158,17 @@ def call(track: Track, requests: list[ChatRequest], parse: Callable[[str | None]
     return answers
 
 
+def prefill_for(prompt: Prompt, default: str) -> str | None:
+    """The reply start for a JSON-asking prompt: its `prefill` key if it has one ("" = none), else `default`.
+
+    `default` opens the shape the packaged prompt's output contract asks for, so
+    a base model that ignores the instructions still continues valid JSON; a
+    prompt override asking for another shape sets its own `prefill`.
+    """
+    value = prompt.extra.get("prefill", default)
+    return str(value) if value else None
+
+
 def parse_text(text: str | None) -> str:
     """A free-text answer: must not be empty once <think> blocks are removed."""
     out = clean_text(text)
@@ -190,9 +201,9 @@ class Context:
         return self._prompts[key]
 
     def request(self, messages: list[dict[str, str]], json_schema: dict[str, Any] | None = None,
-                max_tokens: int | None = None) -> ChatRequest:
+                max_tokens: int | None = None, prefill: str | None = None) -> ChatRequest:
         return ChatRequest(id="", messages=messages, max_tokens=max_tokens or self.cfg.max_tokens,
-                           temperature=self.cfg.temperature, json_schema=json_schema)
+                           temperature=self.cfg.temperature, json_schema=json_schema, prefill=prefill or None)
 
     # lookups -------------------------------------------------------------
     def chunk(self, chunk_id: str) -> dict[str, Any]:

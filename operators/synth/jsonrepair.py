@@ -2,8 +2,11 @@
 
 Small models wrap JSON in code fences, put prose around it, leave trailing
 commas, use single quotes or Chinese punctuation and Chinese keys. We repair
-what is unambiguous and reject the rest with a reason; a truncated array is
-rejected (never half-parsed) so a cut-off answer never becomes a sample.
+what is unambiguous and reject the rest with a reason. A base model continuing
+a prefill like `[{"question": "` may stop mid-array (max_tokens) or ramble on
+after it: a truncated array keeps its COMPLETE elements and is closed after the
+last one (the cut-off element is dropped, so a cut-off answer never becomes a
+sample); text after the first complete JSON value is ignored.
 """
 from __future__ import annotations
 
@@ -76,6 +79,64 @@ def _balanced_end(text: str, start: int) -> int | None:
     return None
 
 
+def _element_ends(text: str, start: int) -> list[tuple[int, str]]:
+    """Where a truncated value starting at text[start] could be cut and closed.
+
+    Each entry is (end, closers): text[start:end] + closers is the value with
+    everything after the last complete element of the OUTERMOST array
+    dropped (`[...` or a wrapper `{"qa": [...`). Only points right after one
+    of its elements (an object, array or string) count, so a half-written
+    element is never closed. Scanning stops at a bracket that does not match
+    (trailing garbage).
+    """
+
+    def outer_array_element() -> bool:  # the innermost open bracket is the first array opened
+        return bool(stack) and stack[-1] == "]" and "]" not in stack[:-1]
+
+    out: list[tuple[int, str]] = []
+    stack: list[str] = []
+    quote: str | None = None
+    i = start
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+                if outer_array_element():  # a complete string element
+                    out.append((i + 1, "".join(reversed(stack))))
+        elif c in "\"'":
+            if not (c == "'" and i > 0 and text[i - 1].isalnum()):
+                quote = c
+        elif c in "[{":
+            stack.append("]" if c == "[" else "}")
+        elif c in "]}":
+            if not stack or stack[-1] != c:
+                break
+            stack.pop()
+            if not stack:
+                break  # complete after all (the caller handles that case)
+            if outer_array_element():  # a complete object/array element
+                out.append((i + 1, "".join(reversed(stack))))
+        i += 1
+    return out
+
+
+def _salvage(text: str, start: int) -> Any:
+    """A truncated array closed after its last parsable complete element, or None."""
+    ends = _element_ends(text, start)
+    for end, closers in reversed(ends[-20:]):  # latest cut first; a few back in case the last is junk
+        try:
+            value = _loads(text[start:end] + closers)
+        except ValueError:
+            continue
+        if _plausible(value):
+            return value
+    return None
+
+
 def _repairs(candidate: str) -> list[str]:
     """Ever more aggressive rewrites of one JSON candidate."""
     out = [candidate]
@@ -133,6 +194,9 @@ def parse_json_loose(text: str | None) -> Any:
             start = min(starts)
             end = _balanced_end(src, start)
             if end is None:  # unclosed: every later bracket is inside it, so the output is truncated
+                salvaged = _salvage(src, start)
+                if salvaged is not None:
+                    return salvaged
                 break
             try:
                 value = _loads(src[start:end])
@@ -210,7 +274,8 @@ def extract_qa(value: Any) -> tuple[list[tuple[str, str]], int]:
             q, a = _text(_pick(entry, QUESTION_KEYS)), _text(_pick(entry, ANSWER_KEYS))
         elif isinstance(entry, (list, tuple)) and len(entry) == 2:
             q, a = _text(entry[0]), _text(entry[1])
-        if q and a and q.lower() not in PLACEHOLDERS and a.lower() not in PLACEHOLDERS:
+        # an "answer" that repeats its question (a small model looping) answers nothing
+        if q and a and q != a and q.lower() not in PLACEHOLDERS and a.lower() not in PLACEHOLDERS:
             pairs.append((q, a))
         else:
             invalid += 1

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from operators.synth.core import Context, Gen, Track, call, split_usage
+from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
 from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
 from operators.synth.schema import Draft, WorkItem
 
 PROMPT = "paraphrase"
+PREFILL = '[{"question": "'  # opens the output contract's JSON array (see ChatRequest.prefill)
 
 
 def augment(drafts: list[Draft], item: WorkItem, ctx: Context, track: Track) -> Gen:
     opts = ctx.cfg.paraphrase
     prompt = ctx.prompt(PROMPT, item.lang)
-    reqs = [ctx.request(prompt.messages(question=d.question, answer=d.answer, k=opts.k), QA_JSON_SCHEMA)
+    prefill = prefill_for(prompt, PREFILL)
+    reqs = [ctx.request(prompt.messages(question=d.question, answer=d.answer, k=opts.k), QA_JSON_SCHEMA,
+                        prefill=prefill)
             for d in drafts]
     answers = yield from call(track, reqs, parse_qa, ctx.cfg.max_attempts)
     out: list[Draft] = []

@@ -140,7 +140,7 @@ def estimate(items: list[WorkItem], cfg: SynthConfig, tokenizer_count: Callable[
     def sys_tokens(name: str, lang: str) -> int:
         if (name, lang) not in sys_cache:
             p = load_prompt(name, lang, cfg.prompt_overrides.get(f"{name}.{lang}") or cfg.prompt_overrides.get(name))
-            sys_cache[(name, lang)] = _tok(tokenizer_count, p.system + p.user_template)
+            sys_cache[(name, lang)] = _tok(tokenizer_count, p.fixed_text())
         return sys_cache[(name, lang)]
 
     for it in items:

@@ -1,12 +1,14 @@
 """qa: design note 001's QA_PAIRS prompt on one chunk -> up to N detailed QA pairs."""
 from __future__ import annotations
 
-from operators.synth.core import Context, Gen, Track, call, split_usage
+from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
 from operators.synth.schema import Draft
 from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
 from operators.synth.schema import WorkItem
 
 PROMPT = "qa_pairs"
+# opens the output contract's JSON array, so a base model continues JSON (see ChatRequest.prefill)
+PREFILL = '[{"question": "'
 
 
 def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
@@ -14,7 +16,8 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     cfg = ctx.cfg
     prompt = ctx.prompt(PROMPT, item.lang)
     msgs = prompt.messages(text=chunk["text"], n=cfg.questions_per_chunk, target_chars=cfg.answer_target_chars)
-    [ans] = yield from call(track, [ctx.request(msgs, QA_JSON_SCHEMA)], parse_qa, cfg.max_attempts)
+    req = ctx.request(msgs, QA_JSON_SCHEMA, prefill=prefill_for(prompt, PREFILL))
+    [ans] = yield from call(track, [req], parse_qa, cfg.max_attempts)
     if ans.value is None:
         return []
     pairs = ans.value[: cfg.questions_per_chunk]

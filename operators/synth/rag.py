@@ -11,12 +11,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from operators.synth.core import Context, Gen, ItemFailure, Track, call, parse_text, split_usage
+from operators.synth.core import Context, Gen, ItemFailure, Track, call, parse_text, prefill_for, split_usage
 from operators.synth.jsonrepair import QUESTIONS_JSON_SCHEMA, parse_questions
 from operators.synth.schema import Draft, WorkItem
 
 Q_PROMPT = "rag_questions"
 A_PROMPT = "rag_answer"
+Q_PREFILL = '["'  # opens the question prompt's JSON array of strings (see ChatRequest.prefill)
 
 
 @dataclass
@@ -97,7 +98,8 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     qp = ctx.prompt(Q_PROMPT, item.lang)
     ap = ctx.prompt(A_PROMPT, item.lang)
     msgs = qp.messages(text=chunk["text"], n=cfg.questions_per_chunk)
-    [qans] = yield from call(track, [ctx.request(msgs, QUESTIONS_JSON_SCHEMA)], parse_questions, cfg.max_attempts)
+    qreq = ctx.request(msgs, QUESTIONS_JSON_SCHEMA, prefill=prefill_for(qp, Q_PREFILL))
+    [qans] = yield from call(track, [qreq], parse_questions, cfg.max_attempts)
     if qans.value is None:
         return []
     questions = qans.value[: cfg.questions_per_chunk]

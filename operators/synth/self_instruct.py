@@ -1,11 +1,13 @@
 """self_instruct: diverse instruction types (explain, compare, list, apply...) grounded in one chunk."""
 from __future__ import annotations
 
-from operators.synth.core import Context, Gen, Track, call, split_usage
+from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
 from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
 from operators.synth.schema import Draft, WorkItem
 
 PROMPT = "self_instruct"
+# opens the output contract's JSON array, so a base model continues JSON (see ChatRequest.prefill)
+PREFILL = '[{"instruction": "'
 
 
 def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
@@ -14,7 +16,8 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     n = cfg.self_instruct.n
     prompt = ctx.prompt(PROMPT, item.lang)
     msgs = prompt.messages(text=chunk["text"], n=n, target_chars=cfg.answer_target_chars)
-    [ans] = yield from call(track, [ctx.request(msgs, QA_JSON_SCHEMA)], parse_qa, cfg.max_attempts)
+    req = ctx.request(msgs, QA_JSON_SCHEMA, prefill=prefill_for(prompt, PREFILL))
+    [ans] = yield from call(track, [req], parse_qa, cfg.max_attempts)
     if ans.value is None:
         return []
     pairs = ans.value[:n]
