@@ -306,3 +306,21 @@ def test_vllm_tiny_batch():
     if results[1].finish_reason == "stop":
         assert set(json.loads(results[1].text)) >= {"question", "answer"}
     assert results[2].error_kind == "prompt_too_long"
+
+
+def test_stop_string_ends_a_prefilled_reply_early():
+    """With a stop string the reply ends where the JSON closes, and keeps the stop string."""
+    from operators.llm import ChatRequest, make_backend
+    from operators.llm.transformers_backend import _cut_at_stop
+
+    assert _cut_at_stop('[{"q": "a"}] and more }]', ["}]"], 1) == ('[{"q": "a"}]', True)
+    assert _cut_at_stop("no stop here", ["}]"], 0) == ("no stop here", False)
+    backend = make_backend({"backend": "transformers", "device": "cpu"})
+    msgs = [{"role": "user", "content": "List one fact about LotusDB as JSON."}]
+    req = ChatRequest(id="s", messages=msgs, max_tokens=64, temperature=0.0,
+                      prefill='[{"question": "What is LotusDB?", "answer": "An embedded database."}', stop=["}]"])
+    (res,) = backend.generate([req])
+    assert res.ok, res.error
+    assert res.text.startswith(req.prefill)
+    if "}]" in res.text[len(req.prefill) - 1:]:
+        assert res.text.endswith("}]") and res.finish_reason == "stop"

@@ -23,6 +23,10 @@ class ChatRequest:
     # cannot prefill (LLMConfig.prefill resolved off), or that constrains this request's output
     # with json_schema (a grammar would start a fresh JSON after the prefill), ignores it.
     prefill: str | None = None
+    # Strings after which the reply may end (the JSON of a prefilled reply closing, say). Backends
+    # that honour it (transformers, vllm) keep the stop string in `text`; the others ignore it,
+    # which only costs tokens: a base model rarely ends its turn on its own.
+    stop: list[str] | None = None
 
 
 @dataclass

@@ -159,6 +159,9 @@ class TransformersBackend:
                     break
             body = [t for t in gen[:n] if t not in eos and t != pad]
             text = self._prefill(req) + self._tok.decode(body, skip_special_tokens=True)
+            text, stopped = _cut_at_stop(text, req.stop, len(self._prefill(req)))
+            if stopped:
+                finish = "stop"
             results.append(
                 (
                     i,
@@ -186,9 +189,22 @@ class TransformersBackend:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        stops = sorted({s for i, _ in batch for s in (requests[i].stop or [])})
+        if stops:  # end a row once its JSON closes instead of running to max_new_tokens
+            kwargs.update(stop_strings=stops, tokenizer=self._tok)
         if self.cfg.seed is not None:
             torch.manual_seed(self.cfg.seed)
         with torch.inference_mode():
             out = self._lm.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]
         return [row[width:].tolist() for row in out]
+
+
+def _cut_at_stop(text: str, stops: list[str] | None, skip: int) -> tuple[str, bool]:
+    """Cut after the first stop string past the prefill (a batch may run on past a row's stop)."""
+    best = -1
+    for stop in stops or []:
+        k = text.find(stop, skip)
+        if k >= 0 and (best < 0 or k + len(stop) < best):
+            best = k + len(stop)
+    return (text[:best], True) if best >= 0 else (text, False)

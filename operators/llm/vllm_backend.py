@@ -106,6 +106,8 @@ class VLLMBackend:
         if self.cfg.seed is not None:
             kwargs["seed"] = self.cfg.seed
         kwargs.update(structured_params(req.json_schema, self.cfg.json_mode))
+        if req.stop and self.prefill(req):  # only a prefilled reply's JSON ends at these strings
+            kwargs.update(stop=list(req.stop), include_stop_str_in_output=True)
         return self.vllm.SamplingParams(**kwargs)
 
     def prefill(self, req: ChatRequest) -> str:

@@ -158,6 +158,13 @@ def call(track: Track, requests: list[ChatRequest], parse: Callable[[str | None]
     return answers
 
 
+def json_stop(prefill: str | None) -> list[str] | None:
+    """Where a prefilled JSON array ends: `}]` for an array of objects, `"]` for an array of strings."""
+    if not prefill or not prefill.startswith("["):
+        return None
+    return ["}]"] if prefill.startswith("[{") else ['"]']
+
+
 def prefill_for(prompt: Prompt, default: str) -> str | None:
     """The reply start for a JSON-asking prompt: its `prefill` key if it has one ("" = none), else `default`.
 
@@ -203,7 +210,8 @@ class Context:
     def request(self, messages: list[dict[str, str]], json_schema: dict[str, Any] | None = None,
                 max_tokens: int | None = None, prefill: str | None = None) -> ChatRequest:
         return ChatRequest(id="", messages=messages, max_tokens=max_tokens or self.cfg.max_tokens,
-                           temperature=self.cfg.temperature, json_schema=json_schema, prefill=prefill or None)
+                           temperature=self.cfg.temperature, json_schema=json_schema, prefill=prefill or None,
+                           stop=json_stop(prefill))
 
     # lookups -------------------------------------------------------------
     def chunk(self, chunk_id: str) -> dict[str, Any]:
