@@ -169,3 +169,8 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     if not out:
         return np.zeros((0, model.config.hidden_size), dtype=np.float32)
     return np.concatenate(out, axis=0)
+
+
+def model_dir(model: str | None) -> str:
+    """The model a local backend loads: the recipe's path, else the packaged Gemma 3 270M."""
+    return model or str(local_model_path())

@@ -17,6 +17,7 @@ from typing import Any
 
 from operators.llm.base import ChatRequest, ChatResult
 from operators.llm.config import LLMConfig
+from operators.models import model_dir
 
 log = logging.getLogger("infuse.llm.transformers")
 
@@ -27,12 +28,7 @@ class TransformersBackend:
     def __init__(self, cfg: LLMConfig) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.cfg = cfg
-        if cfg.model:
-            self.model_path = cfg.model
-        else:
-            from operators.models import local_model_path
-
-            self.model_path = str(local_model_path())
+        self.model_path = model_dir(cfg.model)
         self.model = self.model_path
         self._lm: Any = None
         self._tok: Any = None

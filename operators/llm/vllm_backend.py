@@ -16,6 +16,7 @@ from typing import Any
 
 from operators.llm.base import ChatRequest, ChatResult
 from operators.llm.config import LLMConfig
+from operators.models import model_dir
 
 log = logging.getLogger("infuse.llm.vllm")
 
@@ -62,12 +63,7 @@ class VLLMBackend:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.vllm = _import_vllm()
         self.cfg = cfg
-        if cfg.model:
-            self.model_path = cfg.model
-        else:
-            from operators.models import local_model_path
-
-            self.model_path = str(local_model_path())
+        self.model_path = model_dir(cfg.model)
         self.model = self.model_path
         self._llm = llm  # an existing vllm.LLM may be shared (benchmarks)
 
