@@ -22,6 +22,9 @@ app.add_typer(server_app, name="server")
 
 def _use_local_server() -> None:
     """Point Prefect at the local server when it runs, so runs show up in its UI."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     if "PREFECT_API_URL" not in os.environ and prefect_server.healthy():
         os.environ["PREFECT_API_URL"] = prefect_server.API_URL
 

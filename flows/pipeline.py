@@ -111,7 +111,9 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
         inputs = {i: latest[i] for i in spec.inputs}
         cfg = step_config(recipe, spec.name)
         fp = module.fingerprint(cfg) if hasattr(module, "fingerprint") else {k: v["sha256"] for k, v in inputs.items()}
-        key = step_key(spec, cfg, fp)
+        # the folder's path is not part of the key: its files' contents are (fp), so a moved
+        # checkout or a copied corpus comes back from the cache
+        key = step_key(spec, {k: v for k, v in cfg.items() if k != "input_dir"}, fp)
         recompute = spec.name in forced or not outputs_present(store, spec, key)
         future = task.with_options(
             retries=options.retries, retry_delay_seconds=options.retry_delay_s,
