@@ -97,13 +97,16 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
             continue
         if spec.name not in run:  # take it from the last run instead of running it
             prev = (previous or {}).get("steps", {}).get(spec.name)
-            if prev is None or not outputs_present(store, spec, prev["key"]):
-                if spec.name in {s for s in step_names()[: step_names().index(from_step or only)]}:
+            if prev is None or "outputs" not in prev or not outputs_present(store, spec, prev["key"]):
+                names = step_names()
+                if names.index(spec.name) < names.index(from_step or only):  # an upstream step: needed
                     raise StepFailed(f"--from/--only needs the output of {spec.name!r} from an earlier run; "
                                      f"run the whole pipeline once first")
                 continue
             for name in spec.outputs:
                 latest[name] = prev["outputs"][name]
+            # this run's manifest stays complete: the next --from/--only finds every step here
+            manifest.record(spec.name, {**prev, "state": "Reused", "reused_from_run": previous["run_id"]})
             continue
         missing = [i for i in spec.inputs if i not in latest]
         if missing:

@@ -152,3 +152,18 @@ def test_dask_runner_gives_the_same_outputs(tmp_path, examples_copy):
     for step in STEPS:
         for name, ref in res_local[step]["outputs"].items():
             assert res_dask[step]["outputs"][name]["sha256"] == ref["sha256"], (step, name)
+
+
+def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
+    """After --only, the run manifest still lists every step, so a later --from finds its inputs."""
+    from storage import ArtifactStore, RunManifest
+
+    recipe = write_recipe(tmp_path, examples_copy)
+    run(recipe)
+    _, states, _ = run(recipe, only="dedup")
+    assert states == {"dedup": "Cached"}
+    manifest = RunManifest.load_latest(ArtifactStore(str(tmp_path / "runs")))
+    assert set(manifest["steps"]) == set(STEPS)
+    assert manifest["steps"]["parse"]["state"] == "Reused"
+    _, states, _ = run(recipe, from_step="synthesize")
+    assert states == {"synthesize": "Cached", "qa_filter": "Cached"}
