@@ -56,6 +56,8 @@ def fit_stat(values: np.ndarray, fixed_low: float | None, fixed_high: float | No
         "max_value": float(x.max()) if len(x) else None,
     }
     a = auto_bounds(x, auto) if auto is not None else {}
+    if auto is not None and auto.scale == "log" and a.get("low") is not None and a["low"] < 0:
+        a["low"] = 0.0  # log scale is for non-negative stats: expm1 of a far-left bound dips below 0
     if auto is not None:
         out["auto"] = a
     low, low_src = (fixed_low, "fixed") if fixed_low is not None else (a.get("low"), "auto" if "low" in a else None)
