@@ -163,7 +163,13 @@ def task_runner(recipe: Recipe) -> Any:
             return DaskTaskRunner(address=recipe.runner.address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": recipe.runner.workers, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None})
-    raise ValueError("runner.kind 'ray' needs prefect-ray, which this install does not include; use local or dask")
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError:
+        raise ValueError("runner.kind 'ray' needs the ray extra: pip install -e '.[ray]'") from None
+    return RayTaskRunner(address=recipe.runner.address,
+                         init_kwargs=None if recipe.runner.address else {"num_cpus": recipe.runner.workers,
+                                                                         "include_dashboard": False})
 
 
 def pipeline_for(recipe: Recipe) -> Any:

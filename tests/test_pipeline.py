@@ -137,21 +137,24 @@ def test_deleted_output_is_recomputed(tmp_path, examples_copy):
     assert Path(res2["chunk"]["outputs"]["chunks"]["path"]).exists()
 
 
-def test_dask_runner_gives_the_same_outputs(tmp_path, examples_copy):
-    """The data steps fan shards out to a real local Dask cluster; outputs match the local runner's."""
+@pytest.mark.parametrize("kind", ["dask", "ray"])
+def test_distributed_runner_gives_the_same_outputs(tmp_path, examples_copy, kind):
+    """The data steps fan shards out to a real local Dask / Ray cluster; outputs match the local runner's."""
+    if kind == "ray":
+        pytest.importorskip("prefect_ray", reason="the ray extra is not installed")
     from flows.pipeline import run_recipe
 
     local = write_recipe(tmp_path, examples_copy)
     res_local = run_recipe(str(local))
     data = yaml.safe_load(local.read_text())
-    data["runner"] = {"kind": "dask", "workers": 2}
-    data["storage"] = str(tmp_path / "runs-dask")
-    dask_recipe = tmp_path / "dask.yaml"
-    dask_recipe.write_text(yaml.safe_dump(data))
-    res_dask = run_recipe(str(dask_recipe))
+    data["runner"] = {"kind": kind, "workers": 2}
+    data["storage"] = str(tmp_path / f"runs-{kind}")
+    other = tmp_path / f"{kind}.yaml"
+    other.write_text(yaml.safe_dump(data))
+    res_other = run_recipe(str(other))
     for step in STEPS:
         for name, ref in res_local[step]["outputs"].items():
-            assert res_dask[step]["outputs"][name]["sha256"] == ref["sha256"], (step, name)
+            assert res_other[step]["outputs"][name]["sha256"] == ref["sha256"], (step, name)
 
 
 def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
