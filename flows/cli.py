@@ -92,11 +92,16 @@ def plan(recipe: Path) -> None:
     chunks = store.read(ArtifactRef.from_dict(last_chunks))
     docs = store.read(ArtifactRef.from_dict(results["parse"]["outputs"]["documents"]))
     cfg = step_config(r, "synthesize")
-    items = plan_items(cfg, chunks, docs)
+    items, skipped = plan_items(cfg, chunks, docs)
     typer.echo(f"\nsynthesis plan for {recipe}: {len(items)} work items over {chunks.num_rows} chunks "
                f"and {docs.num_rows} documents; LLM: {r.steps.synthesize.llm.backend} "
                f"{r.steps.synthesize.llm.model or '(packaged Gemma 3 270M)'}")
     typer.echo(format_estimate(estimate(items, synth_config(cfg), chunks=chunks)))
+    if skipped:
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+        typer.echo(f"not synthesized: {reasons}")
 
 
 @app.command()

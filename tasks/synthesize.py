@@ -36,20 +36,43 @@ def synth_config(cfg: dict[str, Any]) -> SynthConfig:
     return SynthConfig.model_validate({k: v for k, v in cfg.items() if k not in STEP_ONLY})
 
 
-def plan_items(cfg: dict[str, Any], chunks: pa.Table, docs: pa.Table) -> list[WorkItem]:
-    """The step's work items; `max_llm_items` caps the LLM ones (templates are free)."""
-    items = plan(chunks, docs, synth_config(cfg))
+def _skip(item_id: str, reason: str, message: str, **detail: Any) -> dict[str, Any]:
+    return {"id": item_id, "step": SPEC.name, "reason": reason, "message": message,
+            "detail": json.dumps(detail, ensure_ascii=False)}
+
+
+def plan_items(cfg: dict[str, Any], chunks: pa.Table, docs: pa.Table) -> tuple[list[WorkItem], list[dict[str, Any]]]:
+    """The step's work items, and a reject row for every chunk or item that gets no synthesis.
+
+    `max_llm_items` caps the LLM items (templates are free); a chunk no strategy
+    takes (its format maps to none, or it is under min_chunk_chars) is
+    recorded too, so every input chunk's fate is written down.
+    """
+    syn = synth_config(cfg)
+    items = plan(chunks, docs, syn)
+    skipped: list[dict[str, Any]] = []
     cap = cfg.get("max_llm_items")
-    if cap is None:
-        return items
-    out, n = [], 0
-    for it in items:
-        if it.strategy in LLM_STRATEGIES:
-            if n >= cap:
-                continue
-            n += 1
-        out.append(it)
-    return out
+    if cap is not None:
+        kept, n = [], 0
+        for it in items:
+            if it.strategy in LLM_STRATEGIES:
+                if n >= cap:
+                    skipped.append(_skip(it.item_id, "over_max_llm_items", f"{it.strategy} item not run: "
+                                         f"max_llm_items is {cap}", strategy=it.strategy, chunk_id=it.chunk_id))
+                    continue
+                n += 1
+            kept.append(it)
+        items = kept
+    planned_chunks = {it.chunk_id for it in items if it.chunk_id}
+    capped_chunks = {json.loads(s["detail"])["chunk_id"] for s in skipped}
+    whole_docs = {it.doc_id for it in items if not it.chunk_id and it.doc_id}
+    for cid, did, fmt, text in zip(*(chunks.column(c).to_pylist() for c in ("chunk_id", "doc_id", "format", "text"))):
+        if cid in planned_chunks or cid in capped_chunks or did in whole_docs:
+            continue
+        skipped.append(_skip(cid, "no_work_item", f"no synthesis strategy took this {fmt} chunk "
+                             f"(strategies for {fmt}: {syn.strategies_for(fmt) or 'none'}; "
+                             f"min_chunk_chars {syn.min_chunk_chars})", chars=len(text or "")))
+    return items, skipped
 
 
 class _LazyBackend:
@@ -84,7 +107,7 @@ def synthesize(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict
                runtime: dict[str, Any]) -> StepResult:
     syn = synth_config(cfg)
     chunks_t, docs_t = store.read(inputs["chunks"]), store.read(inputs["documents"])
-    items = plan_items(cfg, chunks_t, docs_t)
+    items, skipped = plan_items(cfg, chunks_t, docs_t)
     chunk_rows = {r["chunk_id"]: r for r in chunks_t.to_pylist()}
     ctx: dict[str, Any] = {"chunks": chunk_rows, "docs": {r["doc_id"]: r for r in docs_t.to_pylist()}}
     if any(it.strategy == "rag" for it in items):
@@ -129,7 +152,7 @@ def synthesize(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict
     status = pa.concat_tables(status_parts) if status_parts else ITEM_STATUS_SCHEMA.empty_table()
     qa_ref = store.write_table(SPEC.name, key, "qa", qa, QA_SCHEMA)
     status_ref = store.write_table(SPEC.name, key, "status", status, ITEM_STATUS_SCHEMA)
-    rejects = [_failed_item_reject(s) for s in status.to_pylist() if s["status"] == "failed"]
+    rejects = skipped + [_failed_item_reject(s) for s in status.to_pylist() if s["status"] == "failed"]
     by_strategy: dict[str, dict[str, int]] = {}
     for s in status.to_pylist():
         d = by_strategy.setdefault(s["strategy"], {"items": 0, "done": 0, "failed": 0, "samples": 0,
@@ -142,10 +165,11 @@ def synthesize(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict
     usage = {"prompt_tokens": sum(s["usage_prompt_tokens"] for s in status.to_pylist()),
              "completion_tokens": sum(s["usage_completion_tokens"] for s in status.to_pylist())}
     table = [{"strategy": k, **v} for k, v in sorted(by_strategy.items())]
-    md = (f"{len(items)} work items in {counts['shards']} shards: {counts['shards_run']} run, "
+    md = (f"{len(items)} work items ({len(skipped)} chunks or items skipped, see rejects) in "
+          f"{counts['shards']} shards: {counts['shards_run']} run, "
           f"{counts['shards_resumed']} resumed from earlier runs, {counts['items_retried']} failed items retried.\n\n"
           f"LLM: `{backend.cfg.backend}` {backend.cfg.model or '(packaged Gemma 3 270M)'}; usage {usage}")
     stats = {"items": len(items), "samples": qa.num_rows, "by_strategy": by_strategy, "usage": usage, **counts,
-             "_report": {"rows_in": len(items), "kept": len(items) - len(rejects), "unit_in": "work items",
-                         "unit_out": "work items done", "extra_md": md, "extra_tables": {"by-strategy": table}}}
+             "_report": {"rows_in": len(items) + len(skipped), "kept": len(items) + len(skipped) - len(rejects),
+                         "unit_in": "work items and skipped chunks", "unit_out": "work items done", "extra_md": md, "extra_tables": {"by-strategy": table}}}
     return finish(store, SPEC, key, {"qa": qa_ref, "status": status_ref}, rejects, stats)

@@ -70,6 +70,10 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
                for i in pq.read_table(res[step]["rejects"]["path"]).column("id").to_pylist()]
     assert len(dropped) == len(set(dropped)), "a chunk is rejected at most once"
     assert sorted(kept + dropped) == sorted(chunk_ids)
+    # synthesis: with max_llm_items 0 every LLM item is skipped with that reason, not silently
+    synth_rejects = pq.read_table(res["synthesize"]["rejects"]["path"]).to_pylist()
+    assert synth_rejects and {r["reason"] for r in synth_rejects} <= {"over_max_llm_items", "no_work_item"}
+    assert any(r["reason"] == "over_max_llm_items" for r in synth_rejects)
 
     # second run: everything Cached, same outputs
     state2, states2, res2 = run(recipe)
