@@ -18,11 +18,11 @@ from pathlib import Path
 
 def build_deployment(recipe: str, cron: str | None, name: str | None = None):
     """A deployment of the infuse flow for one recipe (paths made absolute so any worker finds them)."""
-    from flows.pipeline import infuse_pipeline
+    from flows.pipeline import pipeline_for
     from flows.recipe import load_recipe
 
     r = load_recipe(recipe)
-    return infuse_pipeline.to_deployment(
+    return pipeline_for(r).to_deployment(  # on the recipe's task runner (Dask / Ray) too
         name=name or r.name,
         parameters={"recipe_path": str(Path(recipe).resolve())},
         cron=cron,

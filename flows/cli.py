@@ -10,6 +10,7 @@ import typer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows import server as prefect_server  # noqa: E402
 from flows.recipe import RecipeError, load_recipe  # noqa: E402
@@ -31,10 +32,24 @@ def _use_local_server() -> None:
 
 def _load(recipe: Path):
     try:
-        return load_recipe(recipe)
+        r = load_recipe(recipe)
     except RecipeError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    if not Path(r.input).is_dir():
+        typer.secho(f"{recipe}: input: folder {r.input!r} does not exist or is not a folder", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(2)
+    return r
+
+
+def _check_steps(*names: str | None) -> None:
+    from flows.steps import step_names
+
+    for n in names:
+        if n is not None and n not in step_names():
+            typer.secho(f"unknown step {n!r}; steps are: {', '.join(step_names())}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2)
 
 
 @app.command()
@@ -58,6 +73,7 @@ def run(
 ) -> None:
     """Run the pipeline of a recipe."""
     r = _load(recipe)
+    _check_steps(from_, only, *refresh)
     _use_local_server()
     from flows.pipeline import run_recipe
     from storage import ArtifactStore

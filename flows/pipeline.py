@@ -51,6 +51,31 @@ def result_storage(store: ArtifactStore) -> Any:
     return block
 
 
+def _submit(task: Any, options: Any, refresh: bool, storage: Any, *args: Any) -> Any:
+    future = task.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s,
+                               refresh_cache=refresh, result_storage=storage).submit(*args)
+    future.wait()
+    return future.state
+
+
+def _matches_store(store: ArtifactStore, result: dict[str, Any]) -> bool:
+    """Whether a cached StepResult describes the files committed under its key now."""
+    for name, ref in {**result["outputs"], "rejects": result["rejects"]}.items():
+        committed = store.committed(result["step"], result["key"], name)
+        if committed is None or committed.sha256 != ref["sha256"]:
+            return False
+    return True
+
+
+def _runner_kind() -> str:
+    """The task runner this flow run really has (a deployment may run it without the recipe's runner)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    name = type(ctx.task_runner).__name__ if ctx and ctx.task_runner else ""
+    return {"DaskTaskRunner": "dask", "RayTaskRunner": "ray"}.get(name, "local")
+
+
 def plan_steps(from_step: str | None, only: str | None, refresh: list[str] | None) -> tuple[set[str], set[str]]:
     """Which steps run, and which of those must recompute (refresh: that step and all after it)."""
     names = step_names()
@@ -83,7 +108,7 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     previous = RunManifest.load_latest(store) if (from_step or only) else None
     manifest = RunManifest(store, str(flow_run.id or "local"), recipe.model_dump(mode="json"), recipe_path)
     storage = result_storage(store)
-    runtime = {"runner": recipe.runner.kind, "workers": recipe.runner.workers, "retry_failed": retry_failed}
+    runtime = {"runner": _runner_kind(), "workers": recipe.runner.workers, "retry_failed": retry_failed}
     latest: dict[str, dict[str, Any]] = {}  # artifact name -> ref of the last step that produced it
     results: dict[str, dict[str, Any]] = {}
     summary = ["| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|"]
@@ -95,6 +120,8 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
         options = recipe.step_options(spec.name)
         if not options.enabled:
             continue
+        if only and spec.name not in run and step_names().index(spec.name) > step_names().index(only):
+            continue  # after --only's step: its outputs would be stale, so they are not carried over
         if spec.name not in run:  # take it from the last run instead of running it
             prev = (previous or {}).get("steps", {}).get(spec.name)
             if prev is None or "outputs" not in prev or not outputs_present(store, spec, prev["key"]):
@@ -113,22 +140,24 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
             raise StepFailed(f"{spec.name} needs {missing}, which no enabled step before it produces")
         inputs = {i: latest[i] for i in spec.inputs}
         cfg = step_config(recipe, spec.name)
-        fp = module.fingerprint(cfg) if hasattr(module, "fingerprint") else {k: v["sha256"] for k, v in inputs.items()}
-        # the folder's path is not part of the key: its files' contents are (fp), so a moved
-        # checkout or a copied corpus comes back from the cache
-        key = step_key(spec, {k: v for k, v in cfg.items() if k != "input_dir"}, fp)
+        # the key: input artifacts' hashes plus whatever else a step reads (parse: the folder's files;
+        # synthesize: prompt override files), over the config minus what only changes how it runs
+        fp = {"inputs": {k: v["sha256"] for k, v in inputs.items()},
+              **(module.fingerprint(cfg) if hasattr(module, "fingerprint") else {})}
+        key = step_key(spec, module.key_config(cfg) if hasattr(module, "key_config") else cfg, fp)
         recompute = spec.name in forced or not outputs_present(store, spec, key)
-        future = task.with_options(
-            retries=options.retries, retry_delay_seconds=options.retry_delay_s,
-            refresh_cache=recompute, result_storage=storage,
-        ).submit(spec.name, key, store.root, cfg, inputs, runtime)
-        future.wait()
-        state = future.state
-        if state.is_failed():
+        state = _submit(task, options, recompute, storage, spec.name, key, store.root, cfg, inputs, runtime)
+        if state.is_completed() and state.name == "Cached" and not _matches_store(store, state.result()):
+            # a cache record that disagrees with the committed files (a root copied or half rewritten):
+            # trust the files' absence, never the record
+            state = _submit(task, options, True, storage, spec.name, key, store.root, cfg, inputs, runtime)
+        if not state.is_completed():  # Failed, Crashed or Cancelled
             manifest.record(spec.name, {"key": key, "state": "Failed", "error": str(state.message)})
             manifest.save(status="failed")
             state.result(raise_on_failure=True)  # re-raise the step's own error: the flow fails with it
         res = StepResult.from_dict(state.result())
+        res.outputs = {n: store.committed(spec.name, key, n).to_dict() for n in res.outputs}  # current paths
+        res.rejects = store.committed(spec.name, key, "rejects").to_dict()
         for name in spec.outputs:
             latest[name] = res.outputs[name]
         results[spec.name] = res.to_dict()
@@ -142,7 +171,7 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
                        f"{res.stats.get('wall_s', 0):.2f} | `{store.display(out['path'])}` |")
         log.info("%s: %s, %s rows -> %s", spec.name, state.name, out["rows"], store.display(out["path"]))
 
-    manifest.save(status="completed")
+    manifest.save(status="partial" if stop_before else "completed")
     create_markdown_artifact(
         key="run-summary",
         markdown="\n".join([f"# infuse run `{recipe.name}`", "", *summary, "",

@@ -6,10 +6,12 @@ infrastructure errors may escape and fail a whole step.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
-import inspect
+import importlib.util
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,31 +48,63 @@ class OperatorError(Exception):
         return Reject(item_id, self.reason, self.message, dict(self.detail))
 
 
-def code_version(*module_names: str) -> str:
-    """sha256 over the source of the given modules (packages: every .py under them).
+def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("operators",)) -> list[str]:
+    """Every module under `prefixes` that the roots import, directly or through each other.
 
-    Cache keys include it so that editing an operator invalidates its step,
-    which Prefect's TASK_SOURCE policy alone would not notice.
+    Read from the source (ast), so nothing is imported twice and a helper module
+    that a step reaches only indirectly still counts.
+    """
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        seen.add(name)
+        parent = name.rpartition(".")[0]
+        if parent:
+            stack.append(parent)  # a package's __init__ runs before its modules
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import: resolve against this module's package
+                    pkg = name if spec.submodule_search_locations else parent
+                    for _ in range(node.level - 1):
+                        pkg = pkg.rpartition(".")[0]
+                    base = f"{pkg}.{base}" if base else pkg
+                found = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            stack += [f for f in found if f.split(".")[0] in prefixes]
+    return sorted(seen)
+
+
+def code_version(*module_names: str, prefixes: tuple[str, ...] = ("operators",)) -> str:
+    """sha256 over the source of the given modules and every `operators` module they import.
+
+    Cache keys include it so that editing an operator (or a helper it imports,
+    or a prompt file beside it) invalidates the steps that run it, which
+    Prefect's TASK_SOURCE policy alone would not notice.
     """
     digest = hashlib.sha256()
-    for name in sorted(module_names):
-        module = importlib.import_module(name)
-        files = []
-        path = getattr(module, "__path__", None)
-        if path:  # a package: hash every source file in it
-            from pathlib import Path
-
-            for root in path:
-                files.extend(sorted(Path(root).rglob("*.py")))
-                files.extend(sorted(Path(root).rglob("*.txt")))
-                files.extend(sorted(Path(root).rglob("*.yaml")))
-        else:
-            from pathlib import Path
-
-            files.append(Path(inspect.getfile(module)))
-        for f in files:
-            digest.update(str(f.name).encode())
-            digest.update(f.read_bytes())
+    for name in module_closure(tuple(module_names), prefixes):
+        spec = importlib.util.find_spec(name)
+        path = Path(spec.origin)  # type: ignore[union-attr, arg-type]
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
+        if spec.submodule_search_locations:  # a package: its data files (prompts) count too
+            for data in sorted(p for ext in ("*.yaml", "*.txt", "*.json") for p in path.parent.glob(ext)):
+                digest.update(data.name.encode())
+                digest.update(data.read_bytes())
     return digest.hexdigest()[:16]
 
 

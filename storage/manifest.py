@@ -1,8 +1,8 @@
 """Per-run manifest: the lineage of every step, as one JSON file per flow run.
 
 runs/<root>/manifests/<run_id>.json, rewritten atomically after each step, and
-manifests/latest.json pointing at the newest run, so `infuse show` and
-`infuse run --from STEP` can find the artifacts of the last run.
+manifests/latest.json pointing at the newest completed run, so `infuse show`
+and `infuse run --from STEP` find a consistent set of artifacts.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ class RunManifest:
             "steps": self.steps,
         }
         self.store.write_json(f"manifests/{self.run_id}.json", doc)
-        self.store.write_json("manifests/latest.json", {"run_id": self.run_id})
+        if status == "completed":  # `latest` is the last complete run: what show and --from build on
+            self.store.write_json("manifests/latest.json", {"run_id": self.run_id})
 
     @staticmethod
     def load_latest(store: ArtifactStore) -> dict[str, Any] | None:

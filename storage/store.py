@@ -235,9 +235,11 @@ class ArtifactStore:
             return None
         with self.fs.open(meta, "r", encoding="utf-8") as f:
             d = json.load(f)
-        if not self.fs.exists(d["path"]):
+        # the data file beside the meta, under THIS root (a copied or moved root reads its own files)
+        path = self.artifact_path(step, key, name)
+        if not self.fs.exists(path):
             return None
-        return ArtifactRef.from_dict({k: d[k] for k in ArtifactRef.__dataclass_fields__})
+        return ArtifactRef.from_dict({**{k: d[k] for k in ArtifactRef.__dataclass_fields__}, "path": path})
 
     def read_meta(self, step: str, key: str, name: str) -> dict[str, Any] | None:
         meta = self.meta_path(step, key, name)
@@ -245,6 +247,13 @@ class ArtifactStore:
             return None
         with self.fs.open(meta, "r", encoding="utf-8") as f:
             return json.load(f)
+
+    def invalidate(self, step: str, key: str, keep_prefix: str = "shard-") -> None:
+        """Un-commit a step's outputs before recomputing them, so a killed recompute leaves
+        nothing that looks complete. Artifacts named keep_prefix* (resumable shards) stay."""
+        for meta in self.fs.glob(self.url("artifacts", step, key, "*.meta.json")):
+            if not meta.rsplit("/", 1)[-1].startswith(keep_prefix):
+                self.fs.rm(meta)
 
     def exists(self, ref: ArtifactRef | dict[str, Any]) -> bool:
         if isinstance(ref, dict):

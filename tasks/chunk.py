@@ -11,7 +11,6 @@ from tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="chunk",
-    operators=("operators.chunk", "operators.document"),
     inputs=("documents",),
     outputs=("chunks",),
     description="split documents into ~500-char chunks on headings and sentence boundaries",
@@ -34,6 +33,10 @@ def chunk(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str,
                     rows = chunk_document(doc, config)
                 except OperatorError as e:
                     rejects.append(e.to_reject(doc["doc_id"]).to_row(SPEC.name))
+                    continue
+                except Exception as e:  # odd data in one document must not sink the run
+                    rejects.append({"id": doc["doc_id"], "step": SPEC.name, "reason": "chunk_failed",
+                                    "message": f"{doc['path']}: {type(e).__name__}: {e}", "detail": "{}"})
                     continue
                 if not rows:
                     rejects.append({"id": doc["doc_id"], "step": SPEC.name, "reason": "no_chunks",

@@ -15,7 +15,6 @@ from tasks.shards import map_shards
 
 SPEC = StepSpec(
     name="clean",
-    operators=("operators.clean", "operators.dj"),
     inputs=("chunks",),
     outputs=("chunks",),
     description="data-juicer mappers on chunk text: emails, links, unicode, punctuation, whitespace, copyright",

@@ -21,19 +21,38 @@ from operators.base import code_version, stable_hash
 from storage import ArtifactRef, ArtifactStore
 
 
+def _versions(*dists: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for d in dists:
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            out[d] = "absent"
+    return out
+
+
+LIBRARY_VERSIONS = _versions("py-data-juicer", "datasketch", "pypdf", "python-docx", "python-pptx",
+                             "beautifulsoup4", "charset-normalizer", "jieba", "transformers", "pyarrow")
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """A step of the pipeline: what it reads, what it writes and which code it runs."""
 
-    name: str
-    operators: tuple[str, ...]  # module names whose source is hashed into the cache key
-    inputs: tuple[str, ...]  # "<step>.<artifact>" it reads
+    name: str  # its code is tasks.<name>; that module's imports decide what goes into the cache key
+    inputs: tuple[str, ...]  # artifact names it reads (from the last step that produced each)
     outputs: tuple[str, ...]  # artifact names it writes (besides "rejects")
     gpu: bool = False
     description: str = ""
+    operators: tuple[str, ...] = ()  # modules it loads dynamically, which imports alone would not reveal
 
     def code_version(self) -> str:
-        return code_version(*self.operators, f"tasks.{self.name}")
+        """Every operators/ and tasks/ module the step's task module imports, plus the library
+        versions that shape its output (a data-juicer upgrade can change what a filter keeps)."""
+        code = code_version(f"tasks.{self.name}", *self.operators, prefixes=("operators", "tasks"))
+        return stable_hash({"code": code, "libs": LIBRARY_VERSIONS})[:16]
 
 
 @dataclass
@@ -56,6 +75,18 @@ class StepResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StepResult":
         return cls(**d)
+
+
+# LLM settings that change how calls are made, never what they produce: raising a
+# timeout before --retry-failed must not throw the finished shards away.
+LLM_RUNTIME_KEYS = {"concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env",
+                    "batch_size", "device", "gpu_memory_utilization", "tensor_parallel_size"}
+
+
+def without_llm_runtime(cfg: dict[str, Any]) -> dict[str, Any]:
+    if "llm" not in cfg:
+        return cfg
+    return {**cfg, "llm": {k: v for k, v in cfg["llm"].items() if k not in LLM_RUNTIME_KEYS}}
 
 
 def step_key(spec: StepSpec, config: dict[str, Any], inputs_fingerprint: Any) -> str:
@@ -141,6 +172,7 @@ def step_task(spec: StepSpec) -> Callable[[Callable[..., StepResult]], Any]:
             # `runtime` (runner kind, workers) changes where work runs, never what it
             # produces, so it is not part of the cache key.
             store = ArtifactStore(root)
+            store.invalidate(spec_name, key)  # from here until commit, this key's outputs are not complete
             refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
             with Timer() as timer:
                 result = run(store, key, cfg, refs, runtime or {})

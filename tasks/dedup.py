@@ -16,7 +16,6 @@ from tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="dedup",
-    operators=("operators.dedup",),
     inputs=("chunks",),
     outputs=("chunks",),
     description="exact, SimHash (data-juicer) and MinHash-LSH (datasketch) dedup; rejects name the kept chunk",

@@ -21,7 +21,6 @@ from tasks.shards import map_shards
 
 SPEC = StepSpec(
     name="filter",
-    operators=("operators.quality", "operators.dj", "operators.clean.lang"),
     inputs=("chunks",),
     outputs=("chunks", "scored"),
     description="quality stats per chunk with fixed and automatic 3σ thresholds; histograms in the UI",

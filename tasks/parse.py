@@ -1,11 +1,14 @@
 """parse: a folder of files -> `documents`, parsed incrementally per file content hash.
 
-Each file's parse is cached under cache-parse/<code version>/<sha256>, so adding
-one file to a folder of N parses only that file, and a removed file simply
-drops out of the output.
+Each file's parse is cached under cache-parse/<code version>/<hash of its bytes
+and its path> (the extension picks the parser, the name can be the title), so
+adding one file to a folder of N parses only that file, and a removed file
+simply drops out of the output.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,6 @@ from tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="parse",
-    operators=("operators.ingest", "operators.parsers", "operators.document"),
     inputs=(),
     outputs=("documents",),
     description="read every file of the input folder into `documents` (one row per document or record)",
@@ -30,8 +32,21 @@ def _max_bytes(cfg: dict[str, Any]) -> int:
     return int(cfg["max_file_mb"] * 1024 * 1024)
 
 
+def check_input(input_dir: str) -> None:
+    """A missing folder must fail loudly, not parse nothing and 'succeed'."""
+    path = Path(input_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"input folder {path} does not exist or is not a folder (recipe key `input`)")
+
+
+def key_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The folder's path is not part of the key: its files' names and contents are (see fingerprint)."""
+    return {k: v for k, v in cfg.items() if k != "input_dir"}
+
+
 def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
     """What the parse output depends on besides code and config: the folder's file list and contents."""
+    check_input(cfg["input_dir"])
     entries, rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg))
     return {
         "files": [[e.path_rel, e.sha256] for e in entries],
@@ -40,15 +55,23 @@ def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """Rows and rejects for one file, from the per-file cache when this content was parsed before."""
-    meta = store.read_meta(CACHE_STEP, code, entry.sha256)
-    if meta is not None and store.fs.exists(meta["path"]):
-        rows = store.read(ArtifactRef.from_dict({k: meta[k] for k in ArtifactRef.__dataclass_fields__})).to_pylist()
-        return rows, meta.get("rejects", []), True
+    """Rows and rejects for one file, from the per-file cache when this file was parsed before.
+
+    The cache is keyed by the bytes actually read (a file rewritten since the
+    scan is parsed as it is now) and by the file's path.
+    """
     data = Path(entry.abs_path).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != entry.sha256:
+        entry = dataclasses.replace(entry, sha256=sha, size=len(data))
+    name = hashlib.sha256(f"{sha}:{entry.path_rel}".encode()).hexdigest()
+    ref = store.committed(CACHE_STEP, code, name)
+    if ref is not None:
+        meta = store.read_meta(CACHE_STEP, code, name) or {}
+        return store.read(ref).to_pylist(), meta.get("rejects", []), True
     rows, rejects = parse_file(entry, data)
     reject_rows = [r.to_row(SPEC.name) for r in rejects]
-    store.write_table(CACHE_STEP, code, entry.sha256, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA),
+    store.write_table(CACHE_STEP, code, name, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA),
                       extra={"rejects": reject_rows})
     return rows, reject_rows, False
 
@@ -56,8 +79,10 @@ def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[s
 @step_task(SPEC)
 def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
           runtime: dict[str, Any]) -> StepResult:
+    check_input(cfg["input_dir"])
     entries, scan_rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg))
     rejects = [r.to_row(SPEC.name) for r in scan_rejects]
+    kept_files = 0
     code = SPEC.code_version()
     seen: dict[str, str] = {}
     reused = parsed = 0
@@ -67,12 +92,14 @@ def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str,
             rows, file_rejects, hit = _parse_one(store, code, entry)
             reused += hit
             parsed += not hit
-            rejects += [{**r, "id": entry.path_rel} for r in file_rejects]
-            if entry.sha256 in seen:  # the same bytes under two names: keep the first, say so
+            sha = rows[0]["doc_id"].split(":")[0] if rows else entry.sha256
+            if sha in seen:  # the same bytes under two names: keep the first, say so
                 rejects.append({"id": entry.path_rel, "step": SPEC.name, "reason": "duplicate_file",
-                                "message": f"same content as {seen[entry.sha256]}", "detail": "{}"})
+                                "message": f"same content as {seen[sha]}", "detail": "{}"})
                 continue
-            seen[entry.sha256] = entry.path_rel
+            seen[sha] = entry.path_rel
+            rejects += file_rejects  # ids are the file's path, or path#index for one bad record
+            kept_files += bool(rows)
             for row in rows:  # a cached parse may have been made under another name
                 row["path"] = entry.path_rel
                 formats[row["format"]] = formats.get(row["format"], 0) + 1
@@ -85,7 +112,7 @@ def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str,
         "files_from_cache": reused,
         "documents": docs.rows,
         "documents_by_format": formats,
-        "_report": {"rows_in": files_in, "kept": files_in - len(rejects), "unit_in": "files",
+        "_report": {"rows_in": files_in, "kept": kept_files, "unit_in": "files",
                     "unit_out": "files", "extra_md": f"{docs.rows} documents; parsed {parsed} file(s), "
                                                     f"{reused} from the per-file cache"},
     }

@@ -6,15 +6,18 @@ from typing import Any
 from operators.llm import make_backend
 from operators.qa_filter import QAFilterConfig, qa_filter as run_qa_filter
 from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
+from tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
 
 SPEC = StepSpec(
     name="qa_filter",
-    operators=("operators.qa_filter",),
     inputs=("qa", "chunks"),
     outputs=("qa",),
     description="reject empty/malformed, duplicate questions (MinHash), 3σ answer lengths, ungrounded answers",
 )
+
+
+def key_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    return without_llm_runtime(cfg)
 
 
 @step_task(SPEC)

@@ -8,7 +8,9 @@ with its error; `infuse run --retry-failed` re-runs only the failed items.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,11 +20,10 @@ from operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, WorkIte
                              format_estimate, plan, run_items)
 from operators.synth.config import LLM_STRATEGIES
 from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
+from tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
 
 SPEC = StepSpec(
     name="synthesize",
-    operators=("operators.synth", "operators.prompts", "operators.llm"),
     inputs=("chunks", "documents"),
     outputs=("qa", "status"),
     gpu=True,  # with the vllm backend it wants the GPU; the tag lets a work pool route it
@@ -30,6 +31,19 @@ SPEC = StepSpec(
 )
 __all__ = ["SPEC", "synthesize", "plan_items", "synth_config", "estimate", "format_estimate"]
 STEP_ONLY = {"llm", "max_llm_items"}  # recipe keys of this step that are not SynthConfig fields
+
+
+def key_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    return without_llm_runtime(cfg)
+
+
+def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Prompt override files are named in the recipe; their contents belong in the key too."""
+    out = {}
+    for name, path in sorted((cfg.get("prompt_overrides") or {}).items()):
+        p = Path(path)
+        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else f"missing:{path}"
+    return {"prompt_overrides": out}
 
 
 def synth_config(cfg: dict[str, Any]) -> SynthConfig:
@@ -123,8 +137,9 @@ def synthesize(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict
         name = f"shard-{n:05d}"
         counts["shards"] += 1
         done_ref = store.committed(SPEC.name, key, f"{name}.status")
-        if done_ref is not None:
-            qa_prev = store.read(store.committed(SPEC.name, key, f"{name}.qa"))
+        qa_ref = store.committed(SPEC.name, key, f"{name}.qa")
+        if done_ref is not None and qa_ref is not None:
+            qa_prev = store.read(qa_ref)
             st_prev = store.read(done_ref)
             failed = {r["item_id"] for r in st_prev.to_pylist() if r["status"] == "failed"}
             if not (retry_failed and failed):

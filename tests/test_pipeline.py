@@ -162,7 +162,8 @@ def test_distributed_runner_gives_the_same_outputs(tmp_path, examples_copy, kind
 
 
 def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
-    """After --only, the run manifest still lists every step, so a later --from finds its inputs."""
+    """After --only, the run manifest lists the step and everything upstream (not the now-stale
+    downstream), so a later --from finds its inputs."""
     from storage import ArtifactStore, RunManifest
 
     recipe = write_recipe(tmp_path, examples_copy)
@@ -170,7 +171,43 @@ def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
     _, states, _ = run(recipe, only="dedup")
     assert states == {"dedup": "Cached"}
     manifest = RunManifest.load_latest(ArtifactStore(str(tmp_path / "runs")))
-    assert set(manifest["steps"]) == set(STEPS)
+    assert list(manifest["steps"]) == STEPS[:5]
     assert manifest["steps"]["parse"]["state"] == "Reused"
     _, states, _ = run(recipe, from_step="synthesize")
     assert states == {"synthesize": "Cached", "qa_filter": "Cached"}
+
+
+def test_renamed_file_is_parsed_again_under_its_new_name(tmp_path, examples_copy):
+    """The per-file parse cache is keyed by content AND path: the extension picks the parser."""
+    recipe = write_recipe(tmp_path, examples_copy)
+    _, _, res = run(recipe, only="parse")
+    (examples_copy / "lotusdb_faq_zh.md").rename(examples_copy / "lotusdb_faq_zh.txt")
+    _, _, res2 = run(recipe, only="parse")
+    assert res2["parse"]["stats"]["files_parsed"] == 1
+    docs = pq.read_table(res2["parse"]["outputs"]["documents"]["path"]).to_pandas().set_index("path")
+    assert docs.loc["lotusdb_faq_zh.txt", "format"] == "txt"
+
+
+def test_missing_input_folder_fails_with_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    recipe = write_recipe(tmp_path, tmp_path / "no-such-folder")
+    state, _, _ = run(recipe)
+    assert state.is_failed() and "does not exist" in state.message
+    res = CliRunner().invoke(app, ["run", str(recipe)])
+    assert res.exit_code == 2 and "does not exist or is not a folder" in res.output
+
+
+def test_llm_runtime_settings_do_not_change_the_synthesis_key():
+    from tasks import synthesize
+    from tasks.common import step_key
+
+    base = {"llm": {"backend": "openai", "model": "m", "base_url": "http://x/v1", "timeout_s": 30,
+                    "concurrency": 8}, "questions_per_chunk": 5}
+    slower = {**base, "llm": {**base["llm"], "timeout_s": 300, "concurrency": 64}}
+    other_model = {**base, "llm": {**base["llm"], "model": "n"}}
+    key = lambda cfg: step_key(synthesize.SPEC, synthesize.key_config(cfg), {})  # noqa: E731
+    assert key(base) == key(slower)
+    assert key(base) != key(other_model)

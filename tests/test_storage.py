@@ -79,6 +79,30 @@ def test_rejects_schema_and_manifest(tmp_path):
     assert store.read(rej).column_names == ["id", "step", "reason", "message", "detail"]
     m = RunManifest(store, "run-1", {"name": "t"})
     m.record("s", {"key": "k", "rows_in": 1})
+    assert RunManifest.load_latest(store) is None, "a run in progress is not `latest`"
+    m.save(status="completed")
     latest = RunManifest.load_latest(store)
     assert latest["run_id"] == "run-1" and latest["steps"]["s"]["rows_in"] == 1
     assert json.loads((tmp_path / "manifests/latest.json").read_text()) == {"run_id": "run-1"}
+
+
+def test_copied_root_reads_its_own_files(tmp_path):
+    import shutil
+
+    store = ArtifactStore(str(tmp_path / "a"))
+    store.write_table("s", "k", "o", [{"id": "a", "n": 1}], SCHEMA)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    copy = ArtifactStore(str(tmp_path / "b"))
+    ref = copy.committed("s", "k", "o")
+    assert ref is not None and ref.path.startswith(str(tmp_path / "b"))
+    shutil.rmtree(tmp_path / "a")
+    assert copy.read(ref).num_rows == 1
+
+
+def test_invalidate_uncommits_but_keeps_shards(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    store.write_table("s", "k", "out", [{"id": "a", "n": 1}], SCHEMA)
+    store.write_table("s", "k", "shard-00000.qa", [{"id": "a", "n": 1}], SCHEMA)
+    store.invalidate("s", "k")
+    assert store.committed("s", "k", "out") is None
+    assert store.committed("s", "k", "shard-00000.qa") is not None
