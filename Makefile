@@ -12,11 +12,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 install: $(STAMP)
 
-# The CPU wheel of torch goes in first, so no CUDA build is downloaded on a machine without a GPU.
+# The CPU wheel of torch goes in first, so no CUDA build is downloaded on a machine without a GPU
+# (PyTorch's CPU index; where it is unreachable, plain `torch==2.13.0`, e.g. from a local wheel).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q torch==2.13.0; fi
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q --retries 0 --timeout 15 torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+	  || $(BIN)/pip install -q torch==2.13.0; fi
 	$(BIN)/pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@

@@ -65,8 +65,13 @@ def stop() -> bool:
         return False
     pid = int(pid_file.read_text())
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    if b"prefect" in cmdline:  # a stale pid file may name some other process by now
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     pid_file.unlink(missing_ok=True)
     return True
