@@ -52,6 +52,12 @@ class ChatResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failure(cls, req_id: str, kind: str, message: str, model: str = "", prompt_tokens: int = 0) -> "ChatResult":
+        """A request that failed before or during generation: its error, and what it cost."""
+        return cls(id=req_id, error=message, error_kind=kind, model=model,
+                   usage={"prompt_tokens": prompt_tokens, "completion_tokens": 0})
+
 
 class LLMBackend(Protocol):
     name: str

@@ -101,13 +101,7 @@ class TransformersBackend:
         return [results[i] for i in range(len(requests))]
 
     def _error(self, req: ChatRequest, kind: str, message: str, prompt_tokens: int = 0) -> ChatResult:
-        return ChatResult(
-            id=req.id,
-            error=message,
-            error_kind=kind,
-            model=self.model,
-            usage={"prompt_tokens": prompt_tokens, "completion_tokens": 0},
-        )
+        return ChatResult.failure(req.id, kind, message, self.model, prompt_tokens)
 
     def _encode(self, req: ChatRequest) -> list[int] | ChatResult:
         if not self._tok.chat_template:
