@@ -7,7 +7,6 @@ half-written output is never trusted.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -149,11 +148,6 @@ def publish_report(result: StepResult, store: ArtifactStore, *, rows_in: int, ke
             create_table_artifact(key=f"{slug}-{key}", table=table)
 
 
-def json_default(o: Any) -> Any:
-    return json.dumps(o, ensure_ascii=False, default=str)
-
-
-Runner = Callable[..., dict[str, Any]]
 
 
 def step_task(spec: StepSpec) -> Callable[[Callable[..., StepResult]], Any]:
