@@ -81,11 +81,16 @@ def run(
     results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
                          retry_failed=retry_failed)
     store = ArtifactStore(r.storage)
+
+    def where(path: str) -> str:  # relative to here when the artifact is under here
+        shown = store.display(path)
+        return os.path.relpath(shown) if shown.startswith(os.getcwd() + os.sep) else shown
+
     typer.echo("")
     for step, res in results.items():
         for name, ref in res["outputs"].items():
-            typer.echo(f"{step:10s} {name:10s} {ref['rows']:7d} rows  {store.display(ref['path'])}")
-        typer.echo(f"{'':10s} {'rejects':10s} {res['rejects']['rows']:7d} rows  {store.display(res['rejects']['path'])}")
+            typer.echo(f"{step:10s} {name:10s} {ref['rows']:7d} rows  {where(ref['path'])}")
+        typer.echo(f"{'':10s} {'rejects':10s} {res['rejects']['rows']:7d} rows  {where(res['rejects']['path'])}")
     if os.environ.get("PREFECT_API_URL", "").startswith(prefect_server.UI_URL):
         typer.echo(f"\nPrefect UI: {prefect_server.UI_URL}/runs")
 
