@@ -37,10 +37,19 @@ def ensure_loaded() -> None:
     global _LOADED
     if _LOADED:
         return
+    import logging
+
     from loguru import logger
 
+    # some data-juicer op modules call logging.basicConfig(level=INFO) at import, which would
+    # re-format and flood the host application's logs (Prefect's, here): keep the root logger as it was
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     import data_juicer.ops  # noqa: F401  (registers every op)
     from data_juicer.utils.lazy_loader import LazyLoader
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
     logger.disable("data_juicer")
 
