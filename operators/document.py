@@ -97,5 +97,6 @@ def document_row(doc_id: str, path: str, fmt: str, parsed: ParsedDoc) -> dict[st
             for s in parsed.sections
         ],
         "pages": [{"page": p.page, "start": p.start, "end": p.end} for p in parsed.pages],
-        "metadata": json.dumps(parsed.metadata, ensure_ascii=False, sort_keys=True, default=str),
+        # no sort_keys: a record's fields keep their order
+        "metadata": json.dumps(parsed.metadata, ensure_ascii=False, default=str),
     }

@@ -422,3 +422,36 @@ def test_page_offsets_cover_text():
     doc = parse("g.pdf", (EXAMPLES / "lotusdb_install_guide.pdf").read_bytes())
     assert all(isinstance(p, Page) and 0 <= p.start <= p.end <= len(doc.text) for p in doc.pages)
     assert doc.pages[-1].end == len(doc.text)
+
+
+@pytest.mark.parametrize("text,encoding", [("简短", "gbk"), ("故障处理", "gbk"), ("用户名,密码\n张三,123\n", "gbk"),
+                                           ("人口", "gbk"), ("資料庫設定", "big5"), ("Hello world 中文", "gb18030")])
+def test_short_chinese_text_decodes_right(text, encoding):
+    """Detectors guess wrong on a few bytes (Korean, Big5 for GBK): short Chinese files must still read right."""
+    from operators.parsers.textdecode import decode_text
+
+    assert decode_text(text.encode(encoding))[0] == text
+
+
+def test_csv_keeps_cells_past_the_header_and_big_cells():
+    from operators.parsers.csvrec import CsvParser
+
+    big = "x" * 200_000
+    data = f'name,desc\nfoo,"multi\nline",OVERFLOW\nbar,{big}\n'.encode()
+    docs = CsvParser().parse_records(data, "t.csv")
+    assert docs[0].metadata["fields"]["column3"] == "OVERFLOW"
+    assert docs[1].metadata["fields"]["desc"] == big
+
+
+def test_jsonl_line_with_a_raw_line_separator_and_field_order():
+    import json as _json
+
+    from operators.parsers.jsonrec import JsonlParser
+
+    rec = {"zeta": "first field", "alpha": "second\u2028field", "mid": 3}
+    docs = JsonlParser().parse_records((_json.dumps(rec, ensure_ascii=False) + "\n").encode(), "t.jsonl")
+    assert list(docs[0].metadata["fields"]) == ["zeta", "alpha", "mid"]
+    from operators.document import document_row
+
+    row = document_row("d", "t.jsonl", "jsonl", docs[0])
+    assert list(_json.loads(row["metadata"])["fields"]) == ["zeta", "alpha", "mid"], "field order survives storage"

@@ -525,3 +525,21 @@ def test_end_to_end_real_backend():
         else:
             assert s.n_samples == len(rows) > 0
     pa.Table.from_pylist(rows, schema=QA_SCHEMA)
+
+
+def test_repair_keeps_true_false_null_inside_strings_and_survives_deep_nesting():
+    from operators.synth.jsonrepair import ParseError, parse_json_loose
+
+    out = parse_json_loose("[{'question': 'Is null allowed?', 'answer': 'It is true that null is rejected', 'ok': true},]")
+    assert out == [{"question": "Is null allowed?", "answer": "It is true that null is rejected", "ok": True}]
+    for text in ("[" * 100000, '{"a": [' * 5000):
+        with pytest.raises(ParseError):
+            parse_json_loose(text)
+
+
+def test_record_answers_are_the_document_text_for_numbers_and_bools():
+    from operators.parsers.records import field_text as parser_text
+    from operators.synth.record_template import field_text
+
+    assert field_text is parser_text
+    assert [field_text(v) for v in (30.0, True, None, 7)] == ["30", "True", "", "7"]

@@ -25,6 +25,7 @@ class CsvParser:
                 delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
             except csv.Error:
                 delimiter = ","
+        csv.field_size_limit(max(len(text), 131072))  # one big cell is valid CSV, not a corrupt file
         try:
             rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
         except csv.Error as e:
@@ -35,6 +36,9 @@ class CsvParser:
         docs = []
         for index, row in enumerate(rows[1:]):
             fields = {name: (row[i] if i < len(row) else "") for i, name in enumerate(header)}
+            for i in range(len(header), len(row)):  # cells past the header are kept, not dropped
+                if row[i].strip():
+                    fields[f"column{i + 1}"] = row[i]
             docs.append(render_record(fields, path, index, encoding=encoding))
         return docs
 

@@ -44,7 +44,8 @@ class JsonlParser(JsonParser):
     def load(self, data: bytes) -> tuple[list[dict[str, Any]], str]:
         text, encoding = decode_text(data)
         items = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split on newlines only: splitlines() would also cut at U+2028/U+0085 inside JSON strings
+        for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
             if not line.strip():
                 continue
             try:

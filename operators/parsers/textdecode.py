@@ -70,6 +70,40 @@ def looks_binary(data: bytes) -> bool:
     return controls > 0.05 * max(len(sample), 1)
 
 
+def _cjk_in(text: str, encoding: str) -> float:
+    """Share of the CJK characters of `text` that exist in a (narrower) encoding."""
+    cjk = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    if not cjk:
+        return 0.0
+    ok = 0
+    for c in cjk:
+        try:
+            c.encode(encoding)
+            ok += 1
+        except UnicodeEncodeError:
+            pass
+    return ok / len(cjk)
+
+
+def _common_chinese(data: bytes) -> tuple[str, str] | None:
+    """GBK/GB18030 or Big5 when the bytes decode strictly to common Chinese.
+
+    Statistical detectors need a few hundred bytes; a ten-character GBK note
+    comes back as Korean or as Big5 from them. Real simplified text read as
+    gb18030 is almost all GB2312 characters, and real traditional text read as
+    big5 is almost all Big5 ones; mis-decodings mostly are not. GBK goes
+    first: a two-character Big5 string can still read as valid simplified
+    Chinese, and mainland documents are the commoner case.
+    """
+    for enc, common in (("gb18030", "gb2312"), ("big5", "big5")):
+        text = _try(data, enc)
+        if text is None or any("\ue000" <= c <= "\uf8ff" for c in text):  # private use: a misread
+            continue
+        if _cjk_in(text, common) >= 0.95:
+            return text, enc
+    return None
+
+
 def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
     """Return (text, encoding name). Raises OperatorError binary_content / undecodable."""
     for bom, enc in _BOMS:
@@ -99,6 +133,9 @@ def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
         text = _try(data, hint)
         if text is not None:
             return text, codecs.lookup(hint).name
+    text = _common_chinese(data)  # before charset-normalizer, which misreads short GBK/Big5 text
+    if text is not None:
+        return text
     best = from_bytes(data).best()
     if best is not None:
         text = _try(data, best.encoding)

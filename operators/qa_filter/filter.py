@@ -211,14 +211,17 @@ def _judge(alive: list[tuple[int, dict[str, Any], str, str]], lookup: Callable[[
         todo.append(i)
     if not reqs:
         return alive
-    results = backend.generate(reqs)
+    try:
+        results = backend.generate(reqs)
+    except Exception:  # a judge that cannot answer keeps every row (the judge is optional)
+        return alive
     dropped = set()
     for i, res in zip(todo, results):
         if not res.ok:
             continue
         try:
             verdict = parse_json_loose(res.text)
-        except ParseError:
+        except Exception:  # an unreadable verdict keeps the row
             continue
         if not isinstance(verdict, dict):
             continue

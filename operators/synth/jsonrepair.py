@@ -152,14 +152,23 @@ def _repairs(candidate: str) -> list[str]:
     return out
 
 
+class _JsonNames(ast.NodeTransformer):
+    """true/false/null as bare names become Python constants; text inside strings is left alone."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        consts = {"true": True, "false": False, "null": None}
+        return ast.copy_location(ast.Constant(consts[node.id]), node) if node.id in consts else node
+
+
 def _loads(candidate: str) -> Any:
     for text in _repairs(candidate):
         try:
             return json.loads(text, strict=False)
-        except (json.JSONDecodeError, ValueError):
+        except (json.JSONDecodeError, ValueError, RecursionError):
             pass
         try:  # single quotes, Python literals (trailing commas are fine there too)
-            value = ast.literal_eval(text.replace("true", "True").replace("false", "False").replace("null", "None"))
+            tree = _JsonNames().visit(ast.parse(text.strip(), mode="eval"))
+            value = ast.literal_eval(tree)
             if isinstance(value, (list, dict)):
                 return value
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
@@ -182,7 +191,7 @@ def parse_json_loose(text: str | None) -> Any:
         raise ParseError("empty_output", "the model returned only a <think> block")
     try:
         return json.loads(body, strict=False)
-    except (json.JSONDecodeError, ValueError):
+    except (json.JSONDecodeError, ValueError, RecursionError):
         pass
     sources = [m.group(1) for m in _FENCE.finditer(body)] + [body]
     for src in sources:

@@ -6,13 +6,13 @@ the span points at it, so grounding always holds.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from operators.prompts import render
 from operators.synth.core import Context, ItemFailure, Track, doc_metadata
 from operators.synth.schema import Draft, WorkItem
 from operators.synth.spans import find_value
+from operators.parsers.records import field_text  # the exact text the parser wrote into the document
 
 PROMPT = "record_template"
 
@@ -22,14 +22,6 @@ def record_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
-def field_text(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return "" if value is None else str(value).lower()
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def record_title(doc: dict[str, Any], fields: dict[str, Any], title_field: str | None,
