@@ -369,6 +369,7 @@ def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]
         for p in _merge_small(pieces, cfg):
             if p.end <= p.start or not text[p.start : p.end].strip():
                 continue
+            prev_end = rows[-1]["end"] if rows else 0
             rows.append(
                 {
                     "chunk_id": hashlib.sha256(f"{doc_id}:{p.start}:{p.end}".encode()).hexdigest()[:32],
@@ -378,10 +379,20 @@ def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]
                     "chunk_index": len(rows),
                     "text": text[p.start : p.end],
                     "heading_path": list(heading_path),
-                    "page": _page_of(pages, page_starts, p.start),
+                    # the page where the chunk's own text starts: an overlap reaching back over
+                    # a page break must not label the chunk with the previous page
+                    "page": _page_of(pages, page_starts, _own_start(text, p.start, p.end, prev_end)),
                     "start": p.start,
                     "end": p.end,
                     "kind": p.kind,
                 }
             )
     return rows
+
+
+def _own_start(text: str, start: int, end: int, prev_end: int) -> int:
+    """The first non-blank character of a chunk after its overlap with the previous chunk."""
+    own = max(start, min(prev_end, end - 1))
+    while own < end - 1 and text[own].isspace():
+        own += 1
+    return own

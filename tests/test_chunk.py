@@ -260,10 +260,27 @@ def test_pages_follow_chunk_start():
     doc = make_doc(text, fmt="pdf", pages=pages)
     rows = chunk_document(doc, CFG)
     check_invariants(doc, rows)
+    prev_end = 0
     for r in rows:
-        expected = next(p.page for p in pages if p.start <= r["start"] < p.end)
+        own_start = max(r["start"], min(prev_end, r["end"] - 1))  # first character after the overlap
+        while text[own_start].isspace():
+            own_start += 1
+        expected = next(p.page for p in pages if p.start <= own_start < p.end)
         assert r["page"] == expected
+        prev_end = r["end"]
     assert {r["page"] for r in rows} == {1, 2, 3}
+
+
+def test_overlap_across_a_page_break_keeps_the_new_page():
+    """A chunk whose overlap reaches back into page 1 but whose own text is on page 2 is on page 2."""
+    page_texts = [english_text(3), english_text(3)]
+    text = "\n\n".join(page_texts)
+    pages = [Page(1, 0, len(page_texts[0])), Page(2, len(page_texts[0]) + 2, len(text))]
+    rows = chunk_document(make_doc(text, fmt="pdf", pages=pages), ChunkConfig(400, 800, 50, 120))
+    crossing = [(prev, r) for prev, r in zip(rows, rows[1:]) if r["start"] < pages[0].end <= prev["end"]]
+    assert crossing, "the fixture must have an overlap that reaches back over the page break"
+    for _, r in crossing:
+        assert r["page"] == 2
 
 
 # ---------------------------------------------------------------- tables, code, records
