@@ -543,3 +543,16 @@ def test_record_answers_are_the_document_text_for_numbers_and_bools():
 
     assert field_text is parser_text
     assert [field_text(v) for v in (30.0, True, None, 7)] == ["30", "True", "", "7"]
+
+
+@pytest.mark.parametrize("text,heading,body", [
+    ("Usage\n=====\n\nThis body explains usage.", "Usage", "This body explains usage."),
+    ("## Usage ##\n\nBody text here.", "Usage", "Body text here."),
+    ("1 Foo\nThe foo section body.", "Foo", "The foo section body."),
+    ("第一章 总则\n正文内容。", "总则", "正文内容。"),
+])
+def test_section_body_drops_every_kind_of_heading_line(text, heading, body):
+    from operators.synth.section_template import section_body
+
+    s, e = section_body(text, {"start": 0, "end": len(text), "heading_path": [heading]}, 1000)
+    assert text[s:e] == body

@@ -1,6 +1,7 @@
 """section_template (no LLM): "请介绍{heading path}" -> the section's body, exact source text."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from operators.synth.core import Context, ItemFailure, Track
@@ -10,14 +11,28 @@ from operators.synth.spans import cut, strip_span
 PROMPT = "section_template"
 
 
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
+_NUMBER = re.compile(r"^(\d+(\.\d+)*\.?|[IVXLC]+\.|第[一二三四五六七八九十百\d]+[章节部分条])\s*")
+
+
+def _is_heading_line(line: str, heading: str) -> bool:
+    """`# Usage`, `## Usage ##`, `1.2 Usage` (a PDF outline entry's line) or a setext title line."""
+    core = line.strip().strip("#").strip()
+    return core == heading or _NUMBER.sub("", core) == heading
+
+
 def section_body(text: str, section: dict[str, Any], max_chars: int) -> tuple[int, int]:
     """The span of a section's body: without its own heading line, trimmed, cut to max_chars."""
     start, end = strip_span(text, int(section["start"]), int(section["end"]))
     heading = (section["heading_path"] or [""])[-1].strip()
     first_nl = text.find("\n", start, end)
     first_line = text[start: first_nl if first_nl >= 0 else end]
-    if heading and first_line.strip().lstrip("#").strip() == heading:
-        start, end = strip_span(text, first_nl if first_nl >= 0 else end, end)
+    if heading and _is_heading_line(first_line, heading):
+        start = first_nl if first_nl >= 0 else end
+        nl = text.find("\n", start + 1, end)
+        if _SETEXT.match(text[start + 1: nl if nl >= 0 else end]):  # the ===/--- under a setext heading
+            start = nl if nl >= 0 else end
+        start, end = strip_span(text, start, end)
     return cut(text, start, end, max_chars)
 
 
