@@ -455,3 +455,23 @@ def test_jsonl_line_with_a_raw_line_separator_and_field_order():
 
     row = document_row("d", "t.jsonl", "jsonl", docs[0])
     assert list(_json.loads(row["metadata"])["fields"]) == ["zeta", "alpha", "mid"], "field order survives storage"
+
+
+def test_docx_merged_cells_once_and_nested_tables_kept():
+    import io
+
+    import docx as python_docx
+
+    from operators.parsers.docx import DocxParser
+
+    d = python_docx.Document()
+    t = d.add_table(rows=2, cols=3)
+    t.cell(0, 0).merge(t.cell(0, 2)).text = "merged value"
+    t.cell(1, 0).text, t.cell(1, 1).text = "x", "y"
+    inner = t.cell(1, 2).add_table(rows=1, cols=2)
+    inner.cell(0, 0).text, inner.cell(0, 1).text = "in1", "in2"
+    buf = io.BytesIO()
+    d.save(buf)
+    text = DocxParser().parse(buf.getvalue(), "t.docx").text
+    assert text.count("merged value") == 1
+    assert "| x | y | in1 in2 |" in text

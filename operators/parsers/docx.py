@@ -1,6 +1,8 @@
 """DOCX via python-docx: heading styles build the section tree, tables become Markdown in place."""
 from __future__ import annotations
 
+from typing import Any
+
 import io
 import re
 import zipfile
@@ -27,8 +29,27 @@ def heading_level(style_name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def cell_text(cell: Any) -> str:
+    """A cell's paragraphs and, inline, the text of tables nested in it (cell.text skips those)."""
+    parts = []
+    for block in cell.iter_inner_content():
+        if isinstance(block, Table):
+            parts.append(" / ".join(" ".join(c for c in row if c) for row in table_rows(block)))
+        elif block.text.strip():
+            parts.append(block.text)
+    return "\n".join(parts)
+
+
 def table_rows(table: Table) -> list[list[str]]:
-    return [[cell.text for cell in row.cells] for row in table.rows]
+    """Rows of cell texts; a merged cell is written once, its other grid positions left empty."""
+    rows = []
+    for row in table.rows:
+        out, previous = [], None
+        for cell in row.cells:
+            out.append("" if cell._tc is previous else cell_text(cell))
+            previous = cell._tc
+        rows.append(out)
+    return rows
 
 
 class DocxParser:
