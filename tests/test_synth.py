@@ -556,3 +556,26 @@ def test_section_body_drops_every_kind_of_heading_line(text, heading, body):
 
     s, e = section_body(text, {"start": 0, "end": len(text), "heading_path": [heading]}, 1000)
     assert text[s:e] == body
+
+
+def test_record_value_span_is_inside_its_field_section():
+    """A value like "1" is found in its own field's body, not in a heading such as "## v1"."""
+    import json as _json
+
+    import pyarrow as pa
+
+    from operators.document import document_row
+    from operators.parsers.jsonrec import JsonParser
+    from operators.synth import SynthConfig, plan, run_items
+
+    parsed = JsonParser().parse_records(_json.dumps([{"name": "x", "v1": "1", "timeout": 30.0}]).encode(), "r.json")
+    doc = document_row("d1", "r.json", "json", parsed[0])
+    chunk = {"chunk_id": "c", "doc_id": "d1", "path": "r.json", "format": "json", "chunk_index": 0,
+             "text": doc["text"], "heading_path": [], "page": None, "start": 0, "end": len(doc["text"]), "kind": "record"}
+    cfg = SynthConfig(by_format={"json": ["record_template"]}, paraphrase={"enabled": False}, record={"min_chars": 1})
+    rows, _ = run_items(plan(pa.Table.from_pylist([chunk]), pa.Table.from_pylist([doc]), cfg), None, cfg,
+                        chunks=[chunk], docs=[doc])
+    spans = {r["messages"][-1]["content"]: doc["text"][r["span_start"]:r["span_end"]] for r in rows}
+    assert spans == {"1": "1", "30": "30"}
+    one = next(r for r in rows if r["messages"][-1]["content"] == "1")
+    assert doc["text"][:one["span_start"]].endswith("## v1\n\n")

@@ -55,6 +55,13 @@ def make(item: WorkItem, ctx: Context, track: Track) -> list[Draft]:
     text = doc["text"]
     out: list[Draft] = []
     cursor = 0
+    field_sections = {}  # field name -> its body span (after the "## field" heading line)
+    for sec in doc.get("sections") or []:
+        hp = list(sec.get("heading_path") or [])
+        if len(hp) >= 2 and hp[-1] in fields:
+            start, end = int(sec["start"]), int(sec["end"])
+            nl = text.find("\n", start, end)
+            field_sections[hp[-1]] = (nl + 1 if nl >= 0 else end, end)
     for name, value in fields.items():
         if name == tkey or name in opts.skip_fields:
             continue
@@ -63,7 +70,12 @@ def make(item: WorkItem, ctx: Context, track: Track) -> list[Draft]:
             continue
         template = opts.question_templates.get(name) or prompt.user_template
         question = render(template, title=title, field=name)
-        span = find_value(text, value_text, cursor)
+        sec = field_sections.get(name)
+        if sec is not None:  # search the field's own section, so "1" is not found in a heading "## v1"
+            body = find_value(text[sec[0]:sec[1]], value_text, 0)
+            span = (sec[0] + body[0], sec[0] + body[1]) if body else None
+        else:
+            span = find_value(text, value_text, cursor)
         if span is not None:
             start, end = span
             answer = text[start:end]
