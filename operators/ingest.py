@@ -110,6 +110,10 @@ def parse_file(entry: FileEntry, data: bytes) -> tuple[list[dict[str, Any]], lis
     rejects: list[Reject] = []
     multi = getattr(parser, "multi", False)
     for index, doc in enumerate(docs):
+        bad = doc.metadata.get("reject") if multi else None
+        if bad:  # one record of the file failed to parse
+            rejects.append(Reject(f"{path}#{index}", bad["reason"], bad["message"], {"format": parser.format}))
+            continue
         if not doc.text.strip():
             rid = f"{path}#{index}" if multi else path
             rejects.append(Reject(rid, "empty", "no text after parsing", {"format": parser.format}))

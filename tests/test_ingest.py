@@ -158,3 +158,27 @@ def test_examples_every_file_is_a_document_or_a_reject():
     assert documents["lotusdb_c_api.json"] == 4 and documents["lotusdb_error_codes.csv"] == 7
     formats = {"pdf", "docx", "pptx", "md", "html", "txt", "json", "csv", "c", "log"}
     assert formats <= {p.rsplit(".", 1)[1] for p in documents}
+
+
+def test_one_bad_jsonl_line_rejects_that_record_only(tmp_path):
+    from operators.ingest import FileEntry, parse_file
+
+    data = b'{"name": "a", "doc": "first"}\n{not json}\n{"name": "c", "doc": "third"}\n'
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(data)
+    rows, rejects = parse_file(FileEntry("r.jsonl", path, len(data), "x"), data)
+    assert [r["title"] for r in rows] == ["a", "c"]
+    assert [(r.id, r.reason) for r in rejects] == [("r.jsonl#1", "corrupt")]
+    assert "line 2" in rejects[0].message
+
+
+def test_json_wrapper_object_is_unwrapped(tmp_path):
+    import json
+
+    from operators.ingest import FileEntry, parse_file
+
+    data = json.dumps({"data": [{"name": "a", "doc": "x"}, {"name": "b", "doc": "y"}]}).encode()
+    path = tmp_path / "w.json"
+    path.write_bytes(data)
+    rows, rejects = parse_file(FileEntry("w.json", path, len(data), "x"), data)
+    assert [r["title"] for r in rows] == ["a", "b"] and not rejects

@@ -343,8 +343,10 @@ def test_json_records_one_doc_per_record_with_field_sections():
 def test_jsonl_csv_xlsx_records(tmp_path):
     jsonl = "\n".join(json.dumps(r, ensure_ascii=False) for r in API).encode()
     assert [d.title for d in parser_for("a.jsonl").parse_records(jsonl, "a.jsonl")] == ["lotus_get", "a.jsonl#1"]
-    with pytest.raises(OperatorError) as e:
-        parser_for("a.jsonl").parse_records(b'{"a": 1}\n{broken\n', "a.jsonl")
+    docs = parser_for("a.jsonl").parse_records(b'{"a": 1}\n{broken\n', "a.jsonl")
+    assert docs[1].metadata["reject"]["reason"] == "corrupt", "a bad line is that record's reject"
+    with pytest.raises(OperatorError) as e:  # no valid line at all: the file is corrupt
+        parser_for("a.jsonl").parse_records(b'{broken\n', "a.jsonl")
     assert e.value.reason == "corrupt"
 
     csv_bytes = "名称,值,说明\nLOTUS_OK,0,成功\nLOTUS_EBUSY,-16,\"被锁定, 稍后重试\"\n".encode("gbk")

@@ -11,6 +11,14 @@ from operators.parsers.records import combine, render_record
 from operators.parsers.textdecode import decode_text
 
 
+BAD = "\x00infuse_bad_record"  # marks a record that failed to parse (a key no JSON text can hold by accident)
+
+
+def bad_record(message: str) -> ParsedDoc:
+    """A placeholder the ingest step turns into a `corrupt` reject with the record's own id."""
+    return ParsedDoc(title="", text="", metadata={"reject": {"reason": "corrupt", "message": message}})
+
+
 def _as_fields(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else {"value": item}
 
@@ -26,12 +34,17 @@ class JsonParser:
             value = json.loads(text)
         except json.JSONDecodeError as e:
             raise OperatorError("corrupt", f"invalid JSON: {e}") from e
+        if isinstance(value, dict) and len(value) == 1:  # {"data": [{...}, ...]}: the list is the records
+            inner = next(iter(value.values()))
+            if isinstance(inner, list) and inner and all(isinstance(v, dict) for v in inner):
+                value = inner
         items = value if isinstance(value, list) else [value]
         return [_as_fields(v) for v in items], encoding
 
     def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
         items, encoding = self.load(data)
-        return [render_record(f, path, i, encoding=encoding) for i, f in enumerate(items)]
+        return [bad_record(f[BAD]) if BAD in f else render_record(f, path, i, encoding=encoding)
+                for i, f in enumerate(items)]
 
     def parse(self, data: bytes, path: str) -> ParsedDoc:
         return combine(self.parse_records(data, path), PurePosixPath(path).stem)
@@ -50,6 +63,8 @@ class JsonlParser(JsonParser):
                 continue
             try:
                 items.append(_as_fields(json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise OperatorError("corrupt", f"invalid JSON on line {number}: {e}", line=number) from e
+            except json.JSONDecodeError as e:  # one bad line is one rejected record, not a lost file
+                items.append({BAD: f"invalid JSON on line {number}: {e}"})
+        if items and all(BAD in f for f in items):
+            raise OperatorError("corrupt", f"no line is valid JSON ({items[0][BAD]})")
         return items, encoding
