@@ -51,11 +51,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan(folder: Path, max_file_bytes: int) -> tuple[list[FileEntry], list[Reject]]:
+def scan(folder: Path, max_file_bytes: int, hash_files: bool = True) -> tuple[list[FileEntry], list[Reject]]:
     """Every non-hidden file under folder, sorted by relative path, or a Reject saying why not.
 
     Checks run cheapest first: size 0, extension, size limit (never read), then
-    whitespace-only, then the content hash.
+    whitespace-only, then the content hash (skipped with hash_files=False, for a
+    caller that hashes the bytes it reads anyway; sha256 is then "").
     """
     folder = Path(folder)
     entries: list[FileEntry] = []
@@ -83,7 +84,7 @@ def scan(folder: Path, max_file_bytes: int) -> tuple[list[FileEntry], list[Rejec
         if _whitespace_only(path):
             rejects.append(Reject(rel_s, "empty", "file holds only whitespace", {"size": size}))
             continue
-        entries.append(FileEntry(rel_s, path, size, _sha256(path)))
+        entries.append(FileEntry(rel_s, path, size, _sha256(path) if hash_files else ""))
     return entries, rejects
 
 

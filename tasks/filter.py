@@ -54,7 +54,8 @@ def filter_(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[st
         scored = w.commit()
 
     stat_cols = qf.stat_columns
-    bounds = qf.fit(store.iter_batches(scored, batch_size=50_000, columns=stat_cols))
+    stat_table = store.read(scored, columns=stat_cols)  # floats only: small even for a big corpus
+    bounds = qf.fit(stat_table)
     rejects: list[dict[str, Any]] = []
     with store.writer(SPEC.name, key, "chunks", None, fallback_schema=store.schema(scored)) as w:
         for batch in store.iter_batches(scored, batch_size=5_000):
@@ -64,7 +65,7 @@ def filter_(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[st
         out = w.commit()
 
     # histograms with the thresholds drawn: files beside the artifact, and inline in the UI
-    pngs = qf.plots(store.read(scored, columns=stat_cols), bounds)
+    pngs = qf.plots(stat_table, bounds)
     md = ["### thresholds used", "", "| stat | low | high | source | mean | std | n |", "|---|---|---|---|---|---|---|"]
     for stat, b in bounds.items():
         md.append(f"| {stat} | {_fmt(b.get('low'))} | {_fmt(b.get('high'))} | "

@@ -54,33 +54,33 @@ def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """Rows and rejects for one file, from the per-file cache when this file was parsed before.
+def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool, str]:
+    """Rows, rejects, whether they came from the per-file cache, and the sha256 of the bytes read.
 
     The cache is keyed by the bytes actually read (a file rewritten since the
     scan is parsed as it is now) and by the file's path.
     """
     data = Path(entry.abs_path).read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    if sha != entry.sha256:
-        entry = dataclasses.replace(entry, sha256=sha, size=len(data))
+    entry = dataclasses.replace(entry, sha256=sha, size=len(data))
     name = hashlib.sha256(f"{sha}:{entry.path_rel}".encode()).hexdigest()
     ref = store.committed(CACHE_STEP, code, name)
     if ref is not None:
         meta = store.read_meta(CACHE_STEP, code, name) or {}
-        return store.read(ref).to_pylist(), meta.get("rejects", []), True
+        return store.read(ref).to_pylist(), meta.get("rejects", []), True, sha
     rows, rejects = parse_file(entry, data)
     reject_rows = [r.to_row(SPEC.name) for r in rejects]
     store.write_table(CACHE_STEP, code, name, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA),
                       extra={"rejects": reject_rows})
-    return rows, reject_rows, False
+    return rows, reject_rows, False, sha
 
 
 @step_task(SPEC)
 def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
           runtime: dict[str, Any]) -> StepResult:
     check_input(cfg["input_dir"])
-    entries, scan_rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg))
+    # no hashing here: each file is hashed once, as it is read for parsing
+    entries, scan_rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg), hash_files=False)
     rejects = [r.to_row(SPEC.name) for r in scan_rejects]
     kept_files = 0
     code = SPEC.code_version()
@@ -89,10 +89,9 @@ def parse(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str,
     formats: dict[str, int] = {}
     with store.writer(SPEC.name, key, "documents", DOCUMENT_SCHEMA, row_group_size=2_000) as w:
         for entry in entries:
-            rows, file_rejects, hit = _parse_one(store, code, entry)
+            rows, file_rejects, hit, sha = _parse_one(store, code, entry)
             reused += hit
             parsed += not hit
-            sha = rows[0]["doc_id"].split(":")[0] if rows else entry.sha256
             if sha in seen:  # the same bytes under two names: keep the first, say so
                 rejects.append({"id": entry.path_rel, "step": SPEC.name, "reason": "duplicate_file",
                                 "message": f"same content as {seen[sha]}", "detail": "{}"})

@@ -211,3 +211,17 @@ def test_llm_runtime_settings_do_not_change_the_synthesis_key():
     key = lambda cfg: step_key(synthesize.SPEC, synthesize.key_config(cfg), {})  # noqa: E731
     assert key(base) == key(slower)
     assert key(base) != key(other_model)
+
+
+def test_same_bytes_under_two_names_keeps_the_first(tmp_path, examples_copy):
+    import shutil
+
+    shutil.copy(examples_copy / "lotusdb_faq_zh.md", examples_copy / "zz_copy_of_faq.md")
+    shutil.copy(examples_copy / "rejects" / "truncated_guide.pdf", examples_copy / "zz_copy_of_truncated.pdf")
+    _, _, res = run(write_recipe(tmp_path, examples_copy), only="parse")
+    rejects = {r["id"]: r for r in pq.read_table(res["parse"]["rejects"]["path"]).to_pylist()}
+    assert rejects["zz_copy_of_faq.md"]["reason"] == "duplicate_file"
+    assert "lotusdb_faq_zh.md" in rejects["zz_copy_of_faq.md"]["message"]
+    assert rejects["zz_copy_of_truncated.pdf"]["reason"] == "duplicate_file"
+    assert rejects["rejects/truncated_guide.pdf"]["reason"] == "corrupt"
+    assert rejects["rejects/empty_notes.txt"]["reason"] == "empty"
