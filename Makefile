@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | sha256sum | cut -c1-12)
 RECIPE ?= recipes/demo.yaml
 export HF_HUB_OFFLINE := 1
 export PREFECT_HOME   := $(CURDIR)/.prefect
@@ -14,7 +14,7 @@ install: $(STAMP)
 
 # The CPU wheel of torch goes in first, so no CUDA build is downloaded on a machine without a GPU
 # (PyTorch's CPU index; where it is unreachable, plain `torch==2.13.0`, e.g. from a local wheel).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \

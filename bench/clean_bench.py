@@ -131,9 +131,9 @@ def infuse_configs(path: Path):
     """CleanConfig, FilterConfig, DedupConfig equivalent to a dj recipe (safe mappers, jieba word stats)."""
     import yaml
 
-    from operators.clean import CleanConfig
-    from operators.dedup import DedupConfig, SimhashConfig
-    from operators.quality import FilterConfig
+    from infuse.operators.clean import CleanConfig
+    from infuse.operators.dedup import DedupConfig, SimhashConfig
+    from infuse.operators.quality import FilterConfig
 
     recipe = yaml.safe_load(path.read_text())
     clean, filt = [], []
@@ -165,9 +165,9 @@ def infuse_configs(path: Path):
 def side_infuse(work: Path, batch: int) -> dict:
     import pyarrow.parquet as pq
 
-    from operators.clean import Cleaner
-    from operators.dedup import Deduper
-    from operators.quality import QualityFilter
+    from infuse.operators.clean import Cleaner
+    from infuse.operators.dedup import Deduper
+    from infuse.operators.quality import QualityFilter
 
     t0 = time.perf_counter()
     ccfg, fcfg, dcfg = infuse_configs(YAML)
@@ -230,7 +230,7 @@ def side_minhash(n: int, batch: int, num_perm: int) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from operators.dedup import DedupConfig, Deduper, MinhashConfig
+    from infuse.operators.dedup import DedupConfig, Deduper, MinhashConfig
 
     rng = np.random.default_rng(0)
     vocab = np.array([f"w{i}" for i in range(50_000)])

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from operators.llm import ChatRequest, make_backend  # noqa: E402
+from infuse.operators.llm import ChatRequest, make_backend  # noqa: E402
 
 TOPICS = [
     "the refund policy for enterprise customers",
@@ -77,7 +77,7 @@ def summarize(label: str, results: list, wall: float) -> dict:
 
 
 def cpu_bench(args: argparse.Namespace) -> list[str]:
-    from operators.llm.local_server import LocalServer
+    from infuse.operators.llm.local_server import LocalServer
 
     requests = make_requests(args.n, args.max_tokens)
     cb = "on" if args.cb else "off"
@@ -104,7 +104,7 @@ def gpu_bench(args: argparse.Namespace) -> list[str]:
     import torch
     import vllm
 
-    from operators.llm.vllm_backend import VLLMBackend
+    from infuse.operators.llm.vllm_backend import VLLMBackend
 
     backend = make_backend(
         {
@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append the markdown row(s) to this file")
     args = ap.parse_args()
     if args.model is None:
-        from operators.models import local_model_path
+        from infuse.operators.models import local_model_path
 
         args.model = str(local_model_path())
     args.n = args.n or (512 if args.gpu else 32)

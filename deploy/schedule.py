@@ -2,7 +2,7 @@
 
     # 1. a real Prefect server (schedules need one):  infuse server start
     # 2. serve the deployment; runs fire on schedule and show up in the UI:
-    python -m deploy.schedule recipes/demo.yaml --cron "0 2 * * *"
+    python -m infuse.deploy.schedule recipes/demo.yaml --cron "0 2 * * *"
     # or trigger one now from another shell:
     prefect deployment run 'infuse/demo'
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 def build_deployment(recipe: str, cron: str | None, name: str | None = None):
     """A deployment of the infuse flow for one recipe (paths made absolute so any worker finds them)."""
-    from flows.pipeline import pipeline_for
-    from flows.recipe import load_recipe
+    from infuse.flows.pipeline import pipeline_for
+    from infuse.flows.recipe import load_recipe
 
     r = load_recipe(recipe)
     return pipeline_for(r).to_deployment(  # on the recipe's task runner (Dask / Ray) too

@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import server as prefect_server  # noqa: E402
-from flows.recipe import RecipeError, load_recipe  # noqa: E402
+from infuse.flows import server as prefect_server  # noqa: E402
+from infuse.flows.recipe import RecipeError, load_recipe  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="infuse: turn a folder of documents into fine-tuning data, step by cached step.")
@@ -44,7 +44,7 @@ def _load(recipe: Path):
 
 
 def _check_steps(*names: str | None) -> None:
-    from flows.steps import step_names
+    from infuse.flows.steps import step_names
 
     for n in names:
         if n is not None and n not in step_names():
@@ -75,8 +75,8 @@ def run(
     r = _load(recipe)
     _check_steps(from_, only, *refresh)
     _use_local_server()
-    from flows.pipeline import run_recipe
-    from storage import ArtifactStore
+    from infuse.flows.pipeline import run_recipe
+    from infuse.storage import ArtifactStore
 
     results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
                          retry_failed=retry_failed)
@@ -103,9 +103,9 @@ def plan(recipe: Path) -> None:
     """
     r = _load(recipe)
     _use_local_server()
-    from flows.pipeline import run_recipe, step_config
-    from storage import ArtifactRef, ArtifactStore
-    from tasks.synthesize import estimate, format_estimate, plan_items, synth_config
+    from infuse.flows.pipeline import run_recipe, step_config
+    from infuse.storage import ArtifactRef, ArtifactStore
+    from infuse.tasks.synthesize import estimate, format_estimate, plan_items, synth_config
 
     results = run_recipe(str(recipe), only=None, refresh=None, stop_before="synthesize")
     store = ArtifactStore(r.storage)
@@ -128,7 +128,7 @@ def plan(recipe: Path) -> None:
 @app.command()
 def steps() -> None:
     """List the pipeline's steps in order, with what each reads and writes."""
-    from flows.steps import STEPS
+    from infuse.flows.steps import STEPS
 
     for module, _ in STEPS:
         s = module.SPEC
@@ -147,7 +147,7 @@ def show(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from storage import ArtifactRef, ArtifactStore, RunManifest
+    from infuse.storage import ArtifactRef, ArtifactStore, RunManifest
 
     pd.set_option("display.max_colwidth", 60)
     pd.set_option("display.width", 200)

@@ -16,10 +16,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.runtime import flow_run
 
-from flows.recipe import Recipe, load_recipe
-from flows.steps import STEPS, step_names
-from storage import ArtifactStore, RunManifest
-from tasks.common import StepResult, outputs_present, stable_hash, step_key
+from infuse.flows.recipe import Recipe, load_recipe
+from infuse.flows.steps import STEPS, step_names
+from infuse.storage import ArtifactStore, RunManifest
+from infuse.tasks.common import StepResult, outputs_present, stable_hash, step_key
 
 RUNTIME_KEYS = {"enabled", "retries", "retry_delay_s"}  # step options that do not change outputs
 

@@ -12,12 +12,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from operators.clean import CleanConfig, OpSpec
-from operators.dedup import DedupConfig
-from operators.llm import LLMConfig
-from operators.qa_filter import QAFilterConfig
-from operators.synth import SynthConfig
-from operators.quality import FilterConfig, FilterOpSpec
+from infuse.operators.clean import CleanConfig, OpSpec
+from infuse.operators.dedup import DedupConfig
+from infuse.operators.llm import LLMConfig
+from infuse.operators.qa_filter import QAFilterConfig
+from infuse.operators.synth import SynthConfig
+from infuse.operators.quality import FilterConfig, FilterOpSpec
 
 
 class Strict(BaseModel):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import chunk, clean, dedup, parse, qa_filter, synthesize
-from tasks import filter as filter_step
+from infuse.tasks import chunk, clean, dedup, parse, qa_filter, synthesize
+from infuse.tasks import filter as filter_step
 
 # (task module, Prefect task) in pipeline order. Each module has SPEC and may have
 # fingerprint(cfg) when its inputs are not artifacts (parse reads a folder).

@@ -48,7 +48,7 @@ class OperatorError(Exception):
         return Reject(item_id, self.reason, self.message, dict(self.detail))
 
 
-def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("operators",)) -> list[str]:
+def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.operators",)) -> list[str]:
     """Every module under `prefixes` that the roots import, directly or through each other.
 
     Read from the source (ast), so nothing is imported twice and a helper module
@@ -84,11 +84,11 @@ def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("operato
                 found = [base] + [f"{base}.{a.name}" for a in node.names]
             else:
                 continue
-            stack += [f for f in found if f.split(".")[0] in prefixes]
+            stack += [f for f in found if any(f == p or f.startswith(p + ".") for p in prefixes)]
     return sorted(seen)
 
 
-def code_version(*module_names: str, prefixes: tuple[str, ...] = ("operators",)) -> str:
+def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operators",)) -> str:
     """sha256 over the source of the given modules and every `operators` module they import.
 
     Cache keys include it so that editing an operator (or a helper it imports,

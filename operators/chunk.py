@@ -12,8 +12,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from operators.base import OperatorError
-from operators.chunk_sentences import (
+from infuse.operators.base import OperatorError
+from infuse.operators.chunk_sentences import (
     LINE,
     PARAGRAPH,
     SENTENCE,

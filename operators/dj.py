@@ -113,7 +113,7 @@ def gemma_tokenizer() -> Any:
         return _TOKENIZER
     from transformers import AutoTokenizer
 
-    from operators import models
+    from infuse.operators import models
 
     full = models.cache_root() / models.GEMMA_DIRNAME
     tok_dir = models.cache_root() / f"{models.GEMMA_DIRNAME}-tokenizer"

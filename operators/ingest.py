@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from operators.base import OperatorError, Reject
-from operators.document import ParsedDoc, document_row
-from operators.parsers import parser_for
+from infuse.operators.base import OperatorError, Reject
+from infuse.operators.document import ParsedDoc, document_row
+from infuse.operators.parsers import parser_for
 
 REASONS = ("encrypted", "corrupt", "empty", "unsupported_extension", "binary_content", "too_large", "undecodable")
 _CHUNK = 1 << 20

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.store import ArtifactStore
+from infuse.storage.store import ArtifactStore
 
 
 @dataclass

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.base import OperatorError
-from operators.chunk import ChunkConfig, chunk_document
-from operators.document import CHUNK_SCHEMA
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.operators.base import OperatorError
+from infuse.operators.chunk import ChunkConfig, chunk_document
+from infuse.operators.document import CHUNK_SCHEMA
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="chunk",

@@ -7,11 +7,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.clean import CleanConfig, Cleaner
-from operators.document import CHUNK_SCHEMA
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
-from tasks.shards import map_shards
+from infuse.operators.clean import CleanConfig, Cleaner
+from infuse.operators.document import CHUNK_SCHEMA
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.tasks.shards import map_shards
 
 SPEC = StepSpec(
     name="clean",

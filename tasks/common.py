@@ -16,8 +16,8 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import TaskRunContext
 
-from operators.base import code_version, stable_hash
-from storage import ArtifactRef, ArtifactStore
+from infuse.operators.base import code_version, stable_hash
+from infuse.storage import ArtifactRef, ArtifactStore
 
 
 def _versions(*dists: str) -> dict[str, str]:
@@ -50,7 +50,7 @@ class StepSpec:
     def code_version(self) -> str:
         """Every operators/ and tasks/ module the step's task module imports, plus the library
         versions that shape its output (a data-juicer upgrade can change what a filter keeps)."""
-        code = code_version(f"tasks.{self.name}", *self.operators, prefixes=("operators", "tasks"))
+        code = code_version(f"infuse.tasks.{self.name}", *self.operators, prefixes=("infuse.operators", "infuse.tasks"))
         return stable_hash({"code": code, "libs": LIBRARY_VERSIONS})[:16]
 
 

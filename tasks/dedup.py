@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.base import stable_hash
-from operators.dedup import DedupConfig, Deduper
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.operators.base import stable_hash
+from infuse.operators.dedup import DedupConfig, Deduper
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="dedup",

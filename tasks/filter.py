@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.quality import FilterConfig, QualityFilter
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
-from tasks.shards import map_shards
+from infuse.operators.quality import FilterConfig, QualityFilter
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.tasks.shards import map_shards
 
 SPEC = StepSpec(
     name="filter",

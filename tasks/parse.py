@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.document import DOCUMENT_SCHEMA
-from operators.ingest import parse_file, scan
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.operators.document import DOCUMENT_SCHEMA
+from infuse.operators.ingest import parse_file, scan
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task
 
 SPEC = StepSpec(
     name="parse",

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.llm import make_backend
-from operators.qa_filter import QAFilterConfig, qa_filter as run_qa_filter
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
+from infuse.operators.llm import make_backend
+from infuse.operators.qa_filter import QAFilterConfig, qa_filter as run_qa_filter
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
 
 SPEC = StepSpec(
     name="qa_filter",

@@ -15,12 +15,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.llm import LLMConfig, make_backend
-from operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, WorkItem, build_index, estimate,
+from infuse.operators.llm import LLMConfig, make_backend
+from infuse.operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, WorkItem, build_index, estimate,
                              format_estimate, plan, run_items)
-from operators.synth.config import LLM_STRATEGIES
-from storage import ArtifactRef, ArtifactStore
-from tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
+from infuse.operators.synth.config import LLM_STRATEGIES
+from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.tasks.common import StepResult, StepSpec, finish, step_task, without_llm_runtime
 
 SPEC = StepSpec(
     name="synthesize",

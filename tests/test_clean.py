@@ -4,9 +4,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from operators import dj
-from operators.clean import Cleaner, CleanConfig
-from operators.clean.ops import INFUSE_MAPPERS
+from infuse.operators import dj
+from infuse.operators.clean import Cleaner, CleanConfig
+from infuse.operators.clean.ops import INFUSE_MAPPERS
 
 ZH = "中文，测试：问题？好！（括号）【标题】《书名》“引号”。顿号、分号；省略……"
 MD = "# 第一章 安装\n\n## Install the tool\n\nRun it — see “docs”… then continue.\n"

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from flows.cli import app
+from infuse.flows.cli import app
 
 runner = CliRunner()
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from operators.dedup import DedupConfig, Deduper, MinhashConfig, SimhashConfig
-from operators.dedup.minhash import MinhashSigner, hashfunc
-from operators.dedup.text import normalize_exact, shingles
+from infuse.operators.dedup import DedupConfig, Deduper, MinhashConfig, SimhashConfig
+from infuse.operators.dedup.minhash import MinhashSigner, hashfunc
+from infuse.operators.dedup.text import normalize_exact, shingles
 
 _rng = random.Random(7)
 VOCAB = ["".join(_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_rng.randint(2, 9))) for _ in range(3000)]
@@ -195,8 +195,8 @@ def test_changed_text_under_the_same_chunk_id_is_signed_anew():
     """A stored signature is only reused for the same text (e.g. a new clean config changes it)."""
     import pyarrow as pa
 
-    from operators.dedup import DedupConfig, Deduper
-    from operators.dedup.config import MinhashConfig
+    from infuse.operators.dedup import DedupConfig, Deduper
+    from infuse.operators.dedup.config import MinhashConfig
 
     cfg = DedupConfig(exact=True, simhash=None, minhash=MinhashConfig(num_perm=64))
     texts = ["the quick brown fox jumps over the lazy dog " * 3, "an entirely different sentence about databases " * 3]

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 def test_scheduled_deployment_has_cron_and_recipe():
     from prefect.client.orchestration import get_client
 
-    from deploy.schedule import build_deployment
+    from infuse.deploy.schedule import build_deployment
 
     dep = build_deployment("recipes/demo.yaml", cron="0 2 * * *")
     dep_id = dep.apply()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docx
 
-from operators.ingest import REASONS, FileEntry, parse_file, scan
+from infuse.operators.ingest import REASONS, FileEntry, parse_file, scan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LIMIT = 10 * 1024 * 1024
@@ -161,7 +161,7 @@ def test_examples_every_file_is_a_document_or_a_reject():
 
 
 def test_one_bad_jsonl_line_rejects_that_record_only(tmp_path):
-    from operators.ingest import FileEntry, parse_file
+    from infuse.operators.ingest import FileEntry, parse_file
 
     data = b'{"name": "a", "doc": "first"}\n{not json}\n{"name": "c", "doc": "third"}\n'
     path = tmp_path / "r.jsonl"
@@ -175,7 +175,7 @@ def test_one_bad_jsonl_line_rejects_that_record_only(tmp_path):
 def test_json_wrapper_object_is_unwrapped(tmp_path):
     import json
 
-    from operators.ingest import FileEntry, parse_file
+    from infuse.operators.ingest import FileEntry, parse_file
 
     data = json.dumps({"data": [{"name": "a", "doc": "x"}, {"name": "b", "doc": "y"}]}).encode()
     path = tmp_path / "w.json"

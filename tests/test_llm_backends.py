@@ -12,9 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from operators.llm import ChatRequest, LLMConfig, make_backend  # noqa: E402
-from operators.llm.local_server import LocalServer  # noqa: E402
-from operators.models import embed, local_model_path  # noqa: E402
+from infuse.operators.llm import ChatRequest, LLMConfig, make_backend  # noqa: E402
+from infuse.operators.llm.local_server import LocalServer  # noqa: E402
+from infuse.operators.models import embed, local_model_path  # noqa: E402
 from faulty_server import FaultyServer, default_content  # noqa: E402  (tests/ is on sys.path)
 
 QA_SCHEMA = {
@@ -260,7 +260,7 @@ def test_openai_prefill_only_when_on_and_unconstrained():
 
 
 def test_connection_error_is_a_result():
-    from operators.llm.local_server import free_port
+    from infuse.operators.llm.local_server import free_port
 
     backend = make_backend(
         {"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1", "max_retries": 2, **FAST}
@@ -310,8 +310,8 @@ def test_vllm_tiny_batch():
 
 def test_stop_string_ends_a_prefilled_reply_early():
     """With a stop string the reply ends where the JSON closes, and keeps the stop string."""
-    from operators.llm import ChatRequest, make_backend
-    from operators.llm.transformers_backend import _cut_at_stop
+    from infuse.operators.llm import ChatRequest, make_backend
+    from infuse.operators.llm.transformers_backend import _cut_at_stop
 
     assert _cut_at_stop('[{"q": "a"}] and more }]', ["}]"], 1) == ('[{"q": "a"}]', True)
     assert _cut_at_stop("no stop here", ["}]"], 0) == ("no stop here", False)

@@ -12,10 +12,10 @@ from openpyxl import Workbook
 from pptx import Presentation
 from pypdf import PdfReader, PdfWriter
 
-from operators.base import OperatorError
-from operators.document import Page
-from operators.parsers import PARSERS, parser_for
-from operators.parsers.textdecode import decode_text
+from infuse.operators.base import OperatorError
+from infuse.operators.document import Page
+from infuse.operators.parsers import PARSERS, parser_for
+from infuse.operators.parsers.textdecode import decode_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -430,13 +430,13 @@ def test_page_offsets_cover_text():
                                            ("人口", "gbk"), ("資料庫設定", "big5"), ("Hello world 中文", "gb18030")])
 def test_short_chinese_text_decodes_right(text, encoding):
     """Detectors guess wrong on a few bytes (Korean, Big5 for GBK): short Chinese files must still read right."""
-    from operators.parsers.textdecode import decode_text
+    from infuse.operators.parsers.textdecode import decode_text
 
     assert decode_text(text.encode(encoding))[0] == text
 
 
 def test_csv_keeps_cells_past_the_header_and_big_cells():
-    from operators.parsers.csvrec import CsvParser
+    from infuse.operators.parsers.csvrec import CsvParser
 
     big = "x" * 200_000
     data = f'name,desc\nfoo,"multi\nline",OVERFLOW\nbar,{big}\n'.encode()
@@ -448,12 +448,12 @@ def test_csv_keeps_cells_past_the_header_and_big_cells():
 def test_jsonl_line_with_a_raw_line_separator_and_field_order():
     import json as _json
 
-    from operators.parsers.jsonrec import JsonlParser
+    from infuse.operators.parsers.jsonrec import JsonlParser
 
     rec = {"zeta": "first field", "alpha": "second\u2028field", "mid": 3}
     docs = JsonlParser().parse_records((_json.dumps(rec, ensure_ascii=False) + "\n").encode(), "t.jsonl")
     assert list(docs[0].metadata["fields"]) == ["zeta", "alpha", "mid"]
-    from operators.document import document_row
+    from infuse.operators.document import document_row
 
     row = document_row("d", "t.jsonl", "jsonl", docs[0])
     assert list(_json.loads(row["metadata"])["fields"]) == ["zeta", "alpha", "mid"], "field order survives storage"
@@ -464,7 +464,7 @@ def test_docx_merged_cells_once_and_nested_tables_kept():
 
     import docx as python_docx
 
-    from operators.parsers.docx import DocxParser
+    from infuse.operators.parsers.docx import DocxParser
 
     d = python_docx.Document()
     t = d.add_table(rows=2, cols=3)

@@ -35,7 +35,7 @@ def run(recipe: Path, **kw):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.pipeline import infuse_pipeline
+    from infuse.flows.pipeline import infuse_pipeline
 
     state = infuse_pipeline(str(recipe), return_state=True, **kw)
     flow_run_id = state.state_details.flow_run_id
@@ -146,7 +146,7 @@ def test_distributed_runner_gives_the_same_outputs(tmp_path, examples_copy, kind
     """The data steps fan shards out to a real local Dask / Ray cluster; outputs match the local runner's."""
     if kind == "ray":
         pytest.importorskip("prefect_ray", reason="the ray extra is not installed")
-    from flows.pipeline import run_recipe
+    from infuse.flows.pipeline import run_recipe
 
     local = write_recipe(tmp_path, examples_copy)
     res_local = run_recipe(str(local))
@@ -164,7 +164,7 @@ def test_distributed_runner_gives_the_same_outputs(tmp_path, examples_copy, kind
 def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
     """After --only, the run manifest lists the step and everything upstream (not the now-stale
     downstream), so a later --from finds its inputs."""
-    from storage import ArtifactStore, RunManifest
+    from infuse.storage import ArtifactStore, RunManifest
 
     recipe = write_recipe(tmp_path, examples_copy)
     run(recipe)
@@ -191,7 +191,7 @@ def test_renamed_file_is_parsed_again_under_its_new_name(tmp_path, examples_copy
 def test_missing_input_folder_fails_with_a_clear_error(tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from infuse.flows.cli import app
 
     recipe = write_recipe(tmp_path, tmp_path / "no-such-folder")
     state, _, _ = run(recipe)
@@ -201,8 +201,8 @@ def test_missing_input_folder_fails_with_a_clear_error(tmp_path):
 
 
 def test_llm_runtime_settings_do_not_change_the_synthesis_key():
-    from tasks import synthesize
-    from tasks.common import step_key
+    from infuse.tasks import synthesize
+    from infuse.tasks.common import step_key
 
     base = {"llm": {"backend": "openai", "model": "m", "base_url": "http://x/v1", "timeout_s": 30,
                     "concurrency": 8}, "questions_per_chunk": 5}

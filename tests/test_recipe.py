@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.recipe import RecipeError, load_recipe, parse_recipe
+from infuse.flows.recipe import RecipeError, load_recipe, parse_recipe
 
 
 def test_demo_recipe_is_valid():

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from storage import ArtifactStore, RunManifest
+from infuse.storage import ArtifactStore, RunManifest
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 

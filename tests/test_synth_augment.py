@@ -10,8 +10,8 @@ import json
 import pyarrow as pa
 from faulty_server import FaultyServer
 
-from operators.llm import make_backend
-from operators.synth import SynthConfig, plan, run_items
+from infuse.operators.llm import make_backend
+from infuse.operators.synth import SynthConfig, plan, run_items
 
 CHUNK = ("LotusDB stores each table in an append-only log. Compaction runs every night at 02:00 "
          "and merges log segments older than seven days. Backups are taken after compaction.")

@@ -49,7 +49,7 @@ def read(ref: dict):
 
 
 def test_faulty_endpoint_loses_nothing_and_retry_failed_recovers(tmp_path, examples_copy):
-    from flows.pipeline import run_recipe
+    from infuse.flows.pipeline import run_recipe
 
     with FaultyServer(fail_rate=0.3, seed=7, timeout_sleep_s=2.0, content_fn=qa_content) as server:
         recipe = recipe_for(tmp_path, examples_copy, server.base_url)
@@ -86,8 +86,8 @@ def test_faulty_endpoint_loses_nothing_and_retry_failed_recovers(tmp_path, examp
 
 def test_killed_run_resumes_finished_shards(tmp_path, examples_copy):
     """Shards committed before a crash are reused; only the rest are generated."""
-    from flows.pipeline import run_recipe
-    from storage import ArtifactStore
+    from infuse.flows.pipeline import run_recipe
+    from infuse.storage import ArtifactStore
 
     with FaultyServer(fail_rate=0.0, seed=1, content_fn=qa_content) as server:
         recipe = recipe_for(tmp_path, examples_copy, server.base_url)

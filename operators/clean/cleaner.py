@@ -5,11 +5,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators import dj
-from operators.base import Reject
-from operators.clean.config import CleanConfig, Gate
-from operators.clean.lang import detect_lang
-from operators.clean.ops import INFUSE_MAPPERS
+from infuse.operators import dj
+from infuse.operators.base import Reject
+from infuse.operators.clean.config import CleanConfig, Gate
+from infuse.operators.clean.lang import detect_lang
+from infuse.operators.clean.ops import INFUSE_MAPPERS
 
 
 class _Op:

@@ -82,8 +82,8 @@ class CleanConfig(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> "CleanConfig":
-        from operators import dj
-        from operators.clean.ops import INFUSE_MAPPERS
+        from infuse.operators import dj
+        from infuse.operators.clean.ops import INFUSE_MAPPERS
 
         for op in self.ops:
             dj.check_op_name(op.name, "mapper", extra=list(INFUSE_MAPPERS))

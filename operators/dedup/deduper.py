@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from operators.base import Reject, stable_hash
-from operators.clean.lang import detect_lang
-from operators.dedup.config import DedupConfig
-from operators.dedup.groups import components, pairs_from_keys
-from operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params
-from operators.dedup.simhash import SimhashHasher, block_masks, near_pairs, popcount
-from operators.dedup.text import exact_key, shingles
+from infuse.operators.base import Reject, stable_hash
+from infuse.operators.clean.lang import detect_lang
+from infuse.operators.dedup.config import DedupConfig
+from infuse.operators.dedup.groups import components, pairs_from_keys
+from infuse.operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params
+from infuse.operators.dedup.simhash import SimhashHasher, block_masks, near_pairs, popcount
+from infuse.operators.dedup.text import exact_key, shingles
 
 INDEX_META_KEY = b"infuse_dedup"
 STAGES = ("exact", "simhash", "minhash")

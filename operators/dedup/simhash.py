@@ -13,8 +13,8 @@ from itertools import combinations
 
 import numpy as np
 
-from operators.dedup.config import SimhashConfig
-from operators.dedup.groups import pairs_from_keys
+from infuse.operators.dedup.config import SimhashConfig
+from infuse.operators.dedup.groups import pairs_from_keys
 
 
 def block_masks(num_blocks: int, distance: int) -> list[np.uint64]:
@@ -31,7 +31,7 @@ class SimhashHasher:
     """data-juicer's SimHash per chunk; `auto` picks character shingles for CJK-dominant chunks."""
 
     def __init__(self, cfg: SimhashConfig) -> None:
-        from operators import dj
+        from infuse.operators import dj
 
         dj.ensure_loaded()
         self.cfg = cfg

@@ -6,7 +6,7 @@ import unicodedata
 
 import regex
 
-from operators.clean.lang import CJK_CHAR
+from infuse.operators.clean.lang import CJK_CHAR
 
 _PUNCT = regex.compile(r"\p{P}+")
 _SPACE = regex.compile(r"\s+")

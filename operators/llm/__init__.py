@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.llm.base import ChatRequest, ChatResult, LLMBackend
-from operators.llm.config import LLMConfig, as_config
+from infuse.operators.llm.base import ChatRequest, ChatResult, LLMBackend
+from infuse.operators.llm.config import LLMConfig, as_config
 
 __all__ = ["ChatRequest", "ChatResult", "LLMBackend", "LLMConfig", "make_backend"]
 
@@ -17,15 +17,15 @@ def make_backend(cfg: Any) -> LLMBackend:
     """Build the backend named by `cfg.backend` (cfg: LLMConfig, dict or pydantic model)."""
     config = as_config(cfg)
     if config.backend == "openai":
-        from operators.llm.openai import OpenAIBackend
+        from infuse.operators.llm.openai import OpenAIBackend
 
         return OpenAIBackend(config)
     if config.backend == "transformers":
-        from operators.llm.transformers_backend import TransformersBackend
+        from infuse.operators.llm.transformers_backend import TransformersBackend
 
         return TransformersBackend(config)
     if config.backend == "vllm":
-        from operators.llm.vllm_backend import VLLMBackend
+        from infuse.operators.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")

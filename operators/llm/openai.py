@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from operators.llm.base import ChatRequest, ChatResult
-from operators.llm.config import LLMConfig
+from infuse.operators.llm.base import ChatRequest, ChatResult
+from infuse.operators.llm.config import LLMConfig
 
 log = logging.getLogger("infuse.llm.openai")
 

@@ -15,9 +15,9 @@ import threading
 import time
 from typing import Any
 
-from operators.llm.base import ChatRequest, ChatResult
-from operators.llm.config import LLMConfig
-from operators.models import model_dir
+from infuse.operators.llm.base import ChatRequest, ChatResult
+from infuse.operators.llm.config import LLMConfig
+from infuse.operators.models import model_dir
 
 log = logging.getLogger("infuse.llm.transformers")
 

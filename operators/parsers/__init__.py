@@ -11,17 +11,17 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from operators.parsers.code import CodeParser
-from operators.parsers.csvrec import CsvParser
-from operators.parsers.docx import DocxParser
-from operators.parsers.html import HtmlParser
-from operators.parsers.jsonrec import JsonlParser, JsonParser
-from operators.parsers.log import LogParser
-from operators.parsers.markdown import MarkdownParser
-from operators.parsers.pdf import PdfParser
-from operators.parsers.pptx import PptxParser
-from operators.parsers.txt import TxtParser
-from operators.parsers.xlsx import XlsxParser
+from infuse.operators.parsers.code import CodeParser
+from infuse.operators.parsers.csvrec import CsvParser
+from infuse.operators.parsers.docx import DocxParser
+from infuse.operators.parsers.html import HtmlParser
+from infuse.operators.parsers.jsonrec import JsonlParser, JsonParser
+from infuse.operators.parsers.log import LogParser
+from infuse.operators.parsers.markdown import MarkdownParser
+from infuse.operators.parsers.pdf import PdfParser
+from infuse.operators.parsers.pptx import PptxParser
+from infuse.operators.parsers.txt import TxtParser
+from infuse.operators.parsers.xlsx import XlsxParser
 
 PARSERS: list[Any] = [
     PdfParser(), DocxParser(), PptxParser(), MarkdownParser(), HtmlParser(), TxtParser(),

@@ -1,8 +1,8 @@
 """Assemble text from blocks while recording heading offsets (used by docx, html)."""
 from __future__ import annotations
 
-from operators.document import Section
-from operators.parsers.sections import build_sections
+from infuse.operators.document import Section
+from infuse.operators.parsers.sections import build_sections
 
 
 class TextBuilder:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from operators.document import ParsedDoc
-from operators.parsers.sections import build_sections
-from operators.parsers.textdecode import decode_text
-from operators.parsers.txt import normalise_newlines
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.sections import build_sections
+from infuse.operators.parsers.textdecode import decode_text
+from infuse.operators.parsers.txt import normalise_newlines
 
 LANGUAGES = {
     ".py": "python", ".pyi": "python", ".c": "c", ".h": "c", ".cpp": "cpp", ".hpp": "cpp", ".cc": "cpp",

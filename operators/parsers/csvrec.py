@@ -5,10 +5,10 @@ import csv
 import io
 from pathlib import PurePosixPath
 
-from operators.base import OperatorError
-from operators.document import ParsedDoc
-from operators.parsers.records import combine, render_record
-from operators.parsers.textdecode import decode_text
+from infuse.operators.base import OperatorError
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.records import combine, render_record
+from infuse.operators.parsers.textdecode import decode_text
 
 
 class CsvParser:

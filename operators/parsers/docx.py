@@ -12,10 +12,10 @@ import docx
 from docx.opc.exceptions import PackageNotFoundError
 from docx.table import Table
 
-from operators.base import OperatorError
-from operators.document import ParsedDoc
-from operators.parsers.blocks import TextBuilder
-from operators.parsers.tables import to_markdown
+from infuse.operators.base import OperatorError
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.blocks import TextBuilder
+from infuse.operators.parsers.tables import to_markdown
 
 _HEADING = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.IGNORECASE)
 

@@ -6,10 +6,10 @@ from pathlib import PurePosixPath
 
 from bs4 import BeautifulSoup, Comment, Doctype, NavigableString, ProcessingInstruction, Tag
 
-from operators.document import ParsedDoc
-from operators.parsers.blocks import TextBuilder
-from operators.parsers.tables import to_markdown
-from operators.parsers.textdecode import decode_text
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.blocks import TextBuilder
+from infuse.operators.parsers.tables import to_markdown
+from infuse.operators.parsers.textdecode import decode_text
 
 _DROP = ("script", "style", "nav", "aside", "noscript", "template", "iframe", "form", "svg")
 _PAGE_CHROME = ("header", "footer")  # dropped unless inside <main>/<article> (an article's own header has its h1)

@@ -5,10 +5,10 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
-from operators.base import OperatorError
-from operators.document import ParsedDoc
-from operators.parsers.records import combine, render_record
-from operators.parsers.textdecode import decode_text
+from infuse.operators.base import OperatorError
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.records import combine, render_record
+from infuse.operators.parsers.textdecode import decode_text
 
 
 BAD = "\x00infuse_bad_record"  # marks a record that failed to parse (a key no JSON text can hold by accident)

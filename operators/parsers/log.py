@@ -5,9 +5,9 @@ import re
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from operators.document import ParsedDoc
-from operators.parsers.textdecode import decode_text
-from operators.parsers.txt import normalise_newlines
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.textdecode import decode_text
+from infuse.operators.parsers.txt import normalise_newlines
 
 _LEVEL = re.compile(r"\b(FATAL|CRITICAL|ERROR|ERR|WARNING|WARN|INFO|DEBUG|TRACE)\b")
 _LEVEL_NAME = {"FATAL": "ERROR", "CRITICAL": "ERROR", "ERR": "ERROR", "WARNING": "WARN"}

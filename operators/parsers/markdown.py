@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from operators.document import ParsedDoc
-from operators.parsers.sections import build_sections
-from operators.parsers.textdecode import decode_text
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.sections import build_sections
+from infuse.operators.parsers.textdecode import decode_text
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

@@ -9,9 +9,9 @@ from typing import Any
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from operators.base import OperatorError
-from operators.document import Page, ParsedDoc
-from operators.parsers.sections import build_sections
+from infuse.operators.base import OperatorError
+from infuse.operators.document import Page, ParsedDoc
+from infuse.operators.parsers.sections import build_sections
 
 
 def _clean_page(text: str) -> str:

@@ -10,10 +10,10 @@ from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
-from operators.base import OperatorError
-from operators.document import Page, ParsedDoc
-from operators.parsers.sections import build_sections
-from operators.parsers.tables import to_markdown
+from infuse.operators.base import OperatorError
+from infuse.operators.document import Page, ParsedDoc
+from infuse.operators.parsers.sections import build_sections
+from infuse.operators.parsers.tables import to_markdown
 
 NOTES_PREFIX = "Notes: "
 

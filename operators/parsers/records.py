@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from operators.document import ParsedDoc
-from operators.parsers.sections import build_sections
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.sections import build_sections
 
 TITLE_FIELDS = ("title", "name", "名称", "函数", "函数名", "标题")
 

@@ -13,7 +13,7 @@ import codecs
 
 from charset_normalizer import from_bytes
 
-from operators.base import OperatorError
+from infuse.operators.base import OperatorError
 
 _ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
 _BOMS = (

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from operators.document import ParsedDoc
-from operators.parsers.textdecode import decode_text
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.textdecode import decode_text
 
 
 def normalise_newlines(text: str) -> str:

@@ -7,9 +7,9 @@ from pathlib import PurePosixPath
 
 from openpyxl import load_workbook
 
-from operators.base import OperatorError
-from operators.document import ParsedDoc
-from operators.parsers.records import combine, render_record
+from infuse.operators.base import OperatorError
+from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.records import combine, render_record
 
 
 class XlsxParser:

@@ -8,8 +8,8 @@ from typing import Any, Callable, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.base import Reject
-from operators.qa_filter.grounding import grounding_score
+from infuse.operators.base import Reject
+from infuse.operators.qa_filter.grounding import grounding_score
 
 Sources = dict[str, str] | Callable[[str], str | None]
 
@@ -192,9 +192,9 @@ def _judge(alive: list[tuple[int, dict[str, Any], str, str]], lookup: Callable[[
            sources_by_row: dict[int, str], cfg: QAFilterConfig, backend: Any,
            rejects: list[Reject]) -> list[tuple[int, dict[str, Any], str, str]]:
     """LLM judge in one batch; a failed or unreadable verdict keeps the row (the judge is advisory)."""
-    from operators.llm.base import ChatRequest
-    from operators.prompts import load_prompt
-    from operators.synth.jsonrepair import ParseError, parse_json_loose
+    from infuse.operators.llm.base import ChatRequest
+    from infuse.operators.prompts import load_prompt
+    from infuse.operators.synth.jsonrepair import ParseError, parse_json_loose
 
     skip = set(cfg.grounding.skip_strategies)
     todo, reqs = [], []

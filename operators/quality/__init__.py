@@ -2,7 +2,7 @@
 
 Named `quality` (not `filter`) so `from operators import quality` does not shadow the builtin.
 """
-from operators.quality.config import AutoBound, FilterConfig, FilterOpSpec
-from operators.quality.quality import STAT_PREFIX, QualityFilter
+from infuse.operators.quality.config import AutoBound, FilterConfig, FilterOpSpec
+from infuse.operators.quality.quality import STAT_PREFIX, QualityFilter
 
 __all__ = ["STAT_PREFIX", "AutoBound", "FilterConfig", "FilterOpSpec", "QualityFilter"]

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.quality.config import AutoBound
+from infuse.operators.quality.config import AutoBound
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution is 0.6745 σ
 

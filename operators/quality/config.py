@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from operators.clean.config import OpSpec
+from infuse.operators.clean.config import OpSpec
 
 
 class AutoBound(BaseModel):
@@ -47,8 +47,8 @@ class FilterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> "FilterConfig":
-        from operators import dj
-        from operators.quality.ops import INFUSE_FILTERS
+        from infuse.operators import dj
+        from infuse.operators.quality.ops import INFUSE_FILTERS
 
         for op in self.ops:
             dj.check_op_name(op.name, "filter", extra=list(INFUSE_FILTERS))

@@ -19,7 +19,7 @@ def words(text: str, lang: str) -> list[str]:
     from data_juicer.ops.common.helper_func import split_on_whitespace
 
     if lang == "zh":
-        from operators.dj import quiet_jieba
+        from infuse.operators.dj import quiet_jieba
 
         return quiet_jieba().lcut(text)
     return split_on_whitespace(text, True, True)

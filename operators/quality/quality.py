@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from operators import dj
-from operators.base import Reject
-from operators.clean.cleaner import batch_context
-from operators.quality.bounds import fit_stat
-from operators.quality.config import AutoBound, FilterConfig, FilterOpSpec
-from operators.quality.ops import INFUSE_FILTERS
+from infuse.operators import dj
+from infuse.operators.base import Reject
+from infuse.operators.clean.cleaner import batch_context
+from infuse.operators.quality.bounds import fit_stat
+from infuse.operators.quality.config import AutoBound, FilterConfig, FilterOpSpec
+from infuse.operators.quality.ops import INFUSE_FILTERS
 
 STAT_PREFIX = "stat_"
 _PROBE = "Probe text 123, with two lines.\n第二行中文。"
@@ -205,7 +205,7 @@ class QualityFilter:
     def plots(self, stats: pa.Table | Iterable[pa.Table | pa.RecordBatch], bounds: dict[str, dict[str, Any]],
               bins: int = 60) -> dict[str, bytes]:
         """One histogram PNG per stat with its low/high bounds drawn."""
-        from operators.quality.plots import histogram_png
+        from infuse.operators.quality.plots import histogram_png
 
         batches = [stats] if isinstance(stats, (pa.Table, pa.RecordBatch)) else list(stats)
         out = {}

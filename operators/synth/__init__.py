@@ -5,11 +5,11 @@ record_template, section_template, continuation, identity) and two augmenters
 (paraphrase, evol_instruct). `plan` makes work items, `estimate` prices them,
 `run_items` executes a shard of them against an LLMBackend.
 """
-from operators.synth.config import SynthConfig
-from operators.synth.plan import estimate, format_estimate, plan
-from operators.synth.rag import ChunkIndex, build_index
-from operators.synth.run import run_items
-from operators.synth.schema import ITEM_STATUS_SCHEMA, QA_SCHEMA, ItemStatus, WorkItem
+from infuse.operators.synth.config import SynthConfig
+from infuse.operators.synth.plan import estimate, format_estimate, plan
+from infuse.operators.synth.rag import ChunkIndex, build_index
+from infuse.operators.synth.run import run_items
+from infuse.operators.synth.schema import ITEM_STATUS_SCHEMA, QA_SCHEMA, ItemStatus, WorkItem
 
 __all__ = ["SynthConfig", "plan", "estimate", "format_estimate", "run_items", "build_index", "ChunkIndex",
            "QA_SCHEMA", "ITEM_STATUS_SCHEMA", "ItemStatus", "WorkItem"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from operators.synth.core import Context, Gen, Track
-from operators.synth.schema import WorkItem
-from operators.synth.trigger import run_tasks
+from infuse.operators.synth.core import Context, Gen, Track
+from infuse.operators.synth.schema import WorkItem
+from infuse.operators.synth.trigger import run_tasks
 
 PROMPT = "code_tasks"
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from operators.prompts import render
-from operators.synth.core import Context, ItemFailure, Track, doc_metadata
-from operators.synth.schema import Draft, WorkItem
-from operators.synth.spans import strip_span
+from infuse.operators.prompts import render
+from infuse.operators.synth.core import Context, ItemFailure, Track, doc_metadata
+from infuse.operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.spans import strip_span
 
 PROMPT = "continuation"
 AUTHOR_KEYS = ("author", "authors", "作者", "creator")

@@ -16,10 +16,10 @@ from typing import Any, Callable, Generator, Iterable
 
 import pyarrow as pa
 
-from operators.llm.base import ChatRequest, ChatResult
-from operators.prompts import Prompt, load_prompt
-from operators.synth.config import SynthConfig
-from operators.synth.jsonrepair import ParseError
+from infuse.operators.llm.base import ChatRequest, ChatResult
+from infuse.operators.prompts import Prompt, load_prompt
+from infuse.operators.synth.config import SynthConfig
+from infuse.operators.synth.jsonrepair import ParseError
 
 Gen = Generator[list[ChatRequest], list[ChatResult], Any]
 

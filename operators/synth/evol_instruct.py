@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from operators.synth.core import Context, Gen, Track, call, parse_text
-from operators.synth.jsonrepair import ParseError
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.core import Context, Gen, Track, call, parse_text
+from infuse.operators.synth.jsonrepair import ParseError
+from infuse.operators.synth.schema import Draft, WorkItem
 
 ANSWER_PROMPT = "rag_answer"
 

@@ -1,9 +1,9 @@
 """identity (no LLM): self-cognition samples naming the fine-tuned model and its author."""
 from __future__ import annotations
 
-from operators.prompts import render
-from operators.synth.core import Context, ItemFailure, Track
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.prompts import render
+from infuse.operators.synth.core import Context, ItemFailure, Track
+from infuse.operators.synth.schema import Draft, WorkItem
 
 PROMPT = "identity"
 

@@ -1,9 +1,9 @@
 """log_tasks: key-information extraction and summary/triage of a log chunk, answered by the LLM."""
 from __future__ import annotations
 
-from operators.synth.core import Context, Gen, Track
-from operators.synth.schema import WorkItem
-from operators.synth.trigger import run_tasks
+from infuse.operators.synth.core import Context, Gen, Track
+from infuse.operators.synth.schema import WorkItem
+from infuse.operators.synth.trigger import run_tasks
 
 PROMPT = "log_tasks"
 

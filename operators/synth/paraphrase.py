@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
-from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
+from infuse.operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
+from infuse.operators.synth.schema import Draft, WorkItem
 
 PROMPT = "paraphrase"
 PREFILL = '[{"question": "'  # opens the output contract's JSON array (see ChatRequest.prefill)

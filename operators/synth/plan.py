@@ -8,13 +8,13 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from operators.base import stable_hash
-from operators.prompts import load_prompt
-from operators.synth import record_template, section_template
-from operators.synth.config import LLM_STRATEGIES, SynthConfig
-from operators.synth.core import rows_by_key
-from operators.synth.lang import detect_lang, estimate_tokens
-from operators.synth.schema import WorkItem, item_id_for
+from infuse.operators.base import stable_hash
+from infuse.operators.prompts import load_prompt
+from infuse.operators.synth import record_template, section_template
+from infuse.operators.synth.config import LLM_STRATEGIES, SynthConfig
+from infuse.operators.synth.core import rows_by_key
+from infuse.operators.synth.lang import detect_lang, estimate_tokens
+from infuse.operators.synth.schema import WorkItem, item_id_for
 
 # prompts each strategy uses (augmenters are added when they apply)
 STRATEGY_PROMPTS = {

@@ -1,10 +1,10 @@
 """qa: design note 001's QA_PAIRS prompt on one chunk -> up to N detailed QA pairs."""
 from __future__ import annotations
 
-from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
-from operators.synth.schema import Draft
-from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
-from operators.synth.schema import WorkItem
+from infuse.operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
+from infuse.operators.synth.schema import Draft
+from infuse.operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
+from infuse.operators.synth.schema import WorkItem
 
 PROMPT = "qa_pairs"
 # opens the output contract's JSON array, so a base model continues JSON (see ChatRequest.prefill)

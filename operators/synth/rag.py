@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from operators.synth.core import Context, Gen, ItemFailure, Track, call, parse_text, prefill_for, split_usage
-from operators.synth.jsonrepair import QUESTIONS_JSON_SCHEMA, parse_questions
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.core import Context, Gen, ItemFailure, Track, call, parse_text, prefill_for, split_usage
+from infuse.operators.synth.jsonrepair import QUESTIONS_JSON_SCHEMA, parse_questions
+from infuse.operators.synth.schema import Draft, WorkItem
 
 Q_PROMPT = "rag_questions"
 A_PROMPT = "rag_answer"
@@ -55,7 +55,7 @@ def _normalise(m: Any) -> np.ndarray:
 
 
 def default_embed_fn() -> Callable[[list[str]], np.ndarray]:
-    from operators.models import embed
+    from infuse.operators.models import embed
 
     return embed
 

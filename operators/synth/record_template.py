@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.prompts import render
-from operators.synth.core import Context, ItemFailure, Track, doc_metadata
-from operators.synth.schema import Draft, WorkItem
-from operators.synth.spans import find_value
-from operators.parsers.records import field_text  # the exact text the parser wrote into the document
+from infuse.operators.prompts import render
+from infuse.operators.synth.core import Context, ItemFailure, Track, doc_metadata
+from infuse.operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.spans import find_value
+from infuse.operators.parsers.records import field_text  # the exact text the parser wrote into the document
 
 PROMPT = "record_template"
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from operators.base import stable_hash
-from operators.llm.base import ChatRequest, ChatResult, LLMBackend
-from operators.synth import (code_tasks, continuation, evol_instruct, identity, log_tasks, paraphrase, qa, rag,
+from infuse.operators.base import stable_hash
+from infuse.operators.llm.base import ChatRequest, ChatResult, LLMBackend
+from infuse.operators.synth import (code_tasks, continuation, evol_instruct, identity, log_tasks, paraphrase, qa, rag,
                              record_template, section_template, self_instruct)
-from operators.synth.config import SynthConfig
-from operators.synth.core import Context, Gen, ItemFailure, Track
-from operators.synth.schema import Draft, ItemStatus, WorkItem
+from infuse.operators.synth.config import SynthConfig
+from infuse.operators.synth.core import Context, Gen, ItemFailure, Track
+from infuse.operators.synth.schema import Draft, ItemStatus, WorkItem
 
 LLM_RUNNERS: dict[str, Callable[[WorkItem, Context, Track], Gen]] = {
     "qa": qa.run,

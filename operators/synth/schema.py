@@ -6,7 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from operators.base import stable_hash
+from infuse.operators.base import stable_hash
 
 QA_SCHEMA = pa.schema(
     [

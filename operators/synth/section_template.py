@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from operators.synth.core import Context, ItemFailure, Track
-from operators.synth.schema import Draft, WorkItem
-from operators.synth.spans import cut, strip_span
+from infuse.operators.synth.core import Context, ItemFailure, Track
+from infuse.operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.spans import cut, strip_span
 
 PROMPT = "section_template"
 

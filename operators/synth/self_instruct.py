@@ -1,9 +1,9 @@
 """self_instruct: diverse instruction types (explain, compare, list, apply...) grounded in one chunk."""
 from __future__ import annotations
 
-from operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
-from operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.synth.core import Context, Gen, Track, call, prefill_for, split_usage
+from infuse.operators.synth.jsonrepair import QA_JSON_SCHEMA, parse_qa
+from infuse.operators.synth.schema import Draft, WorkItem
 
 PROMPT = "self_instruct"
 # opens the output contract's JSON array, so a base model continues JSON (see ChatRequest.prefill)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.prompts import render
-from operators.synth.core import Context, Gen, Track, call, parse_text
-from operators.synth.schema import Draft, WorkItem
+from infuse.operators.prompts import render
+from infuse.operators.synth.core import Context, Gen, Track, call, parse_text
+from infuse.operators.synth.schema import Draft, WorkItem
 
 
 def run_tasks(item: WorkItem, ctx: Context, track: Track, prompt_name: str, strategy: str,
