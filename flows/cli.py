@@ -43,24 +43,40 @@ def _load(recipe: Path):
     return r
 
 
-def _check_steps(*names: str | None) -> None:
-    from infuse.flows.steps import step_names
+def _graph(recipe_path: Path, r):
+    from infuse.flows.graph import GraphError, build_graph
 
+    try:
+        return build_graph(r)
+    except GraphError as e:
+        typer.secho(f"{recipe_path}: {len(e.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in e.problems),
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_steps(nodes, *names: str | None) -> None:
+    known = [n.name for n in nodes]
     for n in names:
-        if n is not None and n not in step_names():
-            typer.secho(f"unknown step {n!r}; steps are: {', '.join(step_names())}", fg=typer.colors.RED, err=True)
+        if n is not None and n not in known:
+            typer.secho(f"unknown or disabled step {n!r}; steps of this recipe are: {', '.join(known)}",
+                        fg=typer.colors.RED, err=True)
             raise typer.Exit(2)
 
 
 @app.command()
 def validate(recipe: Path) -> None:
-    """Check a recipe; print every problem with the field it is in."""
+    """Check a recipe: every problem with the field it is in, and how its steps are wired."""
     r = _load(recipe)
+    nodes = _graph(recipe, r)
     typer.secho(f"{recipe}: ok", fg=typer.colors.GREEN)
-    typer.echo(f"input: {r.input}\nstorage: {r.storage}")
-    for name in r.steps.model_fields:
-        opts = r.step_options(name)
-        typer.echo(f"  {name:12s} {'on' if opts.enabled else 'off'}")
+    typer.echo(f"input: {r.input}\nstorage: {r.storage}\nmodel: {r.model.path or '(packaged Gemma 3 270M)'}")
+    from infuse.tasks.base import ordered_steps
+
+    wired = {n.name: n for n in nodes}
+    for cls in ordered_steps(r.plugins):
+        node = wired.get(cls.name)
+        reads = ", ".join(f"{name} <- {p}" for name, (p, _) in node.inputs.items()) if node else ""
+        typer.echo(f"  {cls.name:12s} {'on ' if node else 'off'} {reads}")
 
 
 @app.command()
@@ -68,12 +84,12 @@ def run(
     recipe: Path,
     from_: Optional[str] = typer.Option(None, "--from", help="start at this step; earlier ones come from the last run"),
     only: Optional[str] = typer.Option(None, "--only", help="run only this step, on the last run's inputs"),
-    refresh: list[str] = typer.Option([], "--refresh", help="recompute this step and every step after it"),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run only the synthesis items that failed"),
+    refresh: list[str] = typer.Option([], "--refresh", help="recompute this step and every step it feeds"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run only the items that failed (synthesis)"),
 ) -> None:
     """Run the pipeline of a recipe."""
     r = _load(recipe)
-    _check_steps(from_, only, *refresh)
+    _check_steps(_graph(recipe, r), from_, only, *refresh)
     _use_local_server()
     from infuse.flows.pipeline import run_recipe
     from infuse.storage import ArtifactStore
@@ -86,55 +102,66 @@ def run(
         shown = store.display(path)
         return os.path.relpath(shown) if shown.startswith(os.getcwd() + os.sep) else shown
 
+    def size(ref: dict) -> str:
+        return f"{ref['rows']:7d} rows " if ref.get("kind", "table") == "table" else f"{ref['rows']:7d} files"
+
     typer.echo("")
     for step, res in results.items():
         for name, ref in res["outputs"].items():
-            typer.echo(f"{step:10s} {name:10s} {ref['rows']:7d} rows  {where(ref['path'])}")
-        typer.echo(f"{'':10s} {'rejects':10s} {res['rejects']['rows']:7d} rows  {where(res['rejects']['path'])}")
+            typer.echo(f"{step:10s} {name:10s} {size(ref)} {where(ref['path'])}")
+        typer.echo(f"{'':10s} {'rejects':10s} {size(res['rejects'])} {where(res['rejects']['path'])}")
     if os.environ.get("PREFECT_API_URL", "").startswith(prefect_server.UI_URL):
         typer.echo(f"\nPrefect UI: {prefect_server.UI_URL}/runs")
 
 
 @app.command()
 def plan(recipe: Path) -> None:
-    """Print the synthesis requests and token estimate before any LLM call is made.
+    """Say what the costly steps would do (synthesis: requests and tokens) before any LLM call.
 
-    Parses and chunks first if needed (cached steps come back at once); makes no LLM call.
+    Runs the steps they need first (cached steps come back at once); makes no LLM call.
     """
     r = _load(recipe)
+    _graph(recipe, r)
     _use_local_server()
-    from infuse.flows.pipeline import run_recipe, step_config
-    from infuse.storage import ArtifactRef, ArtifactStore
-    from infuse.tasks.synthesize import estimate, format_estimate, plan_items, synth_config
+    from infuse.flows.pipeline import run_recipe
 
-    results = run_recipe(str(recipe), only=None, refresh=None, stop_before="synthesize")
-    store = ArtifactStore(r.storage)
-    last_chunks = [res["outputs"]["chunks"] for res in results.values() if "chunks" in res["outputs"]][-1]
-    chunks = store.read(ArtifactRef.from_dict(last_chunks))
-    docs = store.read(ArtifactRef.from_dict(results["parse"]["outputs"]["documents"]))
-    cfg = step_config(r, "synthesize")
-    items, skipped = plan_items(cfg, chunks, docs)
-    typer.echo(f"\nsynthesis plan for {recipe}: {len(items)} work items over {chunks.num_rows} chunks "
-               f"and {docs.num_rows} documents; LLM: {r.steps.synthesize.llm.backend} "
-               f"{r.steps.synthesize.llm.model or '(packaged Gemma 3 270M)'}")
-    typer.echo(format_estimate(estimate(items, synth_config(cfg), chunks=chunks)))
-    if skipped:
-        reasons: dict[str, int] = {}
-        for s in skipped:
-            reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-        typer.echo(f"not synthesized: {reasons}")
+    results = run_recipe(str(recipe), plan_only=True)
+    for step, text in results.get("_estimates", {}).items():
+        typer.echo(f"\n{step}: {text}")
 
 
 @app.command()
 def steps() -> None:
     """List the pipeline's steps in order, with what each reads and writes."""
-    from infuse.flows.steps import STEPS
+    from infuse.tasks.base import ordered_steps
 
-    for module, _ in STEPS:
-        s = module.SPEC
-        tag = " [gpu]" if s.gpu else ""
-        typer.echo(f"{s.name:12s}{tag} {', '.join(s.inputs) or 'input folder'} -> {', '.join(s.outputs)}")
-        typer.echo(f"{'':12s} {s.description}")
+    for cls in ordered_steps():
+        tag = " [gpu]" if cls.gpu else ""
+        reads = ", ".join(f"{i.name}{'?' if i.optional else ''}" for i in cls.input_specs()) or "input folder"
+        writes = ", ".join(f"{n} ({o.kind})" if o.kind != "table" else n for n, o in cls.outputs.items())
+        typer.echo(f"{cls.name:12s}{tag} {reads} -> {writes}")
+        typer.echo(f"{'':12s} {cls.description}")
+
+
+def _show_ref(store, ref, rows: int) -> None:
+    from infuse.storage import ArtifactRef
+
+    ref = ArtifactRef.from_dict(ref) if isinstance(ref, dict) else ref
+    what = f"{ref.rows} rows" if ref.kind == "table" else f"{ref.kind}, {ref.rows} files"
+    typer.secho(f"\n== {ref.name}: {what}  sha256 {ref.sha256[:16]}  {store.display(ref.path)}", bold=True)
+    if ref.kind == "table":
+        table = store.read(ref)
+        typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
+        typer.echo(table.slice(0, rows).to_pandas().to_string())
+        return
+    meta = store.read_meta(ref.step, ref.key, ref.name) or {}
+    typer.echo(f"  {ref.schema}")
+    for rel, info in sorted(meta.get("files", {}).items()):
+        typer.echo(f"  {rel:40s} {info['size']:>12,d} bytes")
+    if ref.kind == "report":
+        md = store.local_dir(ref) / "report.md"
+        if md.exists():
+            typer.echo("\n" + md.read_text(encoding="utf-8"))
 
 
 @app.command()
@@ -143,7 +170,7 @@ def show(
     recipe: Path = typer.Option(Path("recipes/demo.yaml"), "--recipe", "-r", help="recipe whose storage to look in"),
     rows: int = typer.Option(5, "--rows", "-n", help="rows of head to print"),
 ) -> None:
-    """Show an artifact: schema, row count, head, and the step's rejects with reasons."""
+    """Show an artifact (table, model or report): schema, row count, head, and the step's rejects with reasons."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -158,28 +185,32 @@ def show(
         typer.echo(table.slice(0, rows).to_pandas().to_string())
         return
     store = ArtifactStore(_load(recipe).storage)
-    manifest = RunManifest.load_latest(store)
-    if not manifest:
+    runs = RunManifest.all_runs(store)
+    if not runs:
         typer.secho("no run found under this storage root; run the recipe first", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    entry = manifest["steps"].get(target)
-    if entry is None:  # an artifact name: the last step that produced it
-        hits = [(s, e) for s, e in manifest["steps"].items() if target in e.get("outputs", {})]
-        if not hits:
-            typer.secho(f"{target!r} is neither a step nor an artifact of run {manifest['run_id']}; steps: "
-                        f"{', '.join(manifest['steps'])}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
-        step, entry = hits[-1]
-        outputs = {target: entry["outputs"][target]}
-    else:
-        step, outputs = target, entry.get("outputs", {})
-    typer.echo(f"run {manifest['run_id']}  step {step}  state {entry.get('state')}")
-    for name, ref in outputs.items():
-        ref = ArtifactRef.from_dict(ref)
-        typer.secho(f"\n== {name}: {ref.rows} rows  sha256 {ref.sha256[:16]}  {store.display(ref.path)}", bold=True)
-        table = store.read(ref)
-        typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
-        typer.echo(table.slice(0, rows).to_pandas().to_string())
+    # the newest committed output of the step, or of the last step that writes an artifact of that name
+    found = RunManifest.find_step(store, target)
+    name = None
+    if found is None:
+        for doc in runs:
+            for step, entry in reversed(list(doc.get("steps", {}).items())):
+                if target in entry.get("outputs", {}) and RunManifest.committed_entry(store, doc, step):
+                    found, name = (doc, entry), target
+                    break
+            if found:
+                break
+    if found is None:
+        known = sorted({s for d in runs for s in d.get("steps", {})})
+        typer.secho(f"{target!r}: no committed output of a step or artifact of that name; steps run: "
+                    f"{', '.join(known)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    doc, entry = found
+    step = entry.get("reused_from_step") or next(s for s, e in doc["steps"].items() if e is entry)
+    typer.echo(f"run {doc['run_id']} ({doc.get('status')})  step {step}  state {entry.get('state')}")
+    outputs = {name: entry["outputs"][name]} if name else entry.get("outputs", {})
+    for ref in outputs.values():
+        _show_ref(store, ref, rows)
     if entry.get("rejects"):
         rej = store.read(ArtifactRef.from_dict(entry["rejects"])).to_pandas()
         typer.secho(f"\n== rejects: {len(rej)} rows", bold=True)

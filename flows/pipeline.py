@@ -1,39 +1,34 @@
-"""The infuse flow: one cached Prefect task per step, Parquet artifacts between them.
+"""The infuse flow: one cached Prefect task per step, run as a DAG wired by artifact name.
 
 Each step's output lives at a content address (its cache key). A step whose
-key is unchanged and whose output still exists comes back Cached; one whose
-output was deleted is recomputed. `from_step`/`only` take upstream outputs
-from the latest run's manifest instead of running those steps.
+key is unchanged and whose output is still committed comes back Cached; one
+whose output was deleted or torn is recomputed. A step starts as soon as the
+steps it reads from are done, so independent steps run side by side on the
+task runner. `--from`/`--only` take upstream outputs from the newest run that
+still has them committed instead of running those steps.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
+from infuse.flows.graph import Node, ancestors, build_graph, descendants
 from infuse.flows.recipe import Recipe, load_recipe
-from infuse.flows.steps import STEPS, step_names
+from infuse.operators.base import stable_hash
 from infuse.storage import ArtifactStore, RunManifest
-from infuse.tasks.common import StepResult, outputs_present, stable_hash, step_key
-
-RUNTIME_KEYS = {"enabled", "retries", "retry_delay_s"}  # step options that do not change outputs
+from infuse.tasks.base import Step, StepContext, StepResult
+from infuse.tasks.prefect_task import step_task
 
 
 class StepFailed(RuntimeError):
     pass
-
-
-def step_config(recipe: Recipe, name: str) -> dict[str, Any]:
-    """The part of a step's options that determines its output (what goes into the cache key)."""
-    cfg = recipe.step_options(name).model_dump(mode="json", exclude=RUNTIME_KEYS)
-    if name == "parse":
-        cfg["input_dir"] = str(Path(recipe.input).resolve())
-    return cfg
 
 
 def result_storage(store: ArtifactStore) -> Any:
@@ -43,28 +38,9 @@ def result_storage(store: ArtifactStore) -> Any:
     a name derived from the root (idempotent).
     """
     base = store.url("_prefect")
-    if store._protocol in ("file", "local"):
-        block: Any = LocalFileSystem(basepath=base)
-    else:
-        block = RemoteFileSystem(basepath=store.display(base))
+    block: Any = LocalFileSystem(basepath=base) if store.is_local else RemoteFileSystem(basepath=store.display(base))
     block.save(f"infuse-results-{stable_hash(base)[:12]}", overwrite=True)
     return block
-
-
-def _submit(task: Any, options: Any, refresh: bool, storage: Any, *args: Any) -> Any:
-    future = task.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s,
-                               refresh_cache=refresh, result_storage=storage).submit(*args)
-    future.wait()
-    return future.state
-
-
-def _matches_store(store: ArtifactStore, result: dict[str, Any]) -> bool:
-    """Whether a cached StepResult describes the files committed under its key now."""
-    for name, ref in {**result["outputs"], "rejects": result["rejects"]}.items():
-        committed = store.committed(result["step"], result["key"], name)
-        if committed is None or committed.sha256 != ref["sha256"]:
-            return False
-    return True
 
 
 def _runner_kind() -> str:
@@ -76,113 +52,219 @@ def _runner_kind() -> str:
     return {"DaskTaskRunner": "dask", "RayTaskRunner": "ray"}.get(name, "local")
 
 
-def plan_steps(from_step: str | None, only: str | None, refresh: list[str] | None) -> tuple[set[str], set[str]]:
-    """Which steps run, and which of those must recompute (refresh: that step and all after it)."""
-    names = step_names()
+def step_names(nodes: list[Node]) -> list[str]:
+    return [n.name for n in nodes]
+
+
+def plan_steps(nodes: list[Node], from_step: str | None, only: str | None,
+               refresh: list[str] | None) -> tuple[list[str], set[str]]:
+    """Which steps run (in order), and which recompute from scratch (refresh: that step and all it feeds)."""
+    names = step_names(nodes)
     for n in [from_step, only, *(refresh or [])]:
         if n is not None and n not in names:
-            raise ValueError(f"unknown step {n!r}; steps are: {', '.join(names)}")
-    run = set(names)
+            raise ValueError(f"unknown or disabled step {n!r}; steps of this recipe are: {', '.join(names)}")
+    run = names
     if from_step:
-        run = set(names[names.index(from_step):])
+        run = names[names.index(from_step):]
     if only:
-        run = {only}
-    forced: set[str] = set()
-    for r in refresh or []:
-        forced |= set(names[names.index(r):])
-    return run, forced
+        run = [only]
+    return run, descendants(nodes, set(refresh or []))
 
 
 @flow(name="infuse", log_prints=True)
 def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | None = None,
                     refresh: list[str] | None = None, retry_failed: bool = False,
-                    stop_before: str | None = None) -> dict[str, Any]:
-    """Run the recipe's steps in order; returns {step: StepResult dict}.
+                    plan_only: bool = False) -> dict[str, Any]:
+    """Run the recipe's steps; returns {step: StepResult dict}.
 
-    retry_failed: re-run synthesis only for the work items that failed last time.
+    retry_failed: steps that keep per-item state (synthesize) re-run only their failed items.
+    plan_only: run what the estimating steps need, then return their estimates under "_estimates".
     """
-    log = get_run_logger()
     recipe = load_recipe(recipe_path)
-    store = ArtifactStore(recipe.storage)
-    run, forced = plan_steps(from_step, only, [*(refresh or []), *(["synthesize"] if retry_failed else [])])
-    previous = RunManifest.load_latest(store) if (from_step or only) else None
-    manifest = RunManifest(store, str(flow_run.id or "local"), recipe.model_dump(mode="json"), recipe_path)
-    storage = result_storage(store)
-    runtime = {"runner": _runner_kind(), "workers": recipe.runner.workers, "retry_failed": retry_failed}
-    latest: dict[str, dict[str, Any]] = {}  # artifact name -> ref of the last step that produced it
-    results: dict[str, dict[str, Any]] = {}
-    summary = ["| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|"]
+    return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed}, plan_only).run()
 
-    for module, task in STEPS:
-        spec = module.SPEC
-        if spec.name == stop_before:
-            break
-        options = recipe.step_options(spec.name)
-        if not options.enabled:
-            continue
-        if only and spec.name not in run and step_names().index(spec.name) > step_names().index(only):
-            continue  # after --only's step: its outputs would be stale, so they are not carried over
-        if spec.name not in run:  # take it from the last run instead of running it
-            prev = (previous or {}).get("steps", {}).get(spec.name)
-            if prev is None or "outputs" not in prev or not outputs_present(store, spec, prev["key"]):
-                names = step_names()
-                if names.index(spec.name) < names.index(from_step or only):  # an upstream step: needed
-                    raise StepFailed(f"--from/--only needs the output of {spec.name!r} from an earlier run; "
-                                     f"run the whole pipeline once first")
-                continue
-            for name in spec.outputs:
-                latest[name] = prev["outputs"][name]
-            # this run's manifest stays complete: the next --from/--only finds every step here
-            manifest.record(spec.name, {**prev, "state": "Reused", "reused_from_run": previous["run_id"]})
-            continue
-        missing = [i for i in spec.inputs if i not in latest]
-        if missing:
-            raise StepFailed(f"{spec.name} needs {missing}, which no enabled step before it produces")
-        inputs = {i: latest[i] for i in spec.inputs}
-        cfg = step_config(recipe, spec.name)
-        # the key: input artifacts' hashes plus whatever else a step reads (parse: the folder's files;
-        # synthesize: prompt override files), over the config minus what only changes how it runs
-        fp = {"inputs": {k: v["sha256"] for k, v in inputs.items()},
-              **(module.fingerprint(cfg) if hasattr(module, "fingerprint") else {})}
-        key = step_key(spec, module.key_config(cfg) if hasattr(module, "key_config") else cfg, fp)
-        recompute = spec.name in forced or not outputs_present(store, spec, key)
-        state = _submit(task, options, recompute, storage, spec.name, key, store.root, cfg, inputs, runtime)
-        if state.is_completed() and state.name == "Cached" and not _matches_store(store, state.result()):
-            # a cache record that disagrees with the committed files (a root copied or half rewritten):
-            # trust the files' absence, never the record
-            state = _submit(task, options, True, storage, spec.name, key, store.root, cfg, inputs, runtime)
+
+class Pipeline:
+    """One run of the flow: the scheduler that submits each step when its inputs are ready."""
+
+    def __init__(self, recipe: Recipe, recipe_path: str, from_step: str | None, only: str | None,
+                 refresh: list[str] | None, flags: dict[str, bool], plan_only: bool) -> None:
+        self.log = get_run_logger()
+        self.recipe, self.flags, self.plan_only = recipe, flags, plan_only
+        self.nodes = build_graph(recipe)
+        self.by_name = {n.name: n for n in self.nodes}
+        self.run_names, self.fresh = plan_steps(self.nodes, from_step, only, refresh)
+        self.only = only
+        self.targets: set[str] = set()
+        if plan_only:  # the first steps that can estimate their cost, and what they need
+            estimating = {n.name for n in self.nodes if type(n.step).estimate is not Step.estimate}
+            self.targets = {t for t in estimating if not ancestors(self.nodes, {t}) & estimating}
+            needed = ancestors(self.nodes, self.targets) | self.targets
+            self.run_names = [n for n in step_names(self.nodes) if n in needed]
+        self.store = ArtifactStore(recipe.storage)
+        self.manifest = RunManifest(self.store, str(flow_run.id or "local"), recipe.model_dump(mode="json"),
+                                    recipe_path)
+        self.storage = result_storage(self.store)
+        self.runtime = {"runner": _runner_kind(), "workers": recipe.runner.workers, "plugins": list(recipe.plugins),
+                        **flags}
+        self.done: dict[str, dict[str, Any]] = {}  # step -> its outputs' refs (run or reused)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.summary: list[str] = []
+        self.failed: tuple[str, str] | None = None
+
+    # ---- the run ----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._reuse_upstream()
+        pending = [n for n in self.nodes if n.name in self.run_names]
+        running: dict[int, Submitted] = {}
+        try:
+            while pending or running:
+                busy = {p.name for p in pending} | {r.node.name for r in running.values()}
+                for node in list(pending) if self.failed is None else []:
+                    if node.deps & busy:
+                        continue  # an upstream step has not finished yet
+                    pending.remove(node)
+                    missing = node.deps - set(self.done)
+                    if missing:
+                        self.failed = (node.name, f"needs the output of {sorted(missing)}, which no earlier run has "
+                                                  f"committed; run the whole pipeline once first")
+                        break
+                    sub = self._submit(node)
+                    if sub is not None:
+                        running[id(sub.future)] = sub
+                if self.failed is not None:
+                    pending.clear()  # a step failed: start nothing new, let the running ones finish
+                if not running:
+                    continue
+                future = next(as_completed([r.future for r in running.values()]))
+                again = self._finish(running.pop(id(future)))
+                if again is not None:
+                    running[id(again.future)] = again
+        except BaseException as e:
+            self.manifest.save(status="interrupted", error=f"{type(e).__name__}: {e}")
+            self._publish_summary(f"interrupted: {type(e).__name__}: {e}")
+            raise
+        if self.failed is not None:
+            name, error = self.failed
+            self.manifest.save(status="failed", error=f"{name}: {error}")
+            self._publish_summary(f"**failed** at `{name}`: {error}")
+            raise StepFailed(f"step {name} failed: {error}")
+        self.manifest.save(status="partial" if self.plan_only else "completed")
+        self._publish_summary("completed")
+        return self.results
+
+    def _config(self, node: Node) -> dict[str, Any]:
+        return node.step.config(self.recipe)
+
+    def _inputs(self, node: Node) -> dict[str, dict[str, Any]]:
+        return {name: self.done[producer][artifact] for name, (producer, artifact) in node.inputs.items()}
+
+    def _submit(self, node: Node, force: bool = False) -> "Submitted | None":
+        cfg = self._config(node)
+        inputs = self._inputs(node)
+        key = node.step.cache_key(cfg, inputs)
+        if self.plan_only and node.name in self.targets:
+            ctx = StepContext(node.step, key, self.store, cfg, {n: _ref(r) for n, r in inputs.items()}, self.runtime,
+                              self.log)
+            self.results.setdefault("_estimates", {})[node.name] = node.step.estimate(ctx)
+            return None
+        rerun = any(self.flags.get(f) for f in type(node.step).rerun_on)
+        fresh = node.name in self.fresh
+        recompute = force or fresh or rerun or self.store.step_committed(node.name, key) is None
+        opts = self.recipe.step_options(node.name)
+        runtime = {**self.runtime, "fresh": fresh, "step_module": type(node.step).module()}
+        task = step_task(type(node.step)).with_options(retries=opts.retries, retry_delay_seconds=opts.retry_delay_s,
+                                                        refresh_cache=recompute, result_storage=self.storage)
+        future = task.submit(node.name, key, self.store.root, cfg, inputs, runtime)
+        return Submitted(future, node, key, inputs, force)
+
+    def _finish(self, sub: "Submitted") -> "Submitted | None":
+        """Record a finished step; returns its new submission when it must run again."""
+        sub.future.wait()  # as_completed may yield before the final state is set on the future
+        node, key, inputs, state = sub.node, sub.key, sub.inputs, sub.future.state
+        if state.is_completed() and state.name == "Cached" and not sub.forced:
+            committed = self.store.step_committed(node.name, key)
+            result = state.result()
+            if committed is None or any(committed[n].sha256 != r["sha256"]
+                                        for n, r in StepResult.from_dict(result).refs().items() if n in committed):
+                # a cache record that disagrees with the committed files (a root copied or half rewritten):
+                # trust the files, never the record
+                return self._submit(node, force=True)
         if not state.is_completed():  # Failed, Crashed or Cancelled
-            manifest.record(spec.name, {"key": key, "state": "Failed", "error": str(state.message)})
-            manifest.save(status="failed")
-            state.result(raise_on_failure=True)  # re-raise the step's own error: the flow fails with it
+            error = str(state.message)
+            try:
+                state.result(raise_on_failure=True)
+            except BaseException as e:  # the step's own error, for the summary and the flow's failure
+                error = f"{type(e).__name__}: {e}"
+            self.manifest.record(node.name, {"key": key, "state": "Failed", "error": error})
+            self.summary.append(f"| {node.name} | **Failed** | | | | {error[:300]} |")
+            self.log.error("%s failed: %s", node.name, error)
+            self.failed = self.failed or (node.name, error)
+            return None
         res = StepResult.from_dict(state.result())
-        res.outputs = {n: store.committed(spec.name, key, n).to_dict() for n in res.outputs}  # current paths
-        res.rejects = store.committed(spec.name, key, "rejects").to_dict()
-        for name in spec.outputs:
-            latest[name] = res.outputs[name]
-        results[spec.name] = res.to_dict()
-        manifest.record(spec.name, {
-            "key": key, "state": state.name, "code_version": spec.code_version(),
-            "config": cfg, "inputs": {k: v["sha256"] for k, v in inputs.items()},
-            "outputs": res.outputs, "rejects": res.rejects, "stats": res.stats,
+        committed = self.store.step_committed(node.name, key) or {}
+        refs = {n: committed[n].to_dict() if n in committed else r for n, r in res.refs().items()}  # current paths
+        res.outputs = {n: refs[n] for n in res.outputs}
+        res.rejects, res.report = refs["rejects"], refs["report"]
+        self.done[node.name] = res.outputs
+        self.results[node.name] = res.to_dict()
+        self.manifest.record(node.name, {
+            "key": key, "state": state.name, "code_version": node.step.code_version(),
+            "config": self._config(node), "inputs": {k: v["sha256"] for k, v in inputs.items()},
+            "inputs_from": {k: f"{p}.{a}" for k, (p, a) in node.inputs.items()},
+            "outputs": res.outputs, "rejects": res.rejects, "report": res.report, "stats": res.stats,
         })
-        out = next(iter(res.outputs.values()))
-        summary.append(f"| {spec.name} | {state.name} | {out['rows']} | {res.stats.get('rejected', 0)} | "
-                       f"{res.stats.get('wall_s', 0):.2f} | `{store.display(out['path'])}` |")
-        log.info("%s: %s, %s rows -> %s", spec.name, state.name, out["rows"], store.display(out["path"]))
+        out = next(iter(res.outputs.values()), res.report)
+        self.summary.append(f"| {node.name} | {state.name} | {out['rows']} | {res.stats.get('rejected', 0)} | "
+                            f"{res.stats.get('wall_s', 0):.2f} | `{self.store.display(out['path'])}` |")
+        self.log.info("%s: %s, %s -> %s", node.name, state.name, _size(out), self.store.display(out["path"]))
+        return None
 
-    manifest.save(status="partial" if stop_before else "completed")
-    create_markdown_artifact(
-        key="run-summary",
-        markdown="\n".join([f"# infuse run `{recipe.name}`", "", *summary, "",
-                            f"manifest: `{store.display(store.url('manifests', manifest.run_id + '.json'))}`"]),
-        description="every step of this run, its state and outputs",
-    )
-    return results
+    def _reuse_upstream(self) -> None:
+        """Steps before --from/--only (or those a plan needs and did not run) come from earlier runs."""
+        run = set(self.run_names)
+        first = min((step_names(self.nodes).index(n) for n in run), default=0)
+        for node in self.nodes[:first]:
+            found = RunManifest.find_step(self.store, node.name)
+            if found is None:
+                continue  # the scheduler says so if a step that runs needs it
+            doc, entry = found
+            self.done[node.name] = entry["outputs"]
+            # this run's manifest stays complete: the next --from/--only finds every step here
+            self.manifest.record(node.name, {**entry, "state": "Reused", "reused_from_run": doc["run_id"]})
+
+    def _publish_summary(self, status: str) -> None:
+        md = [f"# infuse run `{self.recipe.name}`: {status}", "",
+              "| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|", *self.summary,
+              "", f"manifest: `{self.store.display(self.store.url('manifests', self.manifest.run_id + '.json'))}`"]
+        try:
+            create_markdown_artifact(key="run-summary", markdown="\n".join(md),
+                                     description="every step of this run, its state and outputs")
+        except Exception as e:  # the summary is a view; it must not hide the run's own outcome
+            self.log.warning("could not publish the run summary: %s", e)
+
+
+@dataclass
+class Submitted:
+    future: Any
+    node: Node
+    key: str
+    inputs: dict[str, Any]
+    forced: bool  # resubmitted to recompute: its Cached state is not checked again
+
+
+def _ref(d: dict[str, Any]) -> Any:
+    from infuse.storage import ArtifactRef
+
+    return ArtifactRef.from_dict(d)
+
+
+def _size(ref: dict[str, Any]) -> str:
+    return f"{ref['rows']} rows" if ref.get("kind", "table") == "table" else f"{ref['rows']} files"
 
 
 def task_runner(recipe: Recipe) -> Any:
-    """The Prefect task runner the recipe asks for: threads here, or a Dask cluster."""
+    """The Prefect task runner the recipe asks for: threads here, or a Dask / Ray cluster."""
     if recipe.runner.kind == "local":
         return None
     if recipe.runner.kind == "dask":

@@ -10,67 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from infuse.operators.clean import CleanConfig, OpSpec
-from infuse.operators.dedup import DedupConfig
-from infuse.operators.llm import LLMConfig
-from infuse.operators.qa_filter import QAFilterConfig
-from infuse.operators.synth import SynthConfig
-from infuse.operators.quality import FilterConfig, FilterOpSpec
+from infuse.flows import steps as _steps  # noqa: F401  (registers the pipeline's steps)
+from infuse.operators.base import Strict
+from infuse.tasks.base import StepOptions, load_plugin, ordered_steps
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StepOptions(Strict):
-    """Options every step has."""
-
-    enabled: bool = True
-    retries: int = Field(0, ge=0, le=10, description="Prefect retries for an infrastructure failure of the step")
-    retry_delay_s: float = Field(5.0, ge=0)
-
-
-class ParseOptions(StepOptions):
-    max_file_mb: float = Field(50.0, gt=0, description="files over this size are rejected as too_large")
-
-
-class ChunkOptions(StepOptions):
-    target_chars: int = Field(500, description="aim for chunks of about this many characters")
-    max_chars: int = Field(1000, description="hard ceiling of a chunk, except one sentence longer than it")
-    min_chars: int = Field(50, description="smaller trailing pieces merge into their neighbour")
-    overlap_chars: int = Field(50, description="overlap between consecutive chunks of a section")
-
-
-class CleanOptions(StepOptions, CleanConfig):
-    """data-juicer mappers by registered name (or infuse's safe ones), in order, each with params and a gate."""
-
-    ops: list[OpSpec] = Field(default_factory=lambda: CleanConfig.default().ops)
-
-
-class FilterOptions(StepOptions, FilterConfig):
-    """Stat ops with fixed `min`/`max` and/or `auto` (3σ) bounds."""
-
-    ops: list[FilterOpSpec] = Field(default_factory=lambda: FilterConfig.default().ops)
-
-
-class DedupOptions(StepOptions, DedupConfig):
-    """Exact, then SimHash and/or MinHash-LSH near-duplicates."""
-
-
-class SynthesizeOptions(StepOptions, SynthConfig):
-    """Synthesis strategies per document format, and the LLM that runs them."""
-
-    llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"),
-                           description="backend: transformers (local), openai (any compatible endpoint) or vllm")
-    max_llm_items: int | None = Field(None, ge=0, description="cap on LLM work items (templates are not capped)")
-
-
-class QAFilterOptions(StepOptions, QAFilterConfig):
-    """Sample filters; `llm` is used only by the optional grounding judge."""
-
-    llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"))
 
 
 class RunnerOptions(Strict):
@@ -81,25 +26,48 @@ class RunnerOptions(Strict):
     address: str | None = Field(None, description="an existing cluster's address; a local cluster is started when empty")
 
 
-class Steps(Strict):
-    parse: ParseOptions = Field(default_factory=ParseOptions)
-    chunk: ChunkOptions = Field(default_factory=ChunkOptions)
-    clean: CleanOptions = Field(default_factory=CleanOptions)
-    filter: FilterOptions = Field(default_factory=FilterOptions)
-    dedup: DedupOptions = Field(default_factory=DedupOptions)
-    synthesize: SynthesizeOptions = Field(default_factory=SynthesizeOptions)
-    qa_filter: QAFilterOptions = Field(default_factory=QAFilterOptions)
+class ModelOptions(Strict):
+    """The base model every model step starts from (select's scorer, cpt, sft, preference, dpo, evaluate)."""
+
+    path: str | None = Field(None, description="a local model directory in HF layout; empty = the packaged "
+                                               "Gemma 3 270M (converted once, offline)")
+    chat_template: str | None = Field(None, description="the model's own template when empty; for a base model "
+                                                        "without one: chatml, gemma, qwen, llama3 or plain")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bf16 on a GPU, "
+                                                                                         "fp32 on CPU")
 
 
-class Recipe(Strict):
+class RecipeBase(Strict):
     name: str = "infuse"
     input: str = Field(..., description="folder of documents to read")
     storage: str = Field("runs", description="artifact root: a local path or any fsspec URL (s3://, gs://, ...)")
     runner: RunnerOptions = Field(default_factory=RunnerOptions)
-    steps: Steps = Field(default_factory=Steps)
+    model: ModelOptions = Field(default_factory=ModelOptions)
+    plugins: list[str] = Field(default_factory=list, description="modules or .py files that define more steps")
 
     def step_options(self, step: str) -> StepOptions:
-        return getattr(self.steps, step)
+        return getattr(self.steps, step)  # type: ignore[attr-defined]
+
+
+Recipe = RecipeBase  # the type to annotate with; the model that validates is made from the registry
+
+
+def recipe_model(plugins: list[str] | None = None) -> type[RecipeBase]:
+    """The recipe schema for the pipeline's steps and those of the plugins: one `steps.<name>` section
+    per step, of its Options."""
+    steps = ordered_steps(plugins)
+    sig = tuple((c.name, id(c.Options)) for c in steps)
+    cached = _MODELS.get(sig)
+    if cached is None:
+        fields: dict[str, Any] = {c.name: (c.Options, Field(default_factory=c.Options, description=c.description))
+                                  for c in steps}
+        steps_model = create_model("Steps", __base__=Strict, **fields)
+        cached = create_model("Recipe", __base__=RecipeBase, steps=(steps_model, Field(default_factory=steps_model)))
+        _MODELS[sig] = cached
+    return cached
+
+
+_MODELS: dict[tuple, type[RecipeBase]] = {}
 
 
 class RecipeError(ValueError):
@@ -130,7 +98,8 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(current.model_fields) if current is not None else []
 
 
-def format_errors(err: ValidationError, model: type[BaseModel] = Recipe) -> list[str]:
+def format_errors(err: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    model = model or recipe_model()
     out = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -159,9 +128,19 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a recipe. Its plugins are imported first, so their steps' sections are known."""
     if not isinstance(data, dict):
         raise RecipeError(source, ["the recipe must be a mapping of keys to values"])
+    problems = []
+    for i, plugin in enumerate(data.get("plugins") or []):
+        try:
+            load_plugin(str(plugin))
+        except Exception as e:
+            problems.append(f"plugins.{i}: cannot import {plugin!r}: {type(e).__name__}: {e}")
+    if problems:
+        raise RecipeError(source, problems)
     try:
-        return Recipe.model_validate(data)
+        model = recipe_model(data.get("plugins") or [])
+        return model.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(source, format_errors(e)) from None
+        raise RecipeError(source, format_errors(e, model)) from None

@@ -1,4 +1,4 @@
-"""Shared contracts for operators: row-level failures, rejects and code versions.
+"""Shared contracts for operators: row-level failures, rejects, strict configs and code versions.
 
 An operator either returns its output or a `Reject` for each row it drops. Row
 failures raise `OperatorError` (caught per row by the caller); only
@@ -11,9 +11,13 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import threading
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 
 @dataclass
@@ -33,6 +37,28 @@ class Reject:
             "message": self.message,
             "detail": json.dumps(self.detail, ensure_ascii=False, default=str),
         }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Reject":
+        detail = json.loads(row.get("detail") or "{}")
+        return cls(row["id"], row["reason"], row.get("message") or "", detail if isinstance(detail, dict) else {})
+
+
+class Interrupted(Exception):
+    """The run was asked to stop (SIGTERM, Ctrl-C): finished work is committed, the rest is not started."""
+
+
+# Set by the flow's signal handler; long loops in operators check it between units of work.
+STOP = threading.Event()
+
+
+def check_stop() -> None:
+    if STOP.is_set():
+        raise Interrupted("stop requested")
+
+
+# A progress callback an operator may be given: called with the number of units just finished.
+ProgressFn = Callable[[int], None]
 
 
 class OperatorError(Exception):
@@ -114,5 +140,35 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def as_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
+class Strict(BaseModel):
+    """Base of every recipe section: an unknown key is an error that lists the allowed ones."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def runtime(default: Any = ..., **kw: Any) -> Any:
+    """A config field that changes how work runs, never what it produces (retries, concurrency,
+    timeouts): it stays out of cache keys, so raising a timeout keeps the finished work."""
+    extra = {**kw.pop("json_schema_extra", {}), "runtime": True}
+    return Field(default, json_schema_extra=extra, **kw)
+
+
+def key_dump(model: BaseModel) -> dict[str, Any]:
+    """The model as JSON data without its runtime fields, at every depth: what a cache key hashes."""
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("runtime"):
+            continue
+        out[name] = _key_value(getattr(model, name))
+    return out
+
+
+def _key_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return key_dump(value)
+    if isinstance(value, (list, tuple)):
+        return [_key_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _key_value(v) for k, v in value.items()}
+    return to_jsonable_python(value)

@@ -12,7 +12,10 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from infuse.operators.base import OperatorError
+from pydantic import Field, StrictInt, model_validator
+
+from infuse.operators.base import OperatorError, Strict
+from infuse.operators.formats import family
 from infuse.operators.chunk_sentences import (
     LINE,
     PARAGRAPH,
@@ -22,46 +25,31 @@ from infuse.operators.chunk_sentences import (
     text_boundaries,
 )
 
-RECORD_FORMATS = frozenset({"json", "jsonl", "csv", "tsv", "xlsx", "xls"})
-CODE_FORMATS = frozenset({"code"})
-LINE_FORMATS = frozenset({"log"})  # no sentences to speak of: pack whole lines
 
 _NONWS = re.compile(r"\S")
 _FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
 
 
-@dataclass
-class ChunkConfig:
-    """Sizes in characters (not tokens): the same recipe then behaves alike for Chinese and English."""
+class ChunkConfig(Strict):
+    """Sizes in characters (not tokens): the same recipe then behaves alike for Chinese and English.
 
-    target_chars: int = 500  # aim for about this many characters
-    max_chars: int = 1000  # hard ceiling; only a sentence longer than this is cut inside
-    min_chars: int = 50  # smaller pieces merge into a neighbour in the same section
-    overlap_chars: int = 50  # overlap between consecutive text chunks, snapped to a sentence start
+    Validated when built, so `infuse validate` rejects what the chunk step would.
+    """
 
-    def validate(self) -> None:
-        """Raise ValueError naming the bad field, so a bad recipe fails before any work."""
-        for name in ("target_chars", "max_chars", "min_chars", "overlap_chars"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"chunk.{name} must be an integer, got {value!r}")
-        for name in ("target_chars", "max_chars", "min_chars"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"chunk.{name} must be > 0, got {getattr(self, name)}")
-        if self.overlap_chars < 0:
-            raise ValueError(f"chunk.overlap_chars must be >= 0, got {self.overlap_chars}")
+    target_chars: StrictInt = Field(500, gt=0, description="aim for chunks of about this many characters")
+    max_chars: StrictInt = Field(1000, gt=0, description="hard ceiling of a chunk, except one sentence longer than it")
+    min_chars: StrictInt = Field(50, gt=0, description="smaller trailing pieces merge into their neighbour")
+    overlap_chars: StrictInt = Field(50, ge=0, description="overlap between consecutive chunks of a section")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ChunkConfig":
         if self.max_chars < self.target_chars:
-            raise ValueError(
-                f"chunk.max_chars ({self.max_chars}) must be >= chunk.target_chars ({self.target_chars})"
-            )
+            raise ValueError(f"max_chars ({self.max_chars}) must be >= target_chars ({self.target_chars})")
         if self.min_chars >= self.target_chars:
-            raise ValueError(
-                f"chunk.min_chars ({self.min_chars}) must be < chunk.target_chars ({self.target_chars})"
-            )
+            raise ValueError(f"min_chars ({self.min_chars}) must be < target_chars ({self.target_chars})")
         if self.overlap_chars >= self.target_chars:
-            raise ValueError(
-                f"chunk.overlap_chars ({self.overlap_chars}) must be < chunk.target_chars ({self.target_chars})"
-            )
+            raise ValueError(f"overlap_chars ({self.overlap_chars}) must be < target_chars ({self.target_chars})")
+        return self
 
 
 @dataclass
@@ -228,11 +216,12 @@ def _regions(n: int, sections: list[dict[str, Any]]) -> list[tuple[int, int, lis
 
 def _blocks(text: str, start: int, end: int, fmt: str) -> list[_Piece]:
     """Split a region into text, table (pipe lines) and code (fenced) blocks."""
-    if fmt in RECORD_FORMATS:
+    fam = family(fmt)
+    if fam == "record":
         return [_Piece(start, end, "record")]
-    if fmt in CODE_FORMATS:
+    if fam == "code":
         return [_Piece(start, end, "code")]
-    if fmt in LINE_FORMATS:
+    if fam == "log":  # no sentences to speak of: pack whole lines
         return [_Piece(start, end, "lines")]
     region = text[start:end]
     if "|" not in region and "```" not in region and "~~~" not in region:
@@ -346,7 +335,6 @@ def _page_of(pages: list[tuple[int, int, int]], starts: list[int], pos: int) -> 
 
 def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]]:
     """One DOCUMENT_SCHEMA row in, its CHUNK_SCHEMA rows out (text == doc text[start:end])."""
-    cfg.validate()
     text = doc.get("text")
     if text is None:
         text = ""

@@ -17,7 +17,8 @@ from infuse.operators.base import OperatorError, Reject
 from infuse.operators.document import ParsedDoc, document_row
 from infuse.operators.parsers import parser_for
 
-REASONS = ("encrypted", "corrupt", "empty", "unsupported_extension", "binary_content", "too_large", "undecodable")
+REASONS = ("encrypted", "corrupt", "empty", "unsupported_extension", "binary_content", "too_large", "undecodable",
+           "duplicate_file")
 _CHUNK = 1 << 20
 
 
@@ -27,6 +28,18 @@ class FileEntry:
     abs_path: Path
     size: int
     sha256: str
+
+
+def check_input(input_dir: str | Path) -> None:
+    """A missing folder must fail loudly, not parse nothing and 'succeed'."""
+    path = Path(input_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"input folder {path} does not exist or is not a folder (recipe key `input`)")
+
+
+def duplicate_file(path_rel: str, first: str) -> Reject:
+    """The same bytes under a second name: the first name is kept."""
+    return Reject(path_rel, "duplicate_file", f"same content as {first}", {"kept": first})
 
 
 def _hidden(rel: Path) -> bool:

@@ -1,5 +1,6 @@
-"""The artifact store: Parquet under a local path or any fsspec URL, written atomically."""
-from infuse.storage.store import ArtifactRef, ArtifactStore, ArtifactWriter
+"""The artifact store: tables (Parquet), models and reports (directories) under a local path or any
+fsspec URL, committed atomically; and the run manifests."""
 from infuse.storage.manifest import RunManifest
+from infuse.storage.store import REJECTS_SCHEMA, ArtifactRef, ArtifactStore, ArtifactWriter, DirOutput
 
-__all__ = ["ArtifactRef", "ArtifactStore", "ArtifactWriter", "RunManifest"]
+__all__ = ["ArtifactRef", "ArtifactStore", "ArtifactWriter", "DirOutput", "REJECTS_SCHEMA", "RunManifest"]

@@ -1,21 +1,32 @@
-"""Content-hashed Parquet artifacts under a root that is a local path or an fsspec URL.
+"""Content-hashed artifacts under a root that is a local path or an fsspec URL.
 
 Layout under the root:
-  artifacts/<step>/<key>/<name>.parquet        the data
-  artifacts/<step>/<key>/<name>.meta.json      written LAST: sha256, rows, schema
+  artifacts/<step>/<key>/<name>.parquet        a table
+  artifacts/<step>/<key>/<name>/               a directory artifact: a model or a report
+  artifacts/<step>/<key>/<name>.meta.json      written LAST: sha256, rows, schema (per-file sha256 for a dir)
+  artifacts/<step>/<key>/<unit>.unit.json      a unit: tables that commit together (a shard's qa + status)
+  artifacts/<step>/<key>/_step.json            the step's commit point: every output + rejects + report
+  artifacts/<step>/<key>/_work/                scratch that survives a kill (checkpoints), never trusted as output
 
 An artifact counts as complete only when its meta file exists. Data is written
 to a temporary name and renamed into place before the meta file is written, so
-a killed write leaves at worst an orphan temp file that nothing trusts.
+a killed write leaves at worst an orphan temp file that nothing trusts; the
+next start of that step removes it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -40,17 +51,51 @@ class ArtifactRef:
     step: str
     name: str
     key: str
-    path: str  # full URL/path of the parquet file
-    sha256: str
-    rows: int
-    schema: str  # pyarrow schema as text, for `infuse show`
+    path: str  # full URL/path of the parquet file, or of the directory
+    sha256: str  # of the file; of the sorted (file, sha256) list for a directory
+    rows: int  # rows of a table; files of a directory
+    schema: str  # pyarrow schema as text, for `infuse show`; what a directory holds
+    kind: str = "table"  # table | model | report
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArtifactRef":
-        return cls(**d)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind != "table"
+
+
+_UNIT_MEMBER = re.compile(r"(.+\.[0-9a-f]{12})\.parquet")
+
+
+def _local_cache() -> Path:
+    base = os.environ.get("INFUSE_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "infuse"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dir_manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """Every file under a local directory: relative path -> sha256 and size."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        out[path.relative_to(root).as_posix()] = {"sha256": _sha256_file(path), "size": path.stat().st_size}
+    return out
+
+
+def dir_sha(files: dict[str, dict[str, Any]]) -> str:
+    blob = json.dumps([[k, v["sha256"]] for k, v in sorted(files.items())]).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 class _HashingFile:
@@ -77,6 +122,15 @@ class _HashingFile:
     @property
     def closed(self) -> bool:
         return self.raw.closed
+
+
+@dataclass
+class DirOutput:
+    """A directory artifact being written: fill `path`; `ref` is set once it is committed."""
+
+    path: Path
+    ref: ArtifactRef | None = None
+    describe: str = ""  # a line for `infuse show` (e.g. "lora adapter of gemma3-270m"), settable while writing
 
 
 class ArtifactWriter:
@@ -119,7 +173,8 @@ class ArtifactWriter:
         self._writer.write_table(data, row_group_size=self.row_group_size)
         self.rows += data.num_rows
 
-    def commit(self, extra: dict[str, Any] | None = None) -> ArtifactRef:
+    def commit_file(self) -> ArtifactRef:
+        """Close and rename the data file into place, without a meta (a unit's member)."""
         if self._writer is None:
             if self.fallback_schema is None:
                 raise ValueError(f"{self.step}/{self.name}: nothing written and no fallback schema")
@@ -129,10 +184,12 @@ class ArtifactWriter:
         self._file.close()
         sha = self._file.sha.hexdigest()
         self.store._rename(self.tmp, self.final)
-        ref = ArtifactRef(self.step, self.name, self.key, self.final, sha, self.rows, self.schema.to_string())
-        meta = {**ref.to_dict(), "committed_at": time.time(), **(extra or {})}
-        self.store._write_text_atomic(self.store.meta_path(self.step, self.key, self.name),
-                                      json.dumps(meta, ensure_ascii=False, indent=1))
+        return ArtifactRef(self.step, self.name, self.key, self.final, sha, self.rows, self.schema.to_string())
+
+    def commit(self, extra: dict[str, Any] | None = None) -> ArtifactRef:
+        """Rename the data into place, then write the meta: the artifact's commit point."""
+        ref = self.commit_file()
+        self.store._write_meta(ref, extra)
         return ref
 
     def abort(self) -> None:
@@ -170,6 +227,16 @@ class ArtifactStore:
 
     def meta_path(self, step: str, key: str, name: str) -> str:
         return self.url("artifacts", step, key, f"{name}.meta.json")
+
+    def dir_path(self, step: str, key: str, name: str) -> str:
+        return self.url("artifacts", step, key, name)
+
+    def key_dir(self, step: str, key: str) -> str:
+        return self.url("artifacts", step, key)
+
+    @property
+    def is_local(self) -> bool:
+        return self._protocol in ("file", "local")
 
     def display(self, path: str) -> str:
         """A path a user can paste: plain for local files, protocol://path otherwise."""
@@ -227,19 +294,192 @@ class ArtifactStore:
         with self.fs.open(path, "r", encoding="utf-8") as f:
             return json.load(f)
 
+    @contextmanager
+    def dir_writer(self, step: str, key: str, name: str, kind: str = "model",
+                   describe: str = "") -> Iterator["DirOutput"]:
+        """A local directory to fill; on a clean exit it is committed as one artifact.
+
+        Local root: the directory is written under a hidden temp name beside its
+        final place and renamed into place. Remote root: it is written to a
+        local temp dir and uploaded. Either way the meta, with every file's
+        sha256, is written last, so a killed write never looks complete.
+        """
+        final = self.dir_path(step, key, name)
+        if self.is_local:
+            self.fs.makedirs(self.key_dir(step, key), exist_ok=True)
+            tmp = Path(f"{self.key_dir(step, key)}/.{name}.tmp-{uuid.uuid4().hex}")
+            tmp.mkdir(parents=True)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=f"infuse-{name}-"))
+        out = DirOutput(tmp)
+        try:
+            yield out
+            files = dir_manifest(tmp)
+            self.uncommit(step, key, name)
+            if self.is_local:
+                if os.path.isdir(final):
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            else:
+                if self.fs.exists(final):
+                    self.fs.rm(final, recursive=True)
+                self.fs.put(str(tmp), final, recursive=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not self.is_local:
+            shutil.rmtree(tmp, ignore_errors=True)
+        out.ref = ArtifactRef(step, name, key, final, dir_sha(files), len(files), out.describe or describe or kind,
+                              kind)
+        self._write_meta(out.ref, {"files": files})
+
+    def write_dir(self, step: str, key: str, name: str, files: dict[str, bytes], kind: str = "report",
+                  describe: str = "") -> ArtifactRef:
+        """A small directory artifact (a report: markdown, JSON, PNG) from in-memory files."""
+        with self.dir_writer(step, key, name, kind, describe) as out:
+            for rel, data in files.items():
+                (out.path / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out.path / rel).write_bytes(data)
+        assert out.ref is not None
+        return out.ref
+
+    def _write_meta(self, ref: ArtifactRef, extra: dict[str, Any] | None = None) -> None:
+        meta = {**ref.to_dict(), "committed_at": time.time(), **(extra or {})}
+        self._write_text_atomic(self.meta_path(ref.step, ref.key, ref.name),
+                                json.dumps(meta, ensure_ascii=False, indent=1))
+
+    def uncommit(self, step: str, key: str, name: str) -> None:
+        """Remove an artifact's meta (its commit point): from here on it is not trusted."""
+        meta = self.meta_path(step, key, name)
+        if self.fs.exists(meta):
+            self.fs.rm(meta)
+
+    # ---- units: tables that commit together --------------------------------
+    def unit_path(self, step: str, key: str, unit: str) -> str:
+        return self.url("artifacts", step, key, f"{unit}.unit.json")
+
+    def commit_unit(self, step: str, key: str, unit: str, tables: dict[str, pa.Table]) -> dict[str, ArtifactRef]:
+        """Write tables that belong together and commit them in one atomic step.
+
+        Each table goes to a fresh file; the unit file, renamed into place last,
+        names them all. A kill before that rename leaves the previous version of
+        the unit whole (its files are untouched), never half old and half new.
+        """
+        old = self._read_unit_doc(step, key, unit)
+        refs = {}
+        for name, table in tables.items():
+            fname = f"{unit}.{name}.{uuid.uuid4().hex[:12]}"
+            with self.writer(step, key, fname, table.schema) as w:
+                w.write(table)
+                refs[name] = w.commit_file()
+        doc = {"unit": unit, "committed_at": time.time(), "tables": {n: r.to_dict() for n, r in refs.items()}}
+        self._write_text_atomic(self.unit_path(step, key, unit), json.dumps(doc, ensure_ascii=False, indent=1))
+        for ref in (old or {}).get("tables", {}).values():  # the replaced version's files
+            path = self.artifact_path(step, key, ArtifactRef.from_dict(ref).name)
+            if self.fs.exists(path):
+                self.fs.rm(path)
+        return refs
+
+    def _read_unit_doc(self, step: str, key: str, unit: str) -> dict[str, Any] | None:
+        path = self.unit_path(step, key, unit)
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+
+    def load_unit(self, step: str, key: str, unit: str) -> dict[str, ArtifactRef] | None:
+        """A committed unit's tables, or None when it was never committed or a file is gone."""
+        doc = self._read_unit_doc(step, key, unit)
+        if doc is None:
+            return None
+        refs = {}
+        for name, d in doc["tables"].items():
+            ref = ArtifactRef.from_dict(d)
+            path = self.artifact_path(step, key, ref.name)
+            if not self.fs.exists(path):
+                return None
+            refs[name] = ArtifactRef.from_dict({**ref.to_dict(), "path": path})
+        return refs
+
+    # ---- the step's commit point -------------------------------------------
+    def step_record_path(self, step: str, key: str) -> str:
+        return self.url("artifacts", step, key, "_step.json")
+
+    def commit_step(self, step: str, key: str, refs: dict[str, ArtifactRef], extra: dict[str, Any] | None = None) -> None:
+        """Commit a step's outputs as one unit: the record naming them all is written last."""
+        doc = {"step": step, "key": key, "committed_at": time.time(),
+               "artifacts": {n: r.to_dict() for n, r in refs.items()}, **(extra or {})}
+        self._write_text_atomic(self.step_record_path(step, key), json.dumps(doc, ensure_ascii=False, indent=1,
+                                                                             default=str))
+
+    def step_committed(self, step: str, key: str) -> dict[str, ArtifactRef] | None:
+        """Every artifact of a committed step, or None when the step's unit is not whole
+        (no record, or an artifact it names is gone or was rewritten since)."""
+        path = self.step_record_path(step, key)
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "r", encoding="utf-8") as f:
+            doc = json.load(f)
+        out = {}
+        for name, d in doc["artifacts"].items():
+            ref = self.committed(step, key, name)
+            if ref is None or ref.sha256 != d["sha256"]:
+                return None
+            out[name] = ref
+        return out
+
+    def read_step_record(self, step: str, key: str) -> dict[str, Any] | None:
+        path = self.step_record_path(step, key)
+        if not self.fs.exists(path):
+            return None
+        with self.fs.open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+
     # ---- reading ---------------------------------------------------------
     def committed(self, step: str, key: str, name: str) -> ArtifactRef | None:
-        """The artifact if it was committed and its data file is still there."""
+        """The artifact if it was committed and its data is still there."""
         meta = self.meta_path(step, key, name)
         if not self.fs.exists(meta):
             return None
         with self.fs.open(meta, "r", encoding="utf-8") as f:
             d = json.load(f)
-        # the data file beside the meta, under THIS root (a copied or moved root reads its own files)
-        path = self.artifact_path(step, key, name)
-        if not self.fs.exists(path):
+        kind = d.get("kind", "table")
+        # the data beside the meta, under THIS root (a copied or moved root reads its own files)
+        path = self.artifact_path(step, key, name) if kind == "table" else self.dir_path(step, key, name)
+        if kind == "table":
+            if not self.fs.exists(path):
+                return None
+        elif not self._dir_intact(path, d.get("files", {})):
             return None
-        return ArtifactRef.from_dict({**{k: d[k] for k in ArtifactRef.__dataclass_fields__}, "path": path})
+        return ArtifactRef.from_dict({**d, "path": path})
+
+    def _dir_intact(self, path: str, files: dict[str, dict[str, Any]]) -> bool:
+        """Every file the meta lists is there with its size (sha256 is checked by `verify`)."""
+        if not self.fs.isdir(path):
+            return False
+        found = {}
+        for p, info in self.fs.find(path, detail=True).items():
+            found[p[len(path.rstrip("/")) + 1:]] = info.get("size")
+        return all(found.get(rel) == f["size"] for rel, f in files.items())
+
+    def local_dir(self, ref: ArtifactRef) -> Path:
+        """A directory artifact as a local path: itself on a local root, else a verified local copy."""
+        if self.is_local:
+            return Path(ref.path)
+        cache = _local_cache() / "artifacts" / ref.sha256
+        if (cache / ".complete").exists():
+            return cache
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cache.parent))
+        self.fs.get(ref.path.rstrip("/") + "/", str(tmp), recursive=True)
+        if dir_sha(dir_manifest(tmp)) != ref.sha256:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(f"{self.display(ref.path)}: downloaded files do not match the committed sha256")
+        (tmp / ".complete").write_text("")
+        if cache.exists():
+            shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+        return cache
 
     def read_meta(self, step: str, key: str, name: str) -> dict[str, Any] | None:
         meta = self.meta_path(step, key, name)
@@ -248,12 +488,51 @@ class ArtifactStore:
         with self.fs.open(meta, "r", encoding="utf-8") as f:
             return json.load(f)
 
-    def invalidate(self, step: str, key: str, keep_prefix: str = "shard-") -> None:
+    def invalidate(self, step: str, key: str, fresh: bool = False) -> None:
         """Un-commit a step's outputs before recomputing them, so a killed recompute leaves
-        nothing that looks complete. Artifacts named keep_prefix* (resumable shards) stay."""
-        for meta in self.fs.glob(self.url("artifacts", step, key, "*.meta.json")):
-            if not meta.rsplit("/", 1)[-1].startswith(keep_prefix):
+        nothing that looks complete, and remove the temp files of an earlier killed try.
+
+        Units (a shard's qa + status) and the `_work/` scratch (checkpoints) stay,
+        so a run after a kill resumes from them; `fresh` (--refresh) removes them too.
+        """
+        base = self.key_dir(step, key)
+        if not self.fs.exists(base):
+            return
+        record = self.step_record_path(step, key)
+        if self.fs.exists(record):
+            self.fs.rm(record)  # first: from here on the step is not complete
+        kept: set[str] = set()
+        for unit in self.fs.glob(f"{base}/*.unit.json"):
+            if fresh:
+                self.fs.rm(unit)
+                continue
+            with self.fs.open(unit, "r", encoding="utf-8") as f:
+                kept |= {ArtifactRef.from_dict(r).name for r in json.load(f)["tables"].values()}
+        for meta in self.fs.glob(f"{base}/*.meta.json"):
+            name = meta.rsplit("/", 1)[-1][: -len(".meta.json")]
+            if name not in kept:
                 self.fs.rm(meta)
+        for entry in self.fs.ls(base, detail=False):
+            fname = entry.rstrip("/").rsplit("/", 1)[-1]
+            member = _UNIT_MEMBER.fullmatch(fname)  # a unit's table that no committed unit names
+            if ".tmp-" in fname or (member and member.group(1) not in kept) or (fresh and fname == "_work"):
+                self.fs.rm(entry, recursive=True)
+
+    def work_dir(self, step: str, key: str) -> Path:
+        """Scratch for a step's key that survives a kill (training checkpoints): a local path.
+
+        Under the key's folder on a local root; for a remote root, a local cache
+        folder keyed by the root and key (a resume then needs the same machine).
+        """
+        if self.is_local:
+            path = Path(self.key_dir(step, key)) / "_work"
+        else:
+            path = _local_cache() / "work" / hashlib.sha256(self.root.encode()).hexdigest()[:16] / step / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def clear_work(self, step: str, key: str) -> None:
+        shutil.rmtree(self.work_dir(step, key), ignore_errors=True)
 
     def exists(self, ref: ArtifactRef | dict[str, Any]) -> bool:
         if isinstance(ref, dict):
@@ -277,17 +556,11 @@ class ArtifactStore:
             yield from pf.iter_batches(batch_size=batch_size, columns=columns)
 
     def verify(self, ref: ArtifactRef) -> bool:
-        """Recompute the sha256 of the data file and compare it with the recorded one."""
+        """Recompute the sha256 of the data (every file of a directory) and compare it with the recorded one."""
+        if ref.is_dir:
+            return dir_sha(dir_manifest(self.local_dir(ref))) == ref.sha256 if self.is_local else True
         sha = hashlib.sha256()
         with self.fs.open(ref.path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 sha.update(block)
         return sha.hexdigest() == ref.sha256
-
-    def list_artifacts(self, step: str | None = None) -> list[dict[str, Any]]:
-        pattern = self.url("artifacts", step or "*", "*", "*.meta.json")
-        out = []
-        for p in self.fs.glob(pattern):
-            with self.fs.open(p, "r", encoding="utf-8") as f:
-                out.append(json.load(f))
-        return sorted(out, key=lambda d: d.get("committed_at", 0))

@@ -6,19 +6,19 @@ from functools import lru_cache, partial
 from typing import Any
 
 import pyarrow as pa
+from pydantic import Field
 
-from infuse.operators.clean import CleanConfig, Cleaner
+from infuse.operators.base import Reject
+from infuse.operators.clean import CleanConfig, Cleaner, OpSpec
 from infuse.operators.document import CHUNK_SCHEMA
-from infuse.storage import ArtifactRef, ArtifactStore
-from infuse.tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
 from infuse.tasks.shards import map_shards
 
-SPEC = StepSpec(
-    name="clean",
-    inputs=("chunks",),
-    outputs=("chunks",),
-    description="data-juicer mappers on chunk text: emails, links, unicode, punctuation, whitespace, copyright",
-)
+
+class CleanOptions(StepOptions, CleanConfig):
+    """data-juicer mappers by registered name (or infuse's safe ones), in order, each with params and a gate."""
+
+    ops: list[OpSpec] = Field(default_factory=lambda: CleanConfig.default().ops)
 
 
 @lru_cache(maxsize=4)
@@ -27,25 +27,31 @@ def _cleaner(cfg_json: str) -> Cleaner:
     return Cleaner(CleanConfig.model_validate(json.loads(cfg_json)))
 
 
-def clean_shard(cfg_json: str, batch: pa.RecordBatch) -> tuple[pa.Table, list[dict[str, Any]]]:
-    table, rejects = _cleaner(cfg_json).process_batch(pa.Table.from_batches([batch]))
-    return table, [r.to_row(SPEC.name) for r in rejects]
+def clean_shard(cfg_json: str, batch: pa.RecordBatch) -> tuple[pa.Table, list[Reject]]:
+    return _cleaner(cfg_json).process_batch(pa.Table.from_batches([batch]))
 
 
-@step_task(SPEC)
-def clean(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
-          runtime: dict[str, Any]) -> StepResult:
-    cfg_json = json.dumps({"ops": cfg["ops"]}, sort_keys=True)
-    rejects: list[dict[str, Any]] = []
-    rows_in = inputs["chunks"].rows
-    with store.writer(SPEC.name, key, "chunks", None, fallback_schema=CHUNK_SCHEMA) as w:
-        shards = store.iter_batches(inputs["chunks"], batch_size=2_000)
-        for table, shard_rejects in map_shards(partial(clean_shard, cfg_json), shards, runtime):
-            w.write(table)
-            rejects += shard_rejects
-        out = w.commit()
-    notes = _cleaner(cfg_json).notes  # e.g. "punctuation_normalization_mapper: applied only where ..."
-    stats = {"rows_in": rows_in, "kept": out.rows, "notes": notes,
-             "_report": {"rows_in": rows_in, "kept": out.rows, "unit_in": "chunks", "unit_out": "chunks",
-                         "extra_md": "\n".join(f"- {n}" for n in notes)}}
-    return finish(store, SPEC, key, {"chunks": out}, rejects, stats)
+class Clean(Step):
+    name = "clean"
+    stage = 30
+    description = "data-juicer mappers on chunk text: emails, links, unicode, punctuation, whitespace, copyright"
+    inputs = ("chunks",)
+    outputs = {"chunks": table(CHUNK_SCHEMA)}
+    Options = CleanOptions
+
+    def run(self, ctx: StepContext) -> StepOutput:
+        cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
+        rejects: list[Reject] = []
+        rows_in = ctx.input("chunks").rows
+        with ctx.writer("chunks", None, fallback_schema=CHUNK_SCHEMA) as w, \
+                ctx.progress(rows_in, "clean", "chunks") as bar:
+            for table_, shard_rejects in map_shards(partial(clean_shard, cfg_json),
+                                                    ctx.batches("chunks", batch_size=2_000), ctx.runtime):
+                w.write(table_)
+                rejects += shard_rejects
+                bar.update(table_.num_rows + len(shard_rejects))
+            out = w.commit()
+        notes = _cleaner(cfg_json).notes  # e.g. "punctuation_normalization_mapper: applied only where ..."
+        return StepOutput({"chunks": out}, rejects, StepReport(
+            rows_in=rows_in, kept=out.rows, unit_in="chunks", unit_out="chunks",
+            markdown="\n".join(f"- {n}" for n in notes), stats={"notes": notes}))

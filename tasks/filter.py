@@ -7,24 +7,23 @@ re-threshold without recomputing); (2) fit bounds from the stat columns alone;
 """
 from __future__ import annotations
 
-import base64
 import json
 from functools import lru_cache, partial
 from typing import Any
 
 import pyarrow as pa
+from pydantic import Field
 
-from infuse.operators.quality import FilterConfig, QualityFilter
-from infuse.storage import ArtifactRef, ArtifactStore
-from infuse.tasks.common import StepResult, StepSpec, finish, step_task
+from infuse.operators.base import Reject
+from infuse.operators.quality import FilterConfig, FilterOpSpec, QualityFilter
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
 from infuse.tasks.shards import map_shards
 
-SPEC = StepSpec(
-    name="filter",
-    inputs=("chunks",),
-    outputs=("chunks", "scored"),
-    description="quality stats per chunk with fixed and automatic 3σ thresholds; histograms in the UI",
-)
+
+class FilterOptions(StepOptions, FilterConfig):
+    """Stat ops with fixed `min`/`max` and/or `auto` (3σ) bounds."""
+
+    ops: list[FilterOpSpec] = Field(default_factory=lambda: FilterConfig.default().ops)
 
 
 @lru_cache(maxsize=4)
@@ -40,44 +39,44 @@ def _fmt(x: Any) -> str:
     return "" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-@step_task(SPEC)
-def filter_(store: ArtifactStore, key: str, cfg: dict[str, Any], inputs: dict[str, ArtifactRef],
-            runtime: dict[str, Any]) -> StepResult:
-    cfg_json = json.dumps({"ops": cfg["ops"]}, sort_keys=True)
-    qf = _filter(cfg_json)
-    src = inputs["chunks"]
-    with store.writer(SPEC.name, key, "scored", None) as w:
-        for table in map_shards(partial(stats_shard, cfg_json), store.iter_batches(src, batch_size=2_000), runtime):
-            w.write(table)
-        if w.rows == 0:  # nothing to score: still give `scored` its columns
-            w.fallback_schema = qf.stats_batch(store.read(src).slice(0, 0)).schema
-        scored = w.commit()
+class Filter(Step):
+    name = "filter"
+    stage = 40
+    description = "quality stats per chunk with fixed and automatic 3σ thresholds; histograms in the UI"
+    inputs = ("chunks",)
+    outputs = {"chunks": table(description="the chunks inside every bound"),
+               "scored": table(description="every chunk with one stat_* column per statistic")}
+    Options = FilterOptions
 
-    stat_cols = qf.stat_columns
-    stat_table = store.read(scored, columns=stat_cols)  # floats only: small even for a big corpus
-    bounds = qf.fit(stat_table)
-    rejects: list[dict[str, Any]] = []
-    with store.writer(SPEC.name, key, "chunks", None, fallback_schema=store.schema(scored)) as w:
-        for batch in store.iter_batches(scored, batch_size=5_000):
-            kept, rej = qf.apply_batch(pa.Table.from_batches([batch]), bounds)
-            w.write(kept)
-            rejects += [r.to_row(SPEC.name) for r in rej]
-        out = w.commit()
+    def run(self, ctx: StepContext) -> StepOutput:
+        cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
+        qf = _filter(cfg_json)
+        src = ctx.input("chunks")
+        with ctx.writer("scored") as w, ctx.progress(src.rows, "filter: stats", "chunks") as bar:
+            for t in map_shards(partial(stats_shard, cfg_json), ctx.batches("chunks", batch_size=2_000), ctx.runtime):
+                w.write(t)
+                bar.update(t.num_rows)
+            if w.rows == 0:  # nothing to score: still give `scored` its columns
+                w.fallback_schema = qf.stats_batch(ctx.read("chunks").slice(0, 0)).schema
+            scored = w.commit()
 
-    # histograms with the thresholds drawn: files beside the artifact, and inline in the UI
-    pngs = qf.plots(stat_table, bounds)
-    md = ["### thresholds used", "", "| stat | low | high | source | mean | std | n |", "|---|---|---|---|---|---|---|"]
-    for stat, b in bounds.items():
-        md.append(f"| {stat} | {_fmt(b.get('low'))} | {_fmt(b.get('high'))} | "
-                  f"{b.get('low_source') or '-'} / {b.get('high_source') or '-'} | {_fmt(b.get('mean'))} | "
-                  f"{_fmt(b.get('std'))} | {b.get('n')} |")
-    md.append("")
-    for stat, png in pngs.items():
-        path = store.write_bytes(f"artifacts/{SPEC.name}/{key}/hist_{stat}.png", png)
-        md += [f"**{stat}** (`{store.display(path)}`)", "",
-               f"![{stat}](data:image/png;base64,{base64.b64encode(png).decode()})", ""]
-    bounds_json = json.loads(json.dumps(bounds, default=float))
-    stats = {"rows_in": src.rows, "kept": out.rows, "bounds": bounds_json,
-             "_report": {"rows_in": src.rows, "kept": out.rows, "unit_in": "chunks", "unit_out": "chunks",
-                         "extra_md": "\n".join(md)}}
-    return finish(store, SPEC, key, {"chunks": out, "scored": scored}, rejects, stats)
+        stat_table = ctx.store.read(scored, columns=qf.stat_columns)  # floats only: small even for a big corpus
+        bounds = qf.fit(stat_table)
+        rejects: list[Reject] = []
+        with ctx.writer("chunks", fallback_schema=ctx.store.schema(scored)) as w:
+            for batch in ctx.store.iter_batches(scored, batch_size=5_000):
+                kept, rej = qf.apply_batch(pa.Table.from_batches([batch]), bounds)
+                w.write(kept)
+                rejects += rej
+            out = w.commit()
+
+        md = ["### thresholds used", "", "| stat | low | high | source | mean | std | n |", "|---|---|---|---|---|---|---|"]
+        for stat, b in bounds.items():
+            md.append(f"| {stat} | {_fmt(b.get('low'))} | {_fmt(b.get('high'))} | "
+                      f"{b.get('low_source') or '-'} / {b.get('high_source') or '-'} | {_fmt(b.get('mean'))} | "
+                      f"{_fmt(b.get('std'))} | {b.get('n')} |")
+        # histograms with the thresholds drawn: saved in the step's report, inline in the UI
+        images = {f"hist_{stat}": png for stat, png in qf.plots(stat_table, bounds).items()}
+        return StepOutput({"chunks": out, "scored": scored}, rejects, StepReport(
+            rows_in=src.rows, kept=out.rows, unit_in="chunks", unit_out="chunks", markdown="\n".join(md),
+            images=images, stats={"bounds": json.loads(json.dumps(bounds, default=float))}))

@@ -86,28 +86,26 @@ def chinese_text(repeat: int = 6) -> str:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(target_chars=0), "target_chars must be > 0"),
-        (dict(max_chars=-5), "max_chars must be > 0"),
-        (dict(min_chars=0), "min_chars must be > 0"),
-        (dict(overlap_chars=-1), "overlap_chars must be >= 0"),
-        (dict(target_chars=800, max_chars=500), r"max_chars \(500\) must be >= chunk.target_chars \(800\)"),
-        (dict(overlap_chars=500), r"overlap_chars \(500\) must be < chunk.target_chars \(500\)"),
-        (dict(min_chars=600, max_chars=1000), r"min_chars \(600\) must be < chunk.target_chars \(500\)"),
-        (dict(target_chars="500"), "target_chars must be an integer"),
+        (dict(target_chars=0), r"target_chars\n  Input should be greater than 0"),
+        (dict(max_chars=-5), r"max_chars\n  Input should be greater than 0"),
+        (dict(min_chars=0), r"min_chars\n  Input should be greater than 0"),
+        (dict(overlap_chars=-1), r"overlap_chars\n  Input should be greater than or equal to 0"),
+        (dict(target_chars=800, max_chars=500), r"max_chars \(500\) must be >= target_chars \(800\)"),
+        (dict(overlap_chars=500), r"overlap_chars \(500\) must be < target_chars \(500\)"),
+        (dict(min_chars=600, max_chars=1000), r"min_chars \(600\) must be < target_chars \(500\)"),
+        (dict(target_chars="500"), r"target_chars\n  Input should be a valid integer"),
     ],
 )
 def test_validate_rejects_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ChunkConfig(**kwargs).validate()
+        ChunkConfig(**kwargs)
 
 
-def test_chunk_document_validates_first():
-    with pytest.raises(ValueError, match="max_chars"):
-        chunk_document(make_doc("Hello world."), ChunkConfig(target_chars=2000, max_chars=1000))
+def test_recipe_validation_rejects_what_the_chunker_would():
+    from infuse.flows.recipe import RecipeError, parse_recipe
 
-
-def test_default_config_is_valid():
-    ChunkConfig().validate()
+    with pytest.raises(RecipeError, match=r"steps.chunk: Value error, max_chars \(1000\) must be >= target_chars"):
+        parse_recipe({"input": ".", "steps": {"chunk": {"target_chars": 2000}}})
 
 
 # ---------------------------------------------------------------- prose
@@ -276,7 +274,7 @@ def test_overlap_across_a_page_break_keeps_the_new_page():
     page_texts = [english_text(3), english_text(3)]
     text = "\n\n".join(page_texts)
     pages = [Page(1, 0, len(page_texts[0])), Page(2, len(page_texts[0]) + 2, len(text))]
-    rows = chunk_document(make_doc(text, fmt="pdf", pages=pages), ChunkConfig(400, 800, 50, 120))
+    rows = chunk_document(make_doc(text, fmt="pdf", pages=pages), ChunkConfig(target_chars=400, max_chars=800, min_chars=50, overlap_chars=120))
     crossing = [(prev, r) for prev, r in zip(rows, rows[1:]) if r["start"] < pages[0].end <= prev["end"]]
     assert crossing, "the fixture must have an overlap that reaches back over the page break"
     for _, r in crossing:
@@ -482,11 +480,9 @@ def test_invariants_on_random_mixed_documents(seed):
         lambda: " \n \t",
     ]
     text = rnd.choice(["\n\n", "\n", " "]).join(rnd.choice(fragments)() for _ in range(rnd.randint(1, 25)))
-    cfg = ChunkConfig(
-        target_chars=rnd.choice([60, 200, 500]), max_chars=0, min_chars=rnd.choice([5, 20]), overlap_chars=0
-    )
-    cfg.max_chars = cfg.target_chars * rnd.choice([1, 2, 3])
-    cfg.overlap_chars = rnd.choice([0, cfg.target_chars // 5])
+    target = rnd.choice([60, 200, 500])
+    cfg = ChunkConfig(target_chars=target, max_chars=target * rnd.choice([1, 2, 3]), min_chars=rnd.choice([5, 20]),
+                      overlap_chars=rnd.choice([0, target // 5]))
     sections = markdown_sections(text)
     doc = make_doc(text, fmt=rnd.choice(["md", "txt", "code", "jsonl", "log"]), sections=sections)
     rows = chunk_document(doc, cfg)

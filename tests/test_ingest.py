@@ -113,9 +113,42 @@ def test_empty_after_parse(tmp_path):
     assert [r["title"] for r in rows] == ["ok"]
 
 
-def test_every_reason_code_is_covered():
-    assert set(REASONS) == {"encrypted", "corrupt", "empty", "unsupported_extension", "binary_content",
-                            "too_large", "undecodable"}
+def test_every_reason_code_is_produced_by_some_input(tmp_path):
+    """Each reason in REASONS comes out of a real input: none is listed without a path that makes it."""
+    import fpdf
+    from pypdf import PdfWriter
+
+    from infuse.operators.ingest import duplicate_file
+
+    pdf = fpdf.FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.cell(0, 10, "secret")
+    plain = bytes(pdf.output())
+    w = PdfWriter()
+    from pypdf import PdfReader
+    import io
+
+    for page in PdfReader(io.BytesIO(plain)).pages:
+        w.add_page(page)
+    w.encrypt("pw")
+    buf = io.BytesIO()
+    w.write(buf)
+    cases = {"encrypted": ("a.pdf", buf.getvalue()), "corrupt": ("b.pdf", plain[: len(plain) // 2]),
+             "binary_content": ("c.txt", b"ab\x00\x01\x02" * 50), "undecodable": ("d.txt", bytes(range(128, 256)) * 8)}
+    seen = set()
+    for reason, (name, data) in cases.items():
+        _, rejects = _parse(tmp_path, name, data)
+        seen |= {r.reason for r in rejects}
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "x.rtf").write_bytes(b"{\\rtf1}")
+    (folder / "big.txt").write_bytes(b"x" * 2048)
+    _, scan_rejects = scan(folder, 1024)
+    seen |= {r.reason for r in scan_rejects}
+    seen.add(duplicate_file("b.md", "a.md").reason)
+    assert seen == set(REASONS)
 
 
 def test_doc_ids_and_rows(tmp_path):

@@ -105,21 +105,31 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     assert res4["parse"]["outputs"]["documents"]["sha256"] == res["parse"]["outputs"]["documents"]["sha256"]
 
 
-def test_failed_chunk_reruns_alone_after_fix(tmp_path, examples_copy):
+PLUGIN = str(Path(__file__).with_name("plugin_steps.py"))
+
+
+def test_failed_step_reruns_alone_after_fix(tmp_path, examples_copy):
+    """A step that fails at run time (the tests' `gate` plugin step, told to fail) stops the run;
+    after the fix it re-runs alone and everything upstream comes back Cached."""
     bad = write_recipe(tmp_path, examples_copy, overlap_chars=50)
     recipe_data = yaml.safe_load(bad.read_text())
-    recipe_data["steps"]["chunk"]["target_chars"] = 5000  # over max_chars: the operator rejects it at run time
+    recipe_data["plugins"] = [PLUGIN]
+    recipe_data["steps"]["gate"] = {"fail": True}
     bad.write_text(yaml.safe_dump(recipe_data))
     state, states, _ = run(bad)
-    assert state.is_failed()
-    assert states == {"parse": "Completed", "chunk": "Failed"}, "nothing after the failed step runs"
+    assert state.is_failed() and "gate was told to fail" in state.message
+    assert states == {"parse": "Completed", "chunk": "Completed", "gate": "Failed"}, "nothing after it runs"
 
-    recipe_data["steps"]["chunk"]["target_chars"] = 400  # the fix
+    recipe_data["steps"]["gate"]["fail"] = False  # the fix
     bad.write_text(yaml.safe_dump(recipe_data))
     state, states, res = run(bad)
     assert state.is_completed()
-    assert states == {**ALL_DONE, "parse": "Cached"}
-    assert res["chunk"]["outputs"]["chunks"]["rows"] > 0
+    assert states == {**ALL_DONE, "parse": "Cached", "chunk": "Cached", "gate": "Completed"}
+    assert res["gate"]["outputs"]["chunks"]["rows"] == res["chunk"]["outputs"]["chunks"]["rows"] > 0
+    del recipe_data["steps"]["gate"]
+    recipe_data["plugins"] = []
+    bad.write_text(yaml.safe_dump(recipe_data))
+    run(bad)
 
     # --from chunk: parse is not run at all, its output comes from the last run
     _, states, _ = run(bad, from_step="chunk")
@@ -201,14 +211,13 @@ def test_missing_input_folder_fails_with_a_clear_error(tmp_path):
 
 
 def test_llm_runtime_settings_do_not_change_the_synthesis_key():
-    from infuse.tasks import synthesize
-    from infuse.tasks.common import step_key
+    from infuse.tasks.synthesize import Synthesize
 
     base = {"llm": {"backend": "openai", "model": "m", "base_url": "http://x/v1", "timeout_s": 30,
-                    "concurrency": 8}, "questions_per_chunk": 5}
-    slower = {**base, "llm": {**base["llm"], "timeout_s": 300, "concurrency": 64}}
+                    "concurrency": 8}, "questions_per_chunk": 5, "retries": 0}
+    slower = {**base, "llm": {**base["llm"], "timeout_s": 300, "concurrency": 64}, "retries": 3}
     other_model = {**base, "llm": {**base["llm"], "model": "n"}}
-    key = lambda cfg: step_key(synthesize.SPEC, synthesize.key_config(cfg), {})  # noqa: E731
+    key = lambda cfg: Synthesize().cache_key(cfg, {})  # noqa: E731
     assert key(base) == key(slower)
     assert key(base) != key(other_model)
 

@@ -99,10 +99,67 @@ def test_copied_root_reads_its_own_files(tmp_path):
     assert copy.read(ref).num_rows == 1
 
 
-def test_invalidate_uncommits_but_keeps_shards(tmp_path):
+def test_invalidate_uncommits_but_keeps_units_unless_fresh(tmp_path):
     store = ArtifactStore(str(tmp_path))
-    store.write_table("s", "k", "out", [{"id": "a", "n": 1}], SCHEMA)
-    store.write_table("s", "k", "shard-00000.qa", [{"id": "a", "n": 1}], SCHEMA)
+    out = store.write_table("s", "k", "out", [{"id": "a", "n": 1}], SCHEMA)
+    store.commit_unit("s", "k", "shard-00000", {"qa": pa.Table.from_pylist([{"id": "a", "n": 1}], schema=SCHEMA)})
+    store.commit_step("s", "k", {"out": out})
+    assert store.step_committed("s", "k") is not None
+    (tmp_path / "artifacts/s/k/out.parquet.tmp-dead").write_bytes(b"half")  # a killed write
     store.invalidate("s", "k")
-    assert store.committed("s", "k", "out") is None
-    assert store.committed("s", "k", "shard-00000.qa") is not None
+    assert store.step_committed("s", "k") is None and store.committed("s", "k", "out") is None
+    assert store.load_unit("s", "k", "shard-00000") is not None, "a resumable unit survives a plain recompute"
+    assert not (tmp_path / "artifacts/s/k/out.parquet.tmp-dead").exists(), "stale temp files are removed"
+    store.invalidate("s", "k", fresh=True)
+    assert store.load_unit("s", "k", "shard-00000") is None, "--refresh starts over"
+
+
+def test_unit_commits_all_its_tables_or_none(tmp_path, monkeypatch):
+    store = ArtifactStore(str(tmp_path))
+    t = lambda n: pa.Table.from_pylist([{"id": "a", "n": n}], schema=SCHEMA)  # noqa: E731
+    store.commit_unit("s", "k", "u", {"qa": t(1), "status": t(1)})
+    real = store._write_text_atomic
+
+    def killed(path, text):  # the process dies just before the unit file is renamed into place
+        if path.endswith(".unit.json"):
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(store, "_write_text_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.commit_unit("s", "k", "u", {"qa": t(2), "status": t(2)})
+    monkeypatch.undo()
+    refs = store.load_unit("s", "k", "u")
+    assert [store.read(refs[n]).column("n").to_pylist() for n in ("qa", "status")] == [[1], [1]], \
+        "the old version stays whole: never a new qa beside an old status"
+    store.invalidate("s", "k")  # the orphaned new files go at the next start
+    names = sorted(p.name for p in (tmp_path / "artifacts/s/k").iterdir())
+    assert len([n for n in names if n.endswith(".parquet")]) == 2
+
+
+def test_dir_artifact_commits_atomically_with_per_file_hashes(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        with store.dir_writer("train", "k", "model") as out:
+            (out.path / "weights.bin").write_bytes(b"x" * 10)
+            raise RuntimeError("killed mid-write")
+    assert store.committed("train", "k", "model") is None
+    assert not list((tmp_path / "artifacts/train/k").iterdir()), "nothing half-written is left"
+    with store.dir_writer("train", "k", "model") as out:
+        (out.path / "weights.bin").write_bytes(b"x" * 10)
+        (out.path / "sub").mkdir()
+        (out.path / "sub" / "card.json").write_text("{}")
+    ref = store.committed("train", "k", "model")
+    assert ref == out.ref and ref.kind == "model" and ref.rows == 2 and store.verify(ref)
+    meta = json.loads((tmp_path / "artifacts/train/k/model.meta.json").read_text())
+    assert meta["files"]["weights.bin"]["sha256"] == hashlib.sha256(b"x" * 10).hexdigest()
+    (tmp_path / "artifacts/train/k/model/weights.bin").write_bytes(b"x")  # truncated afterwards
+    assert store.committed("train", "k", "model") is None, "a directory that lost bytes is not trusted"
+
+
+def test_dir_artifact_on_a_remote_root():
+    store = ArtifactStore("memory://infuse-dir-test")
+    ref = store.write_dir("s", "k", "report", {"report.md": b"# hi", "plot.png": b"png"})
+    assert store.committed("s", "k", "report") == ref
+    local = store.local_dir(ref)
+    assert (local / "report.md").read_bytes() == b"# hi"

@@ -14,7 +14,7 @@ from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.prompts import load_prompt, render
 from infuse.operators.synth import QA_SCHEMA, SynthConfig, estimate, format_estimate, plan, run_items
 from infuse.operators.synth.jsonrepair import ParseError, parse_json_loose, parse_qa, parse_questions
-from infuse.operators.synth.lang import cjk_ratio, detect_lang
+from infuse.operators.lang import cjk_ratio, detect_lang
 from infuse.operators.synth.rag import build_index
 
 # ---------------------------------------------------------------- fixtures

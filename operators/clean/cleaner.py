@@ -8,7 +8,7 @@ import pyarrow as pa
 from infuse.operators import dj
 from infuse.operators.base import Reject
 from infuse.operators.clean.config import CleanConfig, Gate
-from infuse.operators.clean.lang import detect_lang
+from infuse.operators.lang import detect_lang
 from infuse.operators.clean.ops import INFUSE_MAPPERS
 
 

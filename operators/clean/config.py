@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from infuse.operators.base import Strict
 
 Lang = Literal["zh", "en"]
 Kind = Literal["text", "table", "code", "record"]
 
 
-class Gate(BaseModel):
+class Gate(Strict):
     """Where an op applies. Unset fields mean 'everywhere' (unless an auto gate applies)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     only_formats: list[str] | None = None
     skip_formats: list[str] | None = None
@@ -75,8 +75,7 @@ class OpSpec(Gate):
         return Gate(**{f: getattr(self, f) for f in GATE_FIELDS}), False
 
 
-class CleanConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CleanConfig(Strict):
 
     ops: list[OpSpec] = Field(default_factory=list)
 

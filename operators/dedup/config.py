@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from infuse.operators.base import Strict
 
 
-class SimhashConfig(BaseModel):
+class SimhashConfig(Strict):
     """data-juicer's document_simhash_deduplicator params. tokenization `auto`
     uses `character` shingles for CJK-dominant chunks and `space` otherwise."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tokenization: Literal["auto", "space", "punctuation", "character"] = "auto"
     window_size: int = Field(6, ge=1)
@@ -26,14 +26,12 @@ class SimhashConfig(BaseModel):
         return self
 
 
-class MinhashConfig(BaseModel):
+class MinhashConfig(Strict):
     """MinHash-LSH. Shingles are `ngram` consecutive tokens, where a token is a
     word in space-separated text and a single character in CJK text (so
     Chinese gets character n-grams, English word shingles). bands x rows must
     not exceed num_perm; unset, they are datasketch's optimum for threshold.
     verify: keep an LSH candidate pair only if its estimated Jaccard >= threshold."""
-
-    model_config = ConfigDict(extra="forbid")
 
     num_perm: int = Field(256, ge=16, le=1024)
     threshold: float = Field(0.7, gt=0, lt=1)
@@ -52,11 +50,9 @@ class MinhashConfig(BaseModel):
         return self
 
 
-class DedupConfig(BaseModel):
+class DedupConfig(Strict):
     """Stages run in order (exact, simhash, minhash); each cluster keeps one chunk:
     `longest` text (ties: earliest) or `earliest` in input order."""
-
-    model_config = ConfigDict(extra="forbid")
 
     exact: bool = True
     simhash: SimhashConfig | None = Field(default_factory=SimhashConfig)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from infuse.operators.base import Reject, stable_hash
-from infuse.operators.clean.lang import detect_lang
+from infuse.operators.lang import detect_lang
 from infuse.operators.dedup.config import DedupConfig
 from infuse.operators.dedup.groups import components, pairs_from_keys
 from infuse.operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params

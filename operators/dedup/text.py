@@ -1,4 +1,4 @@
-"""Text normalisation and shingling for dedup."""
+"""Exact-dedup normalisation; shingles come from the shared tokenizer (operators.tokens)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,11 +6,8 @@ import unicodedata
 
 import regex
 
-from infuse.operators.clean.lang import CJK_CHAR
-
 _PUNCT = regex.compile(r"\p{P}+")
 _SPACE = regex.compile(r"\s+")
-_TOKEN = regex.compile(f"[{CJK_CHAR}]|[^\\s\\p{{P}}{CJK_CHAR}]+")
 
 
 def normalize_exact(text: str) -> str:
@@ -25,16 +22,6 @@ def exact_key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(normalize_exact(text).encode(), digest_size=8).digest(), "little")
 
 
-def tokens(text: str) -> list[str]:
-    """Words of space-separated scripts and single CJK characters; punctuation dropped."""
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+from infuse.operators.tokens import shingles, tokens  # noqa: E402  (dedup's shingles are the shared ones)
 
-
-def shingles(text: str, n: int) -> list[bytes]:
-    """Distinct n-token shingles; a text shorter than n tokens is one shingle."""
-    toks = tokens(text)
-    if not toks:
-        return []
-    if len(toks) <= n:
-        return [" ".join(toks).encode()]
-    return list({" ".join(toks[i : i + n]).encode() for i in range(len(toks) - n + 1)})
+__all__ = ["exact_key", "normalize_exact", "shingles", "tokens"]

@@ -7,22 +7,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from infuse.operators.base import Strict, runtime
 
 
-class LLMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+class LLMConfig(Strict):
+    """Fields made with `runtime(...)` change how calls are made, never what they produce: raising a
+    timeout before --retry-failed must not throw the finished shards away."""
 
     backend: Literal["openai", "transformers", "vllm"] = "openai"
     # openai: the served model name; transformers/vllm: a local dir (None = packaged Gemma 3 270M)
     model: str | None = None
     base_url: str | None = None  # e.g. http://localhost:8000/v1 (openai backend)
-    api_key_env: str | None = None  # NAME of the env var holding the key
-    concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(120.0, gt=0)  # total per attempt
-    max_retries: int = Field(3, ge=0)
-    backoff_base_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
+    api_key_env: str | None = runtime(None)  # NAME of the env var holding the key
+    concurrency: int = runtime(8, ge=1)
+    timeout_s: float = runtime(120.0, gt=0)  # total per attempt
+    max_retries: int = runtime(3, ge=0)
+    backoff_base_s: float = runtime(1.0, ge=0)
+    backoff_max_s: float = runtime(30.0, ge=0)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # merged into every request body
     # auto: json_schema, falling back to json_object then plain text if the server rejects it
     json_mode: Literal["auto", "schema", "object", "off"] = "auto"
@@ -32,13 +35,13 @@ class LLMConfig(BaseModel):
     # extension and e.g. `transformers serve` answers 422 to unknown body fields.
     prefill: Literal["auto", "on", "off"] = "auto"
     # vllm
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = runtime(1, ge=1)
+    gpu_memory_utilization: float = runtime(0.9, gt=0, le=1)
     max_model_len: int | None = None
     dtype: str = "auto"
     # transformers
-    device: str = "auto"  # auto | cpu | cuda | cuda:0 ...
-    batch_size: int = Field(8, ge=1)
+    device: str = runtime("auto")  # auto | cpu | cuda | cuda:0 ...
+    batch_size: int = runtime(8, ge=1)
 
     def use_prefill(self) -> bool:
         """Whether this backend sends ChatRequest.prefill (`prefill` with auto resolved)."""

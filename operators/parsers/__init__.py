@@ -34,7 +34,3 @@ _BY_EXTENSION = {ext: p for p in PARSERS for ext in p.extensions}
 def parser_for(path: str) -> Any | None:
     """The parser for this file name, or None for an unsupported extension."""
     return _BY_EXTENSION.get(PurePosixPath(str(path)).suffix.lower())
-
-
-def supported_extensions() -> list[str]:
-    return sorted(_BY_EXTENSION)

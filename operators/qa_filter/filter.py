@@ -2,23 +2,19 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from infuse.operators.base import Reject
+from infuse.operators.base import Reject, Strict
 from infuse.operators.qa_filter.grounding import grounding_score
+from infuse.operators.tokens import shingles
 
 Sources = dict[str, str] | Callable[[str], str | None]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GroundingOptions(_Strict):
+class GroundingOptions(Strict):
     enabled: bool = True
     method: Literal["ngram", "rougel", "max"] = "ngram"
     n: int = Field(2, ge=1, le=6, description="token n-gram size (a token is a CJK char or a Latin word)")
@@ -27,14 +23,14 @@ class GroundingOptions(_Strict):
                                        description="base strategies whose answers are not meant to copy a source")
 
 
-class JudgeOptions(_Strict):
+class JudgeOptions(Strict):
     enabled: bool = False
     threshold: float = Field(0.5, ge=0, le=1)
     max_source_chars: int = Field(4000, ge=200)
     max_tokens: int = Field(128, ge=16)
 
 
-class QAFilterConfig(_Strict):
+class QAFilterConfig(Strict):
     min_answer_chars: int = Field(8, ge=0, description="floor: shorter answers are dropped")
     sigma: float = Field(3.0, gt=0, description="answer lengths beyond mean +/- sigma*std are outliers")
     min_rows_for_sigma: int = Field(20, ge=3, description="fewer rows: no outlier test")
@@ -44,16 +40,6 @@ class QAFilterConfig(_Strict):
     shingle: int = Field(3, ge=1)
     grounding: GroundingOptions = GroundingOptions()
     judge: JudgeOptions = JudgeOptions()
-
-
-_NORM = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def _shingles(text: str, k: int) -> set[str]:
-    t = _NORM.sub("", text.lower())
-    if len(t) <= k:
-        return {t} if t else set()
-    return {t[i : i + k] for i in range(len(t) - k + 1)}
 
 
 def _turns(messages: Any) -> tuple[str, str] | None:
@@ -124,8 +110,8 @@ def qa_filter(qa: pa.Table, sources: Sources | None, cfg: QAFilterConfig | None 
         for i, row, q, a in alive:
             sid = row.get("sample_id") or f"row{i}"
             mh = MinHash(num_perm=cfg.num_perm)
-            for s in sorted(_shingles(q, cfg.shingle)):
-                mh.update(s.encode("utf-8"))
+            for s in sorted(shingles(q, cfg.shingle)):
+                mh.update(s)
             hits = [h for h in lsh.query(mh) if hashes[h].jaccard(mh) >= cfg.dedup_threshold]
             if hits:
                 first = min(hits, key=order.__getitem__)

@@ -8,19 +8,8 @@ answer length (ROUGE-L recall of the answer against the source).
 """
 from __future__ import annotations
 
-import re
-
-_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]|[A-Za-z0-9_]+")
-
-
-def tokens(text: str) -> list[str]:
-    return [t.lower() for t in _TOKEN.findall(text or "")]
-
-
-def _ngrams(toks: list[str], n: int) -> list[tuple[str, ...]]:
-    if len(toks) < n:
-        return [tuple(toks)] if toks else []
-    return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+from infuse.operators.tokens import ngrams as _ngrams
+from infuse.operators.tokens import tokens
 
 
 def containment(answer: str, source: str, n: int = 2) -> float:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from infuse.operators.base import Strict
 
 from infuse.operators.clean.config import OpSpec
 
 
-class AutoBound(BaseModel):
+class AutoBound(Strict):
     """Bounds from the corpus: [center − k·spread, center + k·spread].
 
     method sigma: mean and population std (the 3σ rule); mad: median and
@@ -17,8 +19,6 @@ class AutoBound(BaseModel):
     side: which bounds to set. Below `min_samples` values the auto bound is
     skipped (a σ from a handful of rows means nothing).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     k: float = Field(3.0, gt=0)
     scale: Literal["linear", "log"] = "linear"
@@ -40,8 +40,7 @@ class FilterOpSpec(OpSpec):
     auto: AutoBound | None = None
 
 
-class FilterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FilterConfig(Strict):
 
     ops: list[FilterOpSpec] = Field(default_factory=list)
 

@@ -3,13 +3,15 @@
 One strategy per module (qa, rag, self_instruct, code_tasks, log_tasks,
 record_template, section_template, continuation, identity) and two augmenters
 (paraphrase, evol_instruct). `plan` makes work items, `estimate` prices them,
-`run_items` executes a shard of them against an LLMBackend.
+`run_items` executes a group of them against an LLMBackend, and `synthesize`
+runs a whole step's items in resumable shards.
 """
 from infuse.operators.synth.config import SynthConfig
+from infuse.operators.synth.orchestrate import ShardStore, SynthResult, plan_items, synthesize
 from infuse.operators.synth.plan import estimate, format_estimate, plan
 from infuse.operators.synth.rag import ChunkIndex, build_index
 from infuse.operators.synth.run import run_items
 from infuse.operators.synth.schema import ITEM_STATUS_SCHEMA, QA_SCHEMA, ItemStatus, WorkItem
 
-__all__ = ["SynthConfig", "plan", "estimate", "format_estimate", "run_items", "build_index", "ChunkIndex",
+__all__ = ["SynthConfig", "ShardStore", "SynthResult", "plan_items", "synthesize", "plan", "estimate", "format_estimate", "run_items", "build_index", "ChunkIndex",
            "QA_SCHEMA", "ITEM_STATUS_SCHEMA", "ItemStatus", "WorkItem"]

@@ -3,23 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from infuse.operators.base import Strict, runtime
+from infuse.operators.formats import ALIASES, FAMILY_KEYS, family
 
 LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct")
 TEMPLATE_STRATEGIES = ("record_template", "section_template", "continuation", "identity")
 STRATEGIES = LLM_STRATEGIES + TEMPLATE_STRATEGIES
-# Augmenters run on the rows an item already produced, inside the same item.
-AUGMENTERS = ("paraphrase", "evol_instruct")
-
-# Formats that mean "source code" or "records" when a recipe has no entry for the exact format.
-CODE_FORMATS = {"code", "py", "c", "h", "cpp", "cc", "hpp", "java", "js", "ts", "go", "rs", "rb", "php",
-                "cs", "kt", "swift", "scala", "sh", "sql", "lua", "r", "m"}
-RECORD_FORMATS = {"json", "jsonl", "csv", "tsv", "xlsx", "xls", "records"}
-LOG_FORMATS = {"log", "logs"}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _default_by_format() -> dict[str, list[str]]:
@@ -126,6 +117,10 @@ class SynthConfig(Strict):
     prompt_overrides: dict[str, str] = Field(default_factory=dict,
                                              description="prompt name (or name.lang) -> file replacing the packaged prompt")
     shard_size: int = Field(64, ge=1, description="work items per shard")
+    commit_every: int = runtime(16, ge=1, description="commit a shard's finished items every this many items, "
+                                                      "so a kill loses at most that much work")
+    commit_every_s: float = runtime(60.0, gt=0, description="...or sooner: slow items make smaller groups, so a "
+                                                            "commit comes about this often")
     max_attempts: int = Field(2, ge=1, le=5, description="tries per request whose output is malformed")
 
     @model_validator(mode="after")
@@ -143,10 +138,10 @@ class SynthConfig(Strict):
     def strategies_for(self, fmt: str) -> list[str]:
         """The strategies of a document format: its own entry, else its family's (code/log/record), else default."""
         fmt = (fmt or "").lower()
-        for name in (fmt, {"md": "markdown", "markdown": "md", "htm": "html"}.get(fmt)):  # aliases
+        for name in (fmt, ALIASES.get(fmt)):
             if name and name in self.by_format:
                 return list(self.by_format[name])
-        for family, members in (("code", CODE_FORMATS), ("log", LOG_FORMATS), ("json", RECORD_FORMATS)):
-            if fmt in members and family in self.by_format:
-                return list(self.by_format[family])
+        fam_key = FAMILY_KEYS.get(family(fmt))
+        if fam_key in self.by_format:
+            return list(self.by_format[fam_key])
         return list(self.by_format.get("default", []))

@@ -13,7 +13,7 @@ from infuse.operators.prompts import load_prompt
 from infuse.operators.synth import record_template, section_template
 from infuse.operators.synth.config import LLM_STRATEGIES, SynthConfig
 from infuse.operators.synth.core import rows_by_key
-from infuse.operators.synth.lang import detect_lang, estimate_tokens
+from infuse.operators.lang import detect_lang, estimate_tokens
 from infuse.operators.synth.schema import WorkItem, item_id_for
 
 # prompts each strategy uses (augmenters are added when they apply)
