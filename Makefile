@@ -7,6 +7,7 @@ RECIPE ?= recipes/demo.yaml
 export HF_HUB_OFFLINE := 1
 export PREFECT_HOME   := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export INFUSE_PREFECT_PORT ?= 4200
 
 .PHONY: install demo demo-stop server test bench clean-runs
 
@@ -28,10 +29,10 @@ server: install
 	$(BIN)/infuse server start
 
 demo: server
-	PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/infuse run $(RECIPE)
+	PREFECT_API_URL=http://127.0.0.1:$(INFUSE_PREFECT_PORT)/api $(BIN)/infuse run $(RECIPE)
 	@echo ""
 	@echo "Artifacts: runs/demo   (try: $(BIN)/infuse show chunks --recipe $(RECIPE))"
-	@echo "Prefect UI: http://127.0.0.1:4200   (stop it with: make demo-stop)"
+	@echo "Prefect UI: http://127.0.0.1:$(INFUSE_PREFECT_PORT)   (stop it with: make demo-stop)"
 
 demo-stop:
 	-$(BIN)/infuse server stop
