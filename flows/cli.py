@@ -94,8 +94,18 @@ def run(
     from infuse.flows.pipeline import run_recipe
     from infuse.storage import ArtifactStore
 
-    results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
-                         retry_failed=retry_failed)
+    from infuse.flows.pipeline import ClusterLost, StepFailed
+
+    try:
+        results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
+                             retry_failed=retry_failed)
+    except (StepFailed, ClusterLost) as e:
+        typer.secho(f"\ninfuse run failed: {e}\n(fix the cause and run again: finished steps come back Cached)",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.secho("\ninterrupted: finished work is committed; run again to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
     store = ArtifactStore(r.storage)
 
     def where(path: str) -> str:  # relative to here when the artifact is under here

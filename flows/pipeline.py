@@ -10,7 +10,9 @@ still has them committed instead of running those steps.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -21,7 +23,7 @@ from prefect.runtime import flow_run
 
 from infuse.flows.graph import Node, ancestors, build_graph, descendants
 from infuse.flows.recipe import Recipe, load_recipe
-from infuse.operators.base import stable_hash
+from infuse.operators.base import STOP, stable_hash
 from infuse.storage import ArtifactStore, RunManifest
 from infuse.tasks.base import Step, StepContext, StepResult
 from infuse.tasks.prefect_task import step_task
@@ -29,6 +31,13 @@ from infuse.tasks.prefect_task import step_task
 
 class StepFailed(RuntimeError):
     pass
+
+
+class ClusterLost(RuntimeError):
+    """The task runner's cluster has no live worker: the run cannot progress."""
+
+
+STOP_GRACE_S = float(os.environ.get("INFUSE_STOP_GRACE_S", "20"))  # how long a stop waits for running steps
 
 
 def result_storage(store: ArtifactStore) -> Any:
@@ -41,6 +50,24 @@ def result_storage(store: ArtifactStore) -> Any:
     block: Any = LocalFileSystem(basepath=base) if store.is_local else RemoteFileSystem(basepath=store.display(base))
     block.save(f"infuse-results-{stable_hash(base)[:12]}", overwrite=True)
     return block
+
+
+def _live_workers() -> int | None:
+    """Live workers of this flow run's Dask or Ray cluster; None on the local runner (or when unknown)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    runner = ctx.task_runner if ctx else None
+    try:
+        if type(runner).__name__ == "DaskTaskRunner" and runner._client is not None:
+            return len(runner._client.scheduler_info().get("workers", {}))
+        if type(runner).__name__ == "RayTaskRunner":
+            import ray
+
+            return sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception:
+        return None
+    return None
 
 
 def _runner_kind() -> str:
@@ -89,6 +116,7 @@ class Pipeline:
 
     def __init__(self, recipe: Recipe, recipe_path: str, from_step: str | None, only: str | None,
                  refresh: list[str] | None, flags: dict[str, bool], plan_only: bool) -> None:
+        STOP.clear()  # a new run (tests run many in one process)
         self.log = get_run_logger()
         self.recipe, self.flags, self.plan_only = recipe, flags, plan_only
         self.nodes = build_graph(recipe)
@@ -106,7 +134,7 @@ class Pipeline:
                                     recipe_path)
         self.storage = result_storage(self.store)
         self.runtime = {"runner": _runner_kind(), "workers": recipe.runner.workers, "plugins": list(recipe.plugins),
-                        **flags}
+                        "shard_rows": recipe.runner.shard_rows, **flags}
         self.done: dict[str, dict[str, Any]] = {}  # step -> its outputs' refs (run or reused)
         self.results: dict[str, dict[str, Any]] = {}
         self.summary: list[str] = []
@@ -114,6 +142,8 @@ class Pipeline:
 
     # ---- the run ----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        self.manifest.save()  # at once: the host and pid tell a later run whether this one still lives
+        mark_crashed_runs(self.store, self.manifest.run_id, self.log)
         self._reuse_upstream()
         pending = [n for n in self.nodes if n.name in self.run_names]
         running: dict[int, Submitted] = {}
@@ -136,13 +166,12 @@ class Pipeline:
                     pending.clear()  # a step failed: start nothing new, let the running ones finish
                 if not running:
                     continue
-                future = next(as_completed([r.future for r in running.values()]))
+                future = self._next_done(running)
                 again = self._finish(running.pop(id(future)))
                 if again is not None:
                     running[id(again.future)] = again
-        except BaseException as e:
-            self.manifest.save(status="interrupted", error=f"{type(e).__name__}: {e}")
-            self._publish_summary(f"interrupted: {type(e).__name__}: {e}")
+        except BaseException as e:  # SIGTERM (Prefect raises TerminationSignal), Ctrl-C, or a bug here
+            self._stop(running, e)
             raise
         if self.failed is not None:
             name, error = self.failed
@@ -152,6 +181,44 @@ class Pipeline:
         self.manifest.save(status="partial" if self.plan_only else "completed")
         self._publish_summary("completed")
         return self.results
+
+    def _next_done(self, running: dict[int, "Submitted"]) -> Any:
+        """The next finished step. On a cluster, fail within a bounded time when it has no live worker
+        (workers that die at start, or a lost cluster) instead of waiting forever."""
+        futures = [r.future for r in running.values()]
+        no_workers_since: float | None = None
+        while True:
+            try:
+                return next(as_completed(futures, timeout=5))
+            except TimeoutError:
+                pass
+            workers = _live_workers()
+            if workers is None or workers > 0:
+                no_workers_since = None
+                continue
+            no_workers_since = no_workers_since or time.monotonic()
+            waited = time.monotonic() - no_workers_since
+            if waited >= self.recipe.runner.worker_timeout_s:
+                names = ", ".join(r.node.name for r in running.values())
+                raise ClusterLost(f"the {self.runtime['runner']} cluster has had no live worker for {waited:.0f} s "
+                                  f"while {names} waited to run; its workers died or never started (see their "
+                                  f"logs above)")
+
+    def _stop(self, running: dict[int, "Submitted"], why: BaseException) -> None:
+        """Ask the running steps to stop (they commit what is finished and end between units of work),
+        wait a bounded time for them, and save the manifest as it stands."""
+        STOP.set()
+        reason = f"{type(why).__name__}: {why}".rstrip(": ")
+        self.log.warning("stopping (%s): %d running step(s) commit what is finished", reason, len(running))
+        for sub in list(running.values()):
+            try:
+                sub.future.wait(timeout=STOP_GRACE_S)
+            except BaseException:
+                break
+            if sub.future.state.is_final():
+                self._finish(sub, interrupted=True)
+        self.manifest.save(status="interrupted", error=reason)
+        self._publish_summary(f"interrupted: {reason}")
 
     def _config(self, node: Node) -> dict[str, Any]:
         return node.step.config(self.recipe)
@@ -178,11 +245,11 @@ class Pipeline:
         future = task.submit(node.name, key, self.store.root, cfg, inputs, runtime)
         return Submitted(future, node, key, inputs, force)
 
-    def _finish(self, sub: "Submitted") -> "Submitted | None":
+    def _finish(self, sub: "Submitted", interrupted: bool = False) -> "Submitted | None":
         """Record a finished step; returns its new submission when it must run again."""
         sub.future.wait()  # as_completed may yield before the final state is set on the future
         node, key, inputs, state = sub.node, sub.key, sub.inputs, sub.future.state
-        if state.is_completed() and state.name == "Cached" and not sub.forced:
+        if state.is_completed() and state.name == "Cached" and not sub.forced and not interrupted:
             committed = self.store.step_committed(node.name, key)
             result = state.result()
             if committed is None or any(committed[n].sha256 != r["sha256"]
@@ -196,8 +263,13 @@ class Pipeline:
                 state.result(raise_on_failure=True)
             except BaseException as e:  # the step's own error, for the summary and the flow's failure
                 error = f"{type(e).__name__}: {e}"
-            self.manifest.record(node.name, {"key": key, "state": "Failed", "error": error})
-            self.summary.append(f"| {node.name} | **Failed** | | | | {error[:300]} |")
+            if not state.is_final():  # the future ended but the task run never did: its worker died under it
+                cause = _future_error(sub.future)
+                error = (f"the {self.runtime['runner']} worker running it died before the step finished"
+                         + (f" ({cause})" if cause else "") + "; see the worker logs above")
+            label = "Interrupted" if STOP.is_set() else "Failed"
+            self.manifest.record(node.name, {"key": key, "state": label, "error": error})
+            self.summary.append(f"| {node.name} | **{label}** | | | | {error[:300]} |")
             self.log.error("%s failed: %s", node.name, error)
             self.failed = self.failed or (node.name, error)
             return None
@@ -242,6 +314,67 @@ class Pipeline:
                                      description="every step of this run, its state and outputs")
         except Exception as e:  # the summary is a view; it must not hide the run's own outcome
             self.log.warning("could not publish the run summary: %s", e)
+
+
+def process_alive(pid: int, started_before: float) -> bool:
+    """Whether process `pid` runs and is the one that started before `started_before` (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: the process's start time, to rule out a pid reused by a newer process
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") <= started_before + 1
+    except (OSError, ValueError, StopIteration, IndexError):
+        return True
+
+
+def mark_crashed_runs(store: ArtifactStore, current: str, log: Any) -> list[str]:
+    """Earlier runs of this storage root that the API still shows Running, whose process is gone
+    (killed, the machine rebooted): mark them Crashed, so the UI does not show them running forever."""
+    import socket
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    marked = []
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))), limit=200)
+            for fr in runs:
+                if str(fr.id) == current:
+                    continue
+                doc = store.read_json(f"manifests/{fr.id}.json")
+                if not doc or doc.get("host") != socket.gethostname() or doc.get("status") != "running":
+                    continue  # another root's run, another machine's, or one that ended on its own
+                if process_alive(int(doc.get("pid", 0)), float(doc.get("started_at", 0))):
+                    continue
+                client.set_flow_run_state(fr.id, Crashed(message=f"process {doc.get('pid')} is gone (killed); "
+                                                                 f"marked by run {current}"), force=True)
+                doc["status"] = "crashed"
+                store.write_json(f"manifests/{fr.id}.json", doc)
+                marked.append(str(fr.id))
+    except Exception as e:  # housekeeping: never a reason to fail the run
+        log.warning("could not check earlier runs for crashes: %s", e)
+    if marked:
+        log.warning("marked %d killed earlier run(s) Crashed: %s", len(marked), ", ".join(marked))
+    return marked
+
+
+def _future_error(future: Any) -> str:
+    wrapped = getattr(future, "wrapped_future", None)
+    try:
+        exc = wrapped.exception(timeout=0) if wrapped is not None and hasattr(wrapped, "exception") else None
+    except Exception:
+        return ""
+    return f"{type(exc).__name__}: {exc}" if exc else ""
 
 
 @dataclass

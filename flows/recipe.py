@@ -24,6 +24,9 @@ class RunnerOptions(Strict):
     kind: Literal["local", "dask", "ray"] = "local"
     workers: int = Field(2, ge=1)
     address: str | None = Field(None, description="an existing cluster's address; a local cluster is started when empty")
+    shard_rows: int = Field(2_000, ge=1, description="rows per shard the data steps fan out (outputs do not depend on it)")
+    worker_timeout_s: float = Field(120.0, gt=0, description="fail the run when the cluster has had no live worker "
+                                                             "this long, instead of waiting forever")
 
 
 class ModelOptions(Strict):

@@ -77,7 +77,7 @@ class RunManifest:
     def committed_entry(store: ArtifactStore, doc: dict[str, Any], step: str) -> dict[str, Any] | None:
         """A run's entry for a step, only if every artifact it names is still committed as recorded."""
         entry = doc.get("steps", {}).get(step)
-        if not entry or "outputs" not in entry or entry.get("state") == "Failed":
+        if not entry or "outputs" not in entry or entry.get("state") in ("Failed", "Interrupted"):
             return None
         if store.step_committed(step, entry["key"]) is None:
             return None

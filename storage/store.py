@@ -149,6 +149,8 @@ class ArtifactWriter:
         self.final = store.artifact_path(step, key, name)
         self.tmp = f"{self.final}.tmp-{uuid.uuid4().hex}"
         self.rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
         self._file: _HashingFile | None = None
         store.fs.makedirs(store.fs._parent(self.final), exist_ok=True)
@@ -170,8 +172,22 @@ class ArtifactWriter:
         if self._writer is None:
             self._open(data.schema)
         data = data.select(self.schema.names).cast(self.schema)
-        self._writer.write_table(data, row_group_size=self.row_group_size)
+        # buffered to whole row groups: the file's bytes do not depend on how the rows were batched
+        self._buffer.append(data)
+        self._buffered += data.num_rows
         self.rows += data.num_rows
+        if self._buffered >= self.row_group_size:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        cut = table.num_rows if final else table.num_rows - table.num_rows % self.row_group_size
+        if cut:
+            self._writer.write_table(table.slice(0, cut), row_group_size=self.row_group_size)
+        rest = table.slice(cut)
+        self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
     def commit_file(self) -> ArtifactRef:
         """Close and rename the data file into place, without a meta (a unit's member)."""
@@ -180,6 +196,7 @@ class ArtifactWriter:
                 raise ValueError(f"{self.step}/{self.name}: nothing written and no fallback schema")
             self._open(self.fallback_schema)
         assert self._writer is not None and self._file is not None
+        self._flush(final=True)
         self._writer.close()
         self._file.close()
         sha = self._file.sha.hexdigest()

@@ -12,7 +12,7 @@ from infuse.operators.base import Reject
 from infuse.operators.clean import CleanConfig, Cleaner, OpSpec
 from infuse.operators.document import CHUNK_SCHEMA
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.shards import map_shards
+from infuse.tasks.shards import ShardStats, map_shards, shard_rows
 
 
 class CleanOptions(StepOptions, CleanConfig):
@@ -43,10 +43,12 @@ class Clean(Step):
         cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
         rejects: list[Reject] = []
         rows_in = ctx.input("chunks").rows
+        shards = ShardStats()
         with ctx.writer("chunks", None, fallback_schema=CHUNK_SCHEMA) as w, \
                 ctx.progress(rows_in, "clean", "chunks") as bar:
             for table_, shard_rejects in map_shards(partial(clean_shard, cfg_json),
-                                                    ctx.batches("chunks", batch_size=2_000), ctx.runtime):
+                                                    ctx.batches("chunks", batch_size=shard_rows(ctx.runtime)),
+                                                    ctx.runtime, shards):
                 w.write(table_)
                 rejects += shard_rejects
                 bar.update(table_.num_rows + len(shard_rejects))
@@ -54,4 +56,4 @@ class Clean(Step):
         notes = _cleaner(cfg_json).notes  # e.g. "punctuation_normalization_mapper: applied only where ..."
         return StepOutput({"chunks": out}, rejects, StepReport(
             rows_in=rows_in, kept=out.rows, unit_in="chunks", unit_out="chunks",
-            markdown="\n".join(f"- {n}" for n in notes), stats={"notes": notes}))
+            markdown="\n".join(f"- {n}" for n in notes), stats={"notes": notes, **shards.to_dict()}))

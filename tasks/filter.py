@@ -17,7 +17,7 @@ from pydantic import Field
 from infuse.operators.base import Reject
 from infuse.operators.quality import FilterConfig, FilterOpSpec, QualityFilter
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.shards import map_shards
+from infuse.tasks.shards import ShardStats, map_shards, shard_rows
 
 
 class FilterOptions(StepOptions, FilterConfig):
@@ -52,8 +52,10 @@ class Filter(Step):
         cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
         qf = _filter(cfg_json)
         src = ctx.input("chunks")
+        shards = ShardStats()
         with ctx.writer("scored") as w, ctx.progress(src.rows, "filter: stats", "chunks") as bar:
-            for t in map_shards(partial(stats_shard, cfg_json), ctx.batches("chunks", batch_size=2_000), ctx.runtime):
+            for t in map_shards(partial(stats_shard, cfg_json), ctx.batches("chunks", batch_size=shard_rows(ctx.runtime)),
+                                ctx.runtime, shards):
                 w.write(t)
                 bar.update(t.num_rows)
             if w.rows == 0:  # nothing to score: still give `scored` its columns
@@ -79,4 +81,4 @@ class Filter(Step):
         images = {f"hist_{stat}": png for stat, png in qf.plots(stat_table, bounds).items()}
         return StepOutput({"chunks": out, "scored": scored}, rejects, StepReport(
             rows_in=src.rows, kept=out.rows, unit_in="chunks", unit_out="chunks", markdown="\n".join(md),
-            images=images, stats={"bounds": json.loads(json.dumps(bounds, default=float))}))
+            images=images, stats={"bounds": json.loads(json.dumps(bounds, default=float)), **shards.to_dict()}))

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject
+from infuse.operators.base import Reject, check_stop
 from infuse.operators.document import DOCUMENT_SCHEMA
 from infuse.operators.ingest import check_input, duplicate_file, parse_file, scan
 from infuse.storage import ArtifactStore
@@ -58,6 +58,7 @@ class Parse(Step):
         formats: dict[str, int] = {}
         with ctx.writer("documents", row_group_size=2_000) as w, ctx.progress(len(entries), "parse", "files") as bar:
             for entry in entries:
+                check_stop()
                 rows, file_rejects, hit, sha = _parse_one(ctx.store, code, entry)
                 bar.update()
                 reused += hit

@@ -1,25 +1,60 @@
-"""Run a per-shard function over a stream of record batches, here or on a Dask cluster.
+"""Run a per-shard function over a stream of record batches, here or on a Dask / Ray cluster.
 
 Under the recipe's `runner: {kind: dask}` the flow runs on Prefect's
 DaskTaskRunner, and a step fans its shards out to the same cluster through
 prefect-dask's client; under `kind: ray` (the `ray` extra) it runs on
-RayTaskRunner and the shards become Ray tasks. A bounded window of shards is in flight at a time, so
-the corpus is never held in memory whole; results come back in input order.
+RayTaskRunner and the shards become Ray tasks. A bounded window of shards is
+in flight at a time, so the corpus is never held in memory whole; results
+come back in input order. `ShardStats` records how many shards ran and in
+which worker processes, for the step's report.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
+from infuse.operators.base import check_stop
+
 T = TypeVar("T")
+SHARD_ROWS = 2_000  # rows per shard unless the recipe's runner.shard_rows says otherwise
 
 
-def map_shards(fn: Callable[[Any], T], shards: Iterable[Any], runtime: dict[str, Any]) -> Iterator[T]:
+@dataclass
+class ShardStats:
+    shards: int = 0
+    pids: set[int] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shards": self.shards, "worker_pids": sorted(self.pids)}
+
+
+def shard_rows(runtime: dict[str, Any]) -> int:
+    return int(runtime.get("shard_rows") or SHARD_ROWS)
+
+
+def _with_pid(fn: Callable[[Any], T], shard: Any) -> tuple[T, int]:
+    return fn(shard), os.getpid()
+
+
+def map_shards(fn: Callable[[Any], T], shards: Iterable[Any], runtime: dict[str, Any],
+               stats: ShardStats | None = None) -> Iterator[T]:
+    stats = stats if stats is not None else ShardStats()
+    for result, pid in _map(partial(_with_pid, fn), shards, runtime):
+        stats.shards += 1
+        stats.pids.add(pid)
+        yield result
+
+
+def _map(fn: Callable[[Any], Any], shards: Iterable[Any], runtime: dict[str, Any]) -> Iterator[Any]:
     kind = runtime.get("runner", "local")
     window = max(2, 2 * int(runtime.get("workers", 2)))
     if kind == "local":
         for shard in shards:
+            check_stop()
             yield fn(shard)
         return
     if kind == "ray":
@@ -32,6 +67,7 @@ def map_shards(fn: Callable[[Any], T], shards: Iterable[Any], runtime: dict[str,
     with get_dask_client() as client:
         pending: deque[Any] = deque()
         for shard in shards:
+            check_stop()
             pending.append(client.submit(fn, shard, pure=False))
             if len(pending) >= window:
                 yield pending.popleft().result()
@@ -50,6 +86,7 @@ def _map_ray(fn: Callable[[Any], T], shards: Iterable[Any], window: int) -> Iter
     remote = ray.remote(_apply)
     pending: deque[Any] = deque()
     for shard in shards:
+        check_stop()
         pending.append(remote.remote(fn, shard))
         if len(pending) >= window:
             yield ray.get(pending.popleft())

@@ -21,10 +21,16 @@ def test_validate_ok_and_errors(tmp_path):
 
 
 def test_steps_lists_pipeline_in_order():
+    from infuse.tasks.base import REGISTRY
+
     res = runner.invoke(app, ["steps"])
     assert res.exit_code == 0
     names = [line.split()[0] for line in res.output.splitlines() if line and not line.startswith(" ")]
-    assert names[:2] == ["parse", "chunk"]
+    assert set(names) == set(REGISTRY), "every registered step is listed"
+    assert names[:7] == ["parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter"]
+    stages = [REGISTRY[n].stage for n in names]
+    assert stages == sorted(stages), "in pipeline order"
+    assert "documents -> chunks" in res.output.replace("  ", " ")
 
 
 def test_show_parquet_file(tmp_path):

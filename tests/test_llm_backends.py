@@ -319,8 +319,13 @@ def test_stop_string_ends_a_prefilled_reply_early():
     msgs = [{"role": "user", "content": "List one fact about LotusDB as JSON."}]
     req = ChatRequest(id="s", messages=msgs, max_tokens=64, temperature=0.0,
                       prefill='[{"question": "What is LotusDB?", "answer": "An embedded database."}', stop=["}]"])
-    (res,) = backend.generate([req])
-    assert res.ok, res.error
-    assert res.text.startswith(req.prefill)
-    if "}]" in res.text[len(req.prefill) - 1:]:
-        assert res.text.endswith("}]") and res.finish_reason == "stop"
+    free = ChatRequest(id="f", messages=msgs, max_tokens=64, temperature=0.0, prefill=req.prefill)
+    (res,), (ref,) = backend.generate([req]), backend.generate([free])  # greedy: the same tokens until the stop
+    assert res.ok and ref.ok, (res.error, ref.error)
+    assert res.text.startswith(req.prefill) and ref.text.startswith(req.prefill)
+    tail = ref.text[len(req.prefill) - 1:]  # the stop may close the prefill's own last brace
+    if "}]" in tail:
+        cut = len(req.prefill) - 1 + tail.index("}]") + 2
+        assert res.text == ref.text[:cut] and res.finish_reason == "stop", "the reply ends at the stop string"
+    else:
+        assert res.text == ref.text, "no stop string in the free reply: the stopped one is the same"

@@ -502,29 +502,28 @@ def test_config_rejects_unknown():
 
 @pytest.mark.slow
 def test_end_to_end_real_backend():
-    llm = pytest.importorskip("infuse.operators.llm")
-    if not hasattr(llm, "make_backend"):
-        pytest.skip("operators.llm.make_backend is not there yet")
-    try:
-        backend = llm.make_backend({"backend": "transformers", "device": "cpu", "max_retries": 0})
-    except Exception as e:  # the config shape belongs to the backend helper
-        pytest.skip(f"could not build the transformers backend: {e}")
+    """The packaged Gemma 3 270M through the transformers backend: real items end done with samples.
+
+    A base model this small writes poor questions, but with the response prefill and the worked
+    example it must produce parseable QA JSON for at least one item; a failed item names its error."""
+    from infuse.operators.llm import make_backend
+
+    backend = make_backend({"backend": "transformers", "device": "cpu", "max_retries": 0})
     docs, chunks = text_corpus()
-    cfg = SynthConfig(by_format={"default": ["qa"]}, questions_per_chunk=1, max_tokens=48, max_attempts=1,
-                      paraphrase={"enabled": True, "k": 1})
+    cfg = SynthConfig(by_format={"default": ["qa"]}, questions_per_chunk=1, max_tokens=96, max_attempts=2,
+                      temperature=0.0, paraphrase={"enabled": False})
     items = plan(chunks, docs, cfg)
     rows, status = run_items(items, backend, cfg, chunks=chunks, docs=docs)
     assert [s.item_id for s in status] == [i.item_id for i in items]
+    done = [s for s in status if s.status == "done"]
+    assert done, [(s.error_kind, s.error, (s.raw_text or "")[:200]) for s in status]
+    assert sum(s.n_samples for s in done) == len(rows) > 0
     for s in status:
-        assert s.status in ("done", "failed")
         assert s.calls >= 1
         if s.status == "failed":
-            assert s.error_kind
-            if not s.error_kind.startswith("llm_"):
-                assert s.raw_text is not None  # the model's text is kept for inspection
-        else:
-            assert s.n_samples == len(rows) > 0
-    pa.Table.from_pylist(rows, schema=QA_SCHEMA)
+            assert s.error_kind and s.error
+    table = pa.Table.from_pylist(rows, schema=QA_SCHEMA)
+    assert all(r["generator"] == backend.model and r["messages"][-1]["content"].strip() for r in table.to_pylist())
 
 
 def test_repair_keeps_true_false_null_inside_strings_and_survives_deep_nesting():

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from infuse.operators.base import STOP
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.llm.config import LLMConfig
 
@@ -109,6 +110,8 @@ class OpenAIBackend:
 
             async def one(req: ChatRequest) -> ChatResult:
                 async with sem:
+                    if STOP.is_set():  # the run is stopping: send nothing more (the caller discards these)
+                        return ChatResult.failure(req.id, "interrupted", "the run was asked to stop", self.model)
                     return await self._one(client, req)
 
             return list(await asyncio.gather(*(one(r) for r in requests)))

@@ -15,11 +15,21 @@ import threading
 import time
 from typing import Any
 
+from infuse.operators.base import STOP
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.llm.config import LLMConfig
 from infuse.operators.models import model_dir
 
 log = logging.getLogger("infuse.llm.transformers")
+
+
+class _StopRequested:
+    """A stopping criterion that ends generation when the run is asked to stop (its output is discarded)."""
+
+    def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), STOP.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class TransformersBackend:
@@ -184,6 +194,9 @@ class TransformersBackend:
             kwargs.update(stop_strings=stops, tokenizer=self._tok)
         if self.cfg.seed is not None:
             torch.manual_seed(self.cfg.seed)
+        from transformers import StoppingCriteriaList
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRequested()])  # SIGTERM ends a batch in seconds
         with torch.inference_mode():
             out = self._lm.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]

@@ -159,6 +159,7 @@ def _run_todo(todo: list[WorkItem], shard: _Shard, name: str, syn: SynthConfig, 
         t0 = time.monotonic()
         needs_llm = any(it.strategy in LLM_STRATEGIES for it in group)
         rows, statuses = run_items(group, backend() if needs_llm else None, syn, chunks=chunks, docs=docs, index=index)
+        check_stop()  # stopped mid-group: its results may be cut short, so they are not committed
         shard.add(rows, [s.to_row() for s in statuses])
         shards.save(name, *shard.tables())
         counts["commits"] += 1
