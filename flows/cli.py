@@ -141,11 +141,12 @@ def plan(recipe: Path) -> None:
 
 
 @app.command()
-def steps() -> None:
+def steps(recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="include this recipe's plugin steps")) -> None:
     """List the pipeline's steps in order, with what each reads and writes."""
     from infuse.tasks.base import ordered_steps
 
-    for cls in ordered_steps():
+    plugins = _load(recipe).plugins if recipe else []
+    for cls in ordered_steps(plugins):
         tag = " [gpu]" if cls.gpu else ""
         reads = ", ".join(f"{i.name}{'?' if i.optional else ''}" for i in cls.input_specs()) or "input folder"
         writes = ", ".join(f"{n} ({o.kind})" if o.kind != "table" else n for n, o in cls.outputs.items())

@@ -7,7 +7,7 @@ the way a step meets a broken input or a full disk.
 from __future__ import annotations
 
 from infuse.operators.document import CHUNK_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, model, table
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class GateOptions(StepOptions):
@@ -29,29 +29,3 @@ class Gate(Step):
         return StepOutput({"chunks": ctx.write_table("chunks", chunks)},
                           report=StepReport(rows_in=chunks.num_rows, kept=chunks.num_rows))
 
-
-class SlowModelOptions(StepOptions):
-    files: int = 40
-    delay_s: float = 0.05
-
-
-class SlowModel(Step):
-    """A toy model step that writes its model directory slowly, so a test can kill it mid-write."""
-
-    name = "slow_model"
-    stage = 26
-    description = "write a toy model directory, one file at a time"
-    inputs = ("chunks",)
-    outputs = {"model": model()}
-    Options = SlowModelOptions
-
-    def run(self, ctx: StepContext) -> StepOutput:
-        import time
-
-        n = ctx.input("chunks").rows
-        with ctx.dir_output("model") as out:
-            for i in range(ctx.options.files):
-                (out.path / f"shard-{i:03d}.bin").write_bytes(f"{n}:{i}".encode() * 100)
-                time.sleep(ctx.options.delay_s)
-            (out.path / "card.json").write_text('{"method": "toy"}')
-        return StepOutput({"model": out.ref})

@@ -21,7 +21,7 @@ from faulty_server import FaultyServer
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
-PLUGIN = str(Path(__file__).with_name("plugin_steps.py"))
+PLUGIN = str(Path(__file__).with_name("plugin_slow_model.py"))
 PARAGRAPH = ("LotusDB keeps its write-ahead log in segments of {n} MiB. A checkpoint every {m} seconds lets "
              "recovery replay only the tail of the log. 检查点每 {m} 秒写一次，恢复时只需重放日志尾部。")
 

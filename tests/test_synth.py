@@ -508,10 +508,15 @@ def test_end_to_end_real_backend():
     example it must produce parseable QA JSON for at least one item; a failed item names its error."""
     from infuse.operators.llm import make_backend
 
-    backend = make_backend({"backend": "transformers", "device": "cpu", "max_retries": 0})
-    docs, chunks = text_corpus()
-    cfg = SynthConfig(by_format={"default": ["qa"]}, questions_per_chunk=1, max_tokens=96, max_attempts=2,
-                      temperature=0.0, paraphrase={"enabled": False})
+    backend = make_backend({"backend": "transformers", "device": "cpu", "max_retries": 0, "seed": 0})
+    text = ("LotusDB is an embedded key-value database. Writes go first to a write-ahead log, then to an in-memory "
+            "table that is flushed to sorted files on disk when it reaches 64 MiB. A background compaction merges "
+            "these files so reads stay fast. Backups are taken with the lotus-backup tool, which copies a "
+            "consistent snapshot while the database keeps serving writes.")
+    doc = doc_row("d1", "txt", text)
+    docs, chunks = [doc], chunks_of(doc, [(0, len(text))])
+    cfg = SynthConfig(by_format={"default": ["qa"]}, questions_per_chunk=2, max_tokens=256, max_attempts=2,
+                      temperature=0.7, paraphrase={"enabled": False})  # the demo's settings, seeded
     items = plan(chunks, docs, cfg)
     rows, status = run_items(items, backend, cfg, chunks=chunks, docs=docs)
     assert [s.item_id for s in status] == [i.item_id for i in items]
