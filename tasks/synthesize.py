@@ -86,7 +86,7 @@ class Synthesize(Step):
         syn, chunks_t, docs_t, items, skipped = self._plan(ctx)
         chunks = {r["chunk_id"]: r for r in chunks_t.to_pylist()}
         docs = {r["doc_id"]: r for r in docs_t.to_pylist()}
-        index = build_index(chunks) if any(it.strategy == "rag" for it in items) else None  # embed once
+        index = build_index(chunks) if any(it.strategy in ("rag", "raft") for it in items) else None  # embed once
         backend: list[Any] = []
 
         def get_backend() -> Any:  # built on first use: templates need no model load
