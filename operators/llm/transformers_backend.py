@@ -183,13 +183,16 @@ class TransformersBackend:
         if stops:  # end a row once its JSON closes instead of running to max_new_tokens
             kwargs.update(stop_strings=stops, tokenizer=self._tok)
         seed = batch_seed([requests[i].seed_or(self.cfg.seed) for i, _ in batch])
-        devices = [torch.device(self._device).index or 0] if self._device.startswith("cuda") else []
-        # Seeded per batch from its requests' seeds, inside a forked RNG so nothing else's randomness moves:
-        # the same requests in the same batches give the same text run after run.
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            if seed is not None:
+        if seed is None:  # unseeded: the process's RNG, as it stands
+            with torch.inference_mode():
+                out = self._lm.generate(**enc, **kwargs)
+        else:
+            # Seeded per batch from its requests' seeds, inside a forked RNG so nothing else's randomness
+            # moves: the same requests in the same batches give the same text run after run.
+            devices = [torch.device(self._device).index or 0] if self._device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
-            out = self._lm.generate(**enc, **kwargs)
+                out = self._lm.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]
         return [row[width:].tolist() for row in out]
 

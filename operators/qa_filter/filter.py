@@ -109,10 +109,11 @@ class _Sample:
     @property
     def dedup_key(self) -> tuple[str, str]:
         """What makes two samples the same: the question (RAFT shows documents around it:
-        meta.question); for a passage (cpt_text: a rewording, a summary) the passage itself, since
-        its question ("介绍一下X。") is shared by design."""
-        if self.row.get("cpt_text"):
-            return "passage", self.pairs[0][1]
+        meta.question); for a sample whose question names only a topic (meta.topic: a rewording, a
+        summary, a list of facts) its answer among those of its strategy, since its question
+        ("介绍一下X。") is shared by design."""
+        if self.row.get("cpt_text") or self.meta.get("topic") is not None:
+            return f"{(self.row.get('strategy') or '').split('+')[0]} answer", self.pairs[0][1]
         return "question", str(self.meta.get("question") or self.pairs[0][0])
 
     def messages(self) -> list[dict[str, str]]:

@@ -53,18 +53,15 @@ def check_language(messages: list[dict[str, str]], source: Callable[[], str], op
         runs = prose_runs(m.get("content") or "")
         if len({lang for lang, _, _ in runs}) > 1:
             own = [r for r in runs if not in_source(r[1])]
-            lang = majority(own, opts.min_units) or majority(runs, opts.min_units)
-            if lang == "zh":
-                bad = [text for rl, text, _ in own if rl == "en"]
-            elif lang == "en":
-                bad = [text for rl, text, _ in own if rl == "zh" and len(text) >= opts.min_cjk_run]
-            else:
-                bad = []
-            if bad:
-                other = "English" if lang == "zh" else "Chinese"
+            en = [text for rl, text, _ in own if rl == "en"]
+            zh = [text for rl, text, _ in own if rl == "zh" and len(text) >= opts.min_cjk_run]
+            if en and zh:  # the turn's own words (not quoted from the document) are in two languages
+                lang = majority(runs, 0) or "zh"  # what the turn mostly is; the other language is the intruder
+                bad = zh if lang == "en" else en
                 return None, {"turn": turn, "role": m["role"], "lang": lang,
-                              "why": f"{other} prose inside a {'Chinese' if lang == 'zh' else 'English'} turn",
-                              "runs": bad[:3]}
+                              "why": f"{'Chinese' if lang == 'en' else 'English'} prose inside a "
+                                     f"{'English' if lang == 'en' else 'Chinese'} turn", "runs": bad[:3]}
+            lang = majority(own, opts.min_units) or majority(runs, opts.min_units)
         else:
             lang = majority(runs, opts.min_units)
         if lang:

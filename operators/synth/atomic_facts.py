@@ -45,4 +45,4 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     return [Draft(question, "\n".join(ans.value), "atomic_facts", prompt.version, chunk_id=chunk["chunk_id"],
                   doc_id=chunk["doc_id"], source_chunk_ids=[chunk["chunk_id"]], span_start=chunk["start"],
                   span_end=chunk["end"], generator=ans.model, usage=ans.usage, lang=item.lang, format=item.format,
-                  meta={"facts": len(ans.value)})]
+                  meta={"facts": len(ans.value), "topic": ctx.topic(chunk)})]

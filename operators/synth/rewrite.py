@@ -31,5 +31,5 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     return [Draft(render(questions[i % len(questions)], topic=topic), ans.value, "rewrite", prompt.version,
                   chunk_id=chunk["chunk_id"], doc_id=chunk["doc_id"], source_chunk_ids=[chunk["chunk_id"]],
                   span_start=chunk["start"], span_end=chunk["end"], generator=ans.model, usage=ans.usage,
-                  lang=item.lang, format=item.format, cpt_text=True, meta={"rewording": i + 1})
+                  lang=item.lang, format=item.format, cpt_text=True, meta={"rewording": i + 1, "topic": topic})
             for i, ans in enumerate(answers) if ans.value is not None]

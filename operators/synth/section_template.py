@@ -55,9 +55,20 @@ def sections_with_body(doc: dict[str, Any], min_chars: int, max_chars: int,
             if child is not None:
                 s = {**s, "end": child}
         start, end = section_body(doc["text"], s, max_chars)
+        end = _before_dangling_heading(doc["text"], start, end, [c["start"] for c in sections[n + 1:]])
         if end - start >= min_chars:
             out.append((s, start, end))
     return out
+
+
+def _before_dangling_heading(text: str, start: int, end: int, later_starts: list[int]) -> int:
+    """A cut that ends on a sub-section's heading line ("...\n\n## 步骤") ends before that heading."""
+    for c in later_starts:
+        if start < c < end:
+            nl = text.find("\n", c, end)
+            if nl < 0 or not text[nl:end].strip():
+                return strip_span(text, start, c)[1]
+    return end
 
 
 def answer_cap(cfg: Any) -> int:

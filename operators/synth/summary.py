@@ -75,5 +75,6 @@ def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
         out.append(Draft(render(question, heading=heading), ans.value, "summary", prompt.version,
                          chunk_id=chunk_ids[0] if chunk_ids else "", doc_id=doc["doc_id"],
                          source_chunk_ids=chunk_ids, span_start=start, span_end=end, generator=ans.model,
-                         usage=ans.usage, lang=lang, format=item.format, cpt_text=True))
+                         usage=ans.usage, lang=lang, format=item.format, cpt_text=True,
+                         meta={"topic": heading}))
     return out
