@@ -35,14 +35,18 @@ class QAFilter(Step):
         sources = dict(zip(ids, texts))
         judge = make_backend(ctx.options.llm) if config.judge.enabled else None
         qa = ctx.read("qa")
-        kept, rejects = qa_filter(qa, sources, config, backend=judge, documents=_doc_texts(docs, texts))
+        kept, rejects = qa_filter(qa, sources, config, backend=judge, documents=_DocTexts(docs, texts))
         out = ctx.write_table("qa", kept, qa.schema)
         by_strategy: dict[str, dict[str, int]] = {}
         for s in qa.column("strategy").to_pylist():
             by_strategy.setdefault(s, {"in": 0, "kept": 0})["in"] += 1
         for s in kept.column("strategy").to_pylist():
             by_strategy[s]["kept"] += 1
-        table_ = [{"strategy": k, **v} for k, v in sorted(by_strategy.items())]
+        per_strategy: dict[str, list[int]] = {}
+        for strategy, msgs in zip(kept.column("strategy").to_pylist(), kept.column("messages").to_pylist()):
+            per_strategy.setdefault(strategy, []).extend(len(m["content"]) for m in msgs if m["role"] == "assistant")
+        table_ = [{"strategy": k, **v, "median_answer_chars": statistics.median(per_strategy[k]) if k in per_strategy
+                   else None} for k, v in sorted(by_strategy.items())]
         lengths = answer_lengths(kept)
         stats, md = _length_stats(lengths, config.min_answer_chars)
         images = {"answer-length": histogram_png("answer length (chars)", np.array(lengths, dtype=float),
@@ -69,10 +73,6 @@ class _DocTexts:
                 self.by_doc.setdefault(d, []).append(i)
         rows = self.by_doc.get(doc_id)
         return "\n".join(self.texts[i] for i in rows) if rows else None
-
-
-def _doc_texts(docs: list[str], texts: list[str]) -> _DocTexts:
-    return _DocTexts(docs, texts)
 
 
 def _length_stats(lengths: list[int], floor: int) -> tuple[dict[str, Any], str]:

@@ -49,7 +49,8 @@ class Synthesize(Step):
     name = "synthesize"
     stage = 60
     gpu = True  # with the vllm backend it wants the GPU; the tag lets a work pool route it
-    description = "LLM QA pairs, RAG answers, templates, code/log tasks, paraphrases -> `qa` (messages + provenance)"
+    description = ("LLM QA pairs, RAG and RAFT answers, dialogues, summaries, atomic facts, rewordings, templates, "
+                   "code/log tasks, paraphrases -> `qa` (messages + provenance)")
     inputs = ("chunks", "documents")
     outputs = {"qa": table(QA_SCHEMA), "status": table(ITEM_STATUS_SCHEMA, "one row per work item: done or failed")}
     Options = SynthesizeOptions
