@@ -10,6 +10,7 @@ import json
 import re
 
 import pyarrow as pa
+import pytest
 from faulty_server import FaultyServer
 
 from infuse.operators.llm import make_backend
@@ -141,6 +142,7 @@ def test_knowledge_augmentation_grounded_with_provenance():
     assert len(kept) == len(rows) - 1
 
 
+@pytest.mark.slow  # embeds the corpus with the packaged MiniLM to pick the distractors
 def test_raft_names_its_true_source_among_distractors():
     rows, kept, rejects, chunks = run(["raft"], raft={"questions": 1, "distractors": 2})
     ops = next(r for r in rows if r["chunk_id"] == "ops-c0")
