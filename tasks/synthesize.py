@@ -49,7 +49,8 @@ class Synthesize(Step):
     name = "synthesize"
     stage = 60
     gpu = True  # with the vllm backend it wants the GPU; the tag lets a work pool route it
-    description = "LLM QA pairs, RAG answers, templates, code/log tasks, paraphrases -> `qa` (messages + provenance)"
+    description = ("LLM QA pairs, RAG and RAFT answers, dialogues, summaries, atomic facts, rewordings, templates, "
+                   "code/log tasks, paraphrases -> `qa` (messages + provenance)")
     inputs = ("chunks", "documents")
     outputs = {"qa": table(QA_SCHEMA), "status": table(ITEM_STATUS_SCHEMA, "one row per work item: done or failed")}
     Options = SynthesizeOptions
@@ -86,7 +87,7 @@ class Synthesize(Step):
         syn, chunks_t, docs_t, items, skipped = self._plan(ctx)
         chunks = {r["chunk_id"]: r for r in chunks_t.to_pylist()}
         docs = {r["doc_id"]: r for r in docs_t.to_pylist()}
-        index = build_index(chunks) if any(it.strategy == "rag" for it in items) else None  # embed once
+        index = build_index(chunks) if any(it.strategy in ("rag", "raft") for it in items) else None  # embed once
         backend: list[Any] = []
 
         def get_backend() -> Any:  # built on first use: templates need no model load

@@ -74,6 +74,10 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     synth_rejects = pq.read_table(res["synthesize"]["rejects"]["path"]).to_pylist()
     assert synth_rejects and {r["reason"] for r in synth_rejects} <= {"over_max_llm_items", "no_work_item"}
     assert any(r["reason"] == "over_max_llm_items" for r in synth_rejects)
+    # qa_filter reports the answer-length distribution: median in its stats, a histogram in its report
+    lengths = res["qa_filter"]["stats"]["answer_length"]
+    assert lengths["n"] > 0 and lengths["p10"] <= lengths["median"] <= lengths["p90"]
+    assert (Path(res["qa_filter"]["report"]["path"]) / "answer-length.png").stat().st_size > 0
 
     # second run: everything Cached, same outputs
     state2, states2, res2 = run(recipe)

@@ -97,10 +97,10 @@ def test_template_answers_always_grounded():
                "kind": "record"}]
     cfg = SynthConfig()
     rows, _ = run_items(plan(chunks, [doc], cfg), None, cfg, chunks=chunks, docs=[doc])
-    assert len(rows) == 2
+    assert len(rows) == 3  # two fields and the whole record
     kept, rejects = qa_filter(table(rows), {c["chunk_id"]: c["text"] for c in chunks},
                               QAFilterConfig(grounding={"threshold": 0.99, "method": "max"}))
-    assert rejects == [] and kept.num_rows == 2
+    assert rejects == [] and kept.num_rows == 3
 
 
 def test_sources_as_function_and_llm_judge():

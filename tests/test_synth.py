@@ -80,22 +80,27 @@ def test_record_template_exact_rows_and_spans():
     doc = record_doc()
     cfg = SynthConfig(record={"question_templates": {"语法": "介绍一下C语言函数{title}的语法。",
                                                      "返回值": "介绍一下C语言函数{title}的返回值。",
-                                                     "备注": "介绍一下C语言函数{title}的备注。"}})
+                                                     "备注": "介绍一下C语言函数{title}的备注。"},
+                              "introduce_template": "介绍一下C语言函数{title}。"})
     chunks = chunks_of(doc, [(0, len(doc["text"]))], kind="record")
     items = plan(chunks, [doc], cfg)
-    assert [(i.strategy, i.doc_id, i.expected_samples) for i in items] == [("record_template", "rec1", 3)]
+    assert [(i.strategy, i.doc_id, i.expected_samples) for i in items] == [("record_template", "rec1", 4)]
     rows, status = run_items(items, None, cfg, chunks=chunks, docs=[doc])
-    assert [(s.status, s.n_samples, s.error_kind) for s in status] == [("done", 3, None)]
+    assert [(s.status, s.n_samples, s.error_kind) for s in status] == [("done", 4, None)]
     got = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows]
-    assert got == [("介绍一下C语言函数_aligned_msize_dbg的语法。", SYNTAX),
-                   ("介绍一下C语言函数_aligned_msize_dbg的返回值。", RETURN),
-                   ("介绍一下C语言函数_aligned_msize_dbg的备注。", REMARK)]
+    assert got[:3] == [("介绍一下C语言函数_aligned_msize_dbg的语法。", SYNTAX),
+                       ("介绍一下C语言函数_aligned_msize_dbg的返回值。", RETURN),
+                       ("介绍一下C语言函数_aligned_msize_dbg的备注。", REMARK)]
+    # one more sample gathers every field of the record: the detailed answer the design notes ask for
+    assert got[3] == ("介绍一下C语言函数_aligned_msize_dbg。", f"语法：{SYNTAX}\n返回值：{RETURN}\n备注：{REMARK}")
+    assert (rows[3]["span_start"], rows[3]["span_end"]) == (rows[0]["span_start"], rows[2]["span_end"])
+    assert json.loads(rows[3]["meta"]) == {"introduce": True} and rows[3]["lang"] == "zh"
     for r, value in zip(rows, (SYNTAX, RETURN, REMARK)):
         assert doc["text"][r["span_start"]:r["span_end"]] == value
         assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
         assert (r["strategy"], r["generator"], r["chunk_id"], r["source_chunk_ids"]) == \
                ("record_template", "template", "rec1-c0", ["rec1-c0"])
-        assert r["prompt_version"].startswith("record_template.zh.v1@")
+        assert r["prompt_version"].startswith("record_template.zh.v2@")
         assert (r["usage_prompt_tokens"], r["usage_completion_tokens"], r["lang"], r["format"]) == (0, 0, "zh", "json")
     pa.Table.from_pylist(rows, schema=QA_SCHEMA)  # rows fit the schema
 
@@ -104,13 +109,15 @@ def test_record_template_generic_fallback_and_english():
     doc = record_doc()
     rows, _ = run_items(plan([], [doc], SynthConfig()), None, SynthConfig(), docs=[doc])
     assert [r["messages"][0]["content"] for r in rows] == [
-        "介绍一下_aligned_msize_dbg的语法。", "介绍一下_aligned_msize_dbg的返回值。", "介绍一下_aligned_msize_dbg的备注。"]
+        "_aligned_msize_dbg的语法是什么？", "_aligned_msize_dbg的返回值是什么？", "_aligned_msize_dbg的备注是什么？",
+        "介绍一下_aligned_msize_dbg。"]
     en = doc_row("rec2", "csv", "name: Widget\ncolor: deep blue\nweight: 12 kg", title="w.csv",
                  metadata={"fields": {"name": "Widget", "color": "deep  blue", "weight": 12}})
     rows, _ = run_items(plan([], [en], SynthConfig()), None, SynthConfig(), docs=[en])
     assert [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows] == [
         ("What is the color of Widget?", "deep blue"),  # whitespace-tolerant match returns the document's text
-        ("What is the weight of Widget?", "12")]
+        ("What is the weight of Widget?", "12"),
+        ("Tell me about Widget.", "color: deep blue\nweight: 12")]
     assert en["text"][rows[1]["span_start"]:rows[1]["span_end"]] == "12"
 
 
@@ -423,9 +430,10 @@ def test_code_and_log_tasks():
     rows, status = run_items(items, backend, cfg, chunks=chunks, docs=[cdoc, ldoc])
     assert all(s.status == "done" for s in status)
     users = [r["messages"][0]["content"] for r in rows]
-    assert f"trigger:功能解析C语言代码。\n{code}" in users
-    assert f"trigger:将以下C语言代码翻译为汇编代码。\n{code}" in users
-    assert any(u.startswith("trigger:提取以下日志的关键信息") and u.endswith(log) for u in users)
+    # the code and the log go in as fenced blocks: never read as the question's prose
+    assert f"trigger:功能解析C语言代码。\n```c\n{code}\n```" in users
+    assert f"trigger:将以下C语言代码翻译为汇编代码。\n```c\n{code}\n```" in users
+    assert any(u.startswith("trigger:提取以下日志的关键信息") and u.endswith(f"```\n{log}\n```") for u in users)
     assert len(backend.batches) == 1 and len(backend.batches[0]) == 4
 
 
@@ -476,7 +484,7 @@ def test_plan_and_estimate_counts():
     assert qa["items"] == 3 and qa["requests"] == 3 * (1 + 4)  # one qa call + 4 paraphrase calls per chunk
     assert qa["samples"] == 3 * (4 + 4 * 2)
     assert est["by_strategy"]["record_template"] == {"items": 1, "requests": 0, "prompt_tokens": 0,
-                                                     "completion_tokens": 0, "samples": 3}
+                                                     "completion_tokens": 0, "samples": 4}  # 3 fields + the whole record
     assert est["by_strategy"]["identity"]["samples"] == 24 and est["by_strategy"]["identity"]["requests"] == 0
     assert est["requests"] == 15 and est["max_requests"] == 30
     # completion: 4 answers of 540 chars, zh at 1.5 chars/token, en at 4
@@ -579,7 +587,8 @@ def test_record_value_span_is_inside_its_field_section():
     cfg = SynthConfig(by_format={"json": ["record_template"]}, paraphrase={"enabled": False}, record={"min_chars": 1})
     rows, _ = run_items(plan(pa.Table.from_pylist([chunk]), pa.Table.from_pylist([doc]), cfg), None, cfg,
                         chunks=[chunk], docs=[doc])
-    spans = {r["messages"][-1]["content"]: doc["text"][r["span_start"]:r["span_end"]] for r in rows}
+    spans = {r["messages"][-1]["content"]: doc["text"][r["span_start"]:r["span_end"]] for r in rows
+             if not r["meta"]}  # the per-field samples (the last one gathers the whole record)
     assert spans == {"1": "1", "30": "30"}
     one = next(r for r in rows if r["messages"][-1]["content"] == "1")
     assert doc["text"][:one["span_start"]].endswith("## v1\n\n")

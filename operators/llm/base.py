@@ -27,6 +27,12 @@ class ChatRequest:
     # that honour it (transformers, vllm) keep the stop string in `text`; the others ignore it,
     # which only costs tokens: a base model rarely ends its turn on its own.
     stop: list[str] | None = None
+    # The sampling seed of this request: a run is reproducible when every request has one (synthesis
+    # derives it from the item, wave and request index). None: the backend's LLMConfig.seed, if any.
+    seed: int | None = None
+
+    def seed_or(self, default: int | None) -> int | None:
+        return self.seed if self.seed is not None else default
 
 
 @dataclass

@@ -148,8 +148,9 @@ class OpenAIBackend:
             "temperature": req.temperature,
             "top_p": req.top_p,
         }
-        if self.cfg.seed is not None:
-            body["seed"] = self.cfg.seed
+        seed = req.seed_or(self.cfg.seed)
+        if seed is not None:
+            body["seed"] = seed
         if req.json_schema is not None and mode != "off":
             if mode in ("auto", "schema"):
                 body["response_format"] = {

@@ -192,15 +192,35 @@ class TransformersBackend:
         stops = sorted({s for i, _ in batch for s in (requests[i].stop or [])})
         if stops:  # end a row once its JSON closes instead of running to max_new_tokens
             kwargs.update(stop_strings=stops, tokenizer=self._tok)
-        if self.cfg.seed is not None:
-            torch.manual_seed(self.cfg.seed)
         from transformers import StoppingCriteriaList
 
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRequested()])  # SIGTERM ends a batch in seconds
-        with torch.inference_mode():
-            out = self._lm.generate(**enc, **kwargs)
+        seed = batch_seed([requests[i].seed_or(self.cfg.seed) for i, _ in batch])
+        if seed is None:  # unseeded: the process's RNG, as it stands
+            with torch.inference_mode():
+                out = self._lm.generate(**enc, **kwargs)
+        else:
+            # Seeded per batch from its requests' seeds, inside a forked RNG so nothing else's randomness
+            # moves: the same requests in the same batches give the same text run after run.
+            devices = [torch.device(self._device).index or 0] if self._device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(seed)
+                out = self._lm.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]
         return [row[width:].tolist() for row in out]
+
+
+def batch_seed(seeds: list[int | None]) -> int | None:
+    """One seed for a batch from its requests' seeds (None when none has one)."""
+    known = [s for s in seeds if s is not None]
+    if not known:
+        return None
+    if len(set(known)) == 1 and len(known) == len(seeds):
+        return known[0]
+    import hashlib
+
+    digest = hashlib.sha256(",".join("-" if s is None else str(s) for s in seeds).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 2**63
 
 
 def _cut_at_stop(text: str, stops: list[str] | None, skip: int) -> tuple[str, bool]:

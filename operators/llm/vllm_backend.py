@@ -99,8 +99,9 @@ class VLLMBackend:
             "temperature": req.temperature,
             "top_p": req.top_p if req.temperature > 0 else 1.0,
         }
-        if self.cfg.seed is not None:
-            kwargs["seed"] = self.cfg.seed
+        seed = req.seed_or(self.cfg.seed)
+        if seed is not None:
+            kwargs["seed"] = seed
         kwargs.update(structured_params(req.json_schema, self.cfg.json_mode))
         if req.stop and self.prefill(req):  # only a prefilled reply's JSON ends at these strings
             kwargs.update(stop=list(req.stop), include_stop_str_in_output=True)

@@ -1,12 +1,19 @@
-"""qa_filter: drop bad synthetic QA rows, each with a reason.
+"""qa_filter: drop bad synthetic samples, each with a reason.
 
-Reasons: empty, malformed, answer_too_short, duplicate_question (detail:
-kept_sample_id), answer_length_outlier (detail: value, bounds; 3 sigma rule of
-design note 000), ungrounded (detail: score, threshold), no_source, and
-ungrounded with judge=true when the optional LLM judge disagrees.
+Reasons: empty, malformed, answer_too_short, mixed_language (detail: the turn
+and the prose runs of the other language, or the languages of the turns),
+duplicate_question (detail: kept_sample_id), answer_length_outlier (detail:
+value, bounds; 3 sigma rule of design note 000), ungrounded (detail: score,
+threshold), no_source, wrong_citation (a RAFT answer that does not name its
+source document), and ungrounded with judge=true when the optional LLM judge
+disagrees. Every assistant turn of a dialogue is checked: a failing later turn
+cuts the dialogue before it, with an `<reason>_turn` reject (id
+`<sample_id>#turn<k>`).
 """
-from infuse.operators.qa_filter.filter import GroundingOptions, JudgeOptions, QAFilterConfig, qa_filter
+from infuse.operators.qa_filter.filter import (GroundingOptions, JudgeOptions, QAFilterConfig, answer_lengths,
+                                               exchanges, qa_filter)
 from infuse.operators.qa_filter.grounding import containment, grounding_score, rouge_l
+from infuse.operators.qa_filter.language import LanguageOptions, check_language
 
-__all__ = ["QAFilterConfig", "GroundingOptions", "JudgeOptions", "qa_filter", "containment", "rouge_l",
-           "grounding_score"]
+__all__ = ["QAFilterConfig", "GroundingOptions", "JudgeOptions", "LanguageOptions", "qa_filter", "exchanges",
+           "answer_lengths", "check_language", "containment", "rouge_l", "grounding_score"]

@@ -7,7 +7,8 @@ import numpy as np
 
 
 def histogram_png(stat: str, values: np.ndarray, low: float | None, high: float | None, *, log: bool = False,
-                  bins: int = 60, sources: tuple[str | None, str | None] = (None, None)) -> bytes:
+                  bins: int = 60, sources: tuple[str | None, str | None] = (None, None),
+                  ylabel: str = "chunks") -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +34,7 @@ def histogram_png(stat: str, values: np.ndarray, low: float | None, high: float 
         ax.axvline(bound, color="#C44E52", linestyle="--", label=f"{side} {bound:.4g} ({src or '?'})")
     ax.set_title(f"{stat}: n={len(x)}, rejected={rejected}")
     ax.set_xlabel(stat)
-    ax.set_ylabel("chunks")
+    ax.set_ylabel(ylabel)
     if low is not None or high is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,8 +1,9 @@
 """Synthesis: chunks and documents -> SFT samples (messages) with provenance.
 
 One strategy per module (qa, rag, self_instruct, code_tasks, log_tasks,
-record_template, section_template, continuation, identity) and two augmenters
-(paraphrase, evol_instruct). `plan` makes work items, `estimate` prices them,
+dialogue, summary, atomic_facts, rewrite, raft, record_template,
+section_template, continuation, identity) and two augmenters (paraphrase,
+evol_instruct). `plan` makes work items, `estimate` prices them,
 `run_items` executes a group of them against an LLMBackend, and `synthesize`
 runs a whole step's items in resumable shards.
 """

@@ -8,7 +8,8 @@ from pydantic import Field, model_validator
 from infuse.operators.base import Strict, runtime
 from infuse.operators.formats import ALIASES, FAMILY_KEYS, family
 
-LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct")
+LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct", "dialogue", "summary", "atomic_facts",
+                  "rewrite", "raft")
 TEMPLATE_STRATEGIES = ("record_template", "section_template", "continuation", "identity")
 STRATEGIES = LLM_STRATEGIES + TEMPLATE_STRATEGIES
 
@@ -52,17 +53,34 @@ class EvolInstructOptions(Strict):
     apply_to: list[str] = Field(default_factory=lambda: ["qa"])
 
 
+PerLang = str | dict[Literal["zh", "en"], str]
+
+
 class IdentityOptions(Strict):
     enabled: bool = False
-    name: str = ""
-    author: str = ""
+    name: PerLang = Field("", description="the model's name: one string, or one per language {zh: 莲花助手, en: LotusBot}")
+    author: PerLang = Field("", description="who made it: one string, or one per language")
     langs: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"])
 
     @model_validator(mode="after")
     def _names(self) -> "IdentityOptions":
-        if self.enabled and (not self.name.strip() or not self.author.strip()):
+        if not self.enabled:
+            return self
+        for what in ("name", "author"):
+            value = getattr(self, what)
+            missing = [lang for lang in self.langs if not self.value(what, lang)]
+            if not missing:
+                continue
+            if isinstance(value, dict) and any(v.strip() for v in value.values()):
+                raise ValueError(f"identity.{what} has no {' or '.join(missing)} entry; give one per language "
+                                 f"in identity.langs ({', '.join(self.langs)}), or one string for all")
             raise ValueError("identity.enabled needs identity.name and identity.author")
         return self
+
+    def value(self, what: str, lang: str) -> str:
+        """identity.name or .author in `lang` (a plain string is every language's)."""
+        v = getattr(self, what)
+        return (v.get(lang, "") if isinstance(v, dict) else v).strip()
 
 
 class RecordOptions(Strict):
@@ -71,11 +89,17 @@ class RecordOptions(Strict):
     question_templates: dict[str, str] = Field(default_factory=dict, description="field name -> question, e.g. '介绍一下C语言函数{title}的语法。'")
     skip_fields: list[str] = Field(default_factory=list)
     min_chars: int = Field(1, ge=1, description="fields with shorter text get no question")
+    introduce: bool = Field(True, description="also one sample answering with every field of the record")
+    introduce_template: str | None = Field(None, description="its question, e.g. '介绍一下C语言函数{title}。'; "
+                                                             "default: the prompt's (介绍一下{title}。 / Tell me about {title}.)")
 
 
 class SectionOptions(Strict):
     min_chars: int = Field(20, ge=1, description="sections with a shorter body get no question")
-    max_chars: int = Field(3000, ge=50, description="longer bodies are cut at a paragraph or sentence end")
+    max_chars: int | None = Field(None, ge=50, description="longer bodies are cut at a paragraph or sentence end; "
+                                                           "default answer_target_chars")
+    subsections: bool = Field(True, description="a heading's answer runs on through its sub-sections (up to "
+                                                "max_chars); false: only the text before its first sub-heading")
     separator: str = Field(" > ", description="joins the heading path in the question")
 
 
@@ -91,6 +115,37 @@ class CodeOptions(Strict):
 
 class LogOptions(Strict):
     tasks: list[Literal["extract", "summary"]] = Field(default_factory=lambda: ["extract", "summary"])
+
+
+class DialogueOptions(Strict):
+    min_turns: int = Field(2, ge=2, le=8, description="a reply with fewer turns is malformed (retried)")
+    max_turns: int = Field(4, ge=2, le=8, description="turns beyond this are dropped")
+
+    @model_validator(mode="after")
+    def _order(self) -> "DialogueOptions":
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"dialogue.min_turns {self.min_turns} is above max_turns {self.max_turns}")
+        return self
+
+
+class SummaryOptions(Strict):
+    max_source_chars: int = Field(4000, ge=200, description="the largest section summarised whole; a larger "
+                                                            "one is summarised by its sub-sections")
+    min_chars: int = Field(200, ge=20, description="sections with less text are not summarised")
+
+
+class AtomicFactsOptions(Strict):
+    max_facts: int = Field(20, ge=1, le=100, description="facts per chunk")
+
+
+class RewriteOptions(Strict):
+    k: int = Field(2, ge=1, le=10, description="rewordings per chunk, one request each")
+
+
+class RaftOptions(Strict):
+    questions: int = Field(2, ge=1, le=20, description="questions per chunk")
+    distractors: int = Field(3, ge=1, le=10, description="chunks of other documents shown beside the source")
+    max_doc_chars: int = Field(1500, ge=100, description="each shown chunk is cut to this")
 
 
 class SynthConfig(Strict):
@@ -112,6 +167,11 @@ class SynthConfig(Strict):
     continuation: ContinuationOptions = ContinuationOptions()
     code: CodeOptions = CodeOptions()
     log: LogOptions = LogOptions()
+    dialogue: DialogueOptions = DialogueOptions()
+    summary: SummaryOptions = SummaryOptions()
+    atomic_facts: AtomicFactsOptions = AtomicFactsOptions()
+    rewrite: RewriteOptions = RewriteOptions()
+    raft: RaftOptions = RaftOptions()
     max_tokens: int = Field(2048, ge=16)
     temperature: float = Field(0.7, ge=0, le=2)
     prompt_overrides: dict[str, str] = Field(default_factory=dict,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Generator, Iterable
 
 import pyarrow as pa
 
+from infuse.operators.lang import LANGS, prose_lang
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.prompts import Prompt, load_prompt
 from infuse.operators.synth.config import SynthConfig
@@ -176,6 +177,14 @@ def prefill_for(prompt: Prompt, default: str) -> str | None:
     return str(value) if value else None
 
 
+def text_lang(cfg: SynthConfig, text: str, fallback: str) -> str:
+    """The language a sample about `text` is written in: the recipe's `lang` when forced, else the
+    language of the text's prose (`infuse.operators.lang.prose_lang`), else `fallback`."""
+    if cfg.lang in LANGS:
+        return cfg.lang
+    return prose_lang(text, fallback)
+
+
 def parse_text(text: str | None) -> str:
     """A free-text answer: must not be empty once <think> blocks are removed."""
     out = clean_text(text)
@@ -243,6 +252,19 @@ class Context:
             if c["start"] < max(end, start + 1) and c["end"] > start:
                 out.append(c["chunk_id"])
         return out
+
+    def topic(self, chunk: dict[str, Any], separator: str = " > ") -> str:
+        """What a chunk is about, for questions like "介绍一下{topic}。": its heading path, else its
+        document's title, else its file name."""
+        heads = [h.strip() for h in chunk.get("heading_path") or [] if h and h.strip()]
+        if heads:
+            return separator.join(heads)
+        doc = self.docs.get(chunk.get("doc_id", "")) or {}
+        title = (doc.get("title") or "").strip()
+        if title:
+            return title
+        path = chunk.get("path") or doc.get("path") or ""
+        return path.rsplit("/", 1)[-1].rsplit(".", 1)[0] or path
 
     def chunk_at(self, doc_id: str, offset: int) -> str:
         chunks = self.doc_chunks(doc_id)

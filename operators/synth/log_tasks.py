@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from infuse.operators.synth.core import Context, Gen, Track
 from infuse.operators.synth.schema import WorkItem
+from infuse.operators.synth.code_tasks import fenced
 from infuse.operators.synth.trigger import run_tasks
 
 PROMPT = "log_tasks"
@@ -10,5 +11,5 @@ PROMPT = "log_tasks"
 
 def run(item: WorkItem, ctx: Context, track: Track) -> Gen:
     chunk = ctx.chunk(item.chunk_id)
-    values = {"log": chunk["text"]}
+    values = {"log": fenced(chunk["text"])}  # fenced: the log lines are never read as the question's prose
     return (yield from run_tasks(item, ctx, track, PROMPT, "log_tasks", list(ctx.cfg.log.tasks), values))

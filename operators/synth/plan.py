@@ -10,9 +10,10 @@ import pyarrow as pa
 
 from infuse.operators.base import stable_hash
 from infuse.operators.prompts import load_prompt
-from infuse.operators.synth import record_template, section_template
+from infuse.operators.formats import family
+from infuse.operators.synth import record_template, section_template, summary
 from infuse.operators.synth.config import LLM_STRATEGIES, SynthConfig
-from infuse.operators.synth.core import rows_by_key
+from infuse.operators.synth.core import rows_by_key, text_lang
 from infuse.operators.lang import detect_lang, estimate_tokens
 from infuse.operators.synth.schema import WorkItem, item_id_for
 
@@ -27,7 +28,16 @@ STRATEGY_PROMPTS = {
     "section_template": ["section_template"],
     "continuation": ["continuation"],
     "identity": ["identity"],
+    "dialogue": ["dialogue"],
+    "summary": ["summary"],
+    "atomic_facts": ["atomic_facts"],
+    "rewrite": ["rewrite"],
+    "raft": ["rag_questions", "raft_answer"],
 }
+# strategies that choose each sample's language from its own text, so both languages' prompts shape them
+PER_SAMPLE_LANG = ("record_template", "section_template", "summary")
+# strategies that take a whole document (one item per document) rather than one chunk
+DOC_STRATEGIES = ("record_template", "section_template", "summary")
 
 
 def _version(cfg: SynthConfig, name: str, lang: str) -> str:
@@ -36,6 +46,8 @@ def _version(cfg: SynthConfig, name: str, lang: str) -> str:
 
 
 def _prompt_versions(cfg: SynthConfig, strategy: str, lang: str) -> str:
+    if strategy in PER_SAMPLE_LANG and cfg.lang == "auto":
+        return "+".join(_version(cfg, n, lg) for lg in ("zh", "en") for n in STRATEGY_PROMPTS[strategy])
     names = list(STRATEGY_PROMPTS[strategy])
     if cfg.paraphrase.enabled and strategy in cfg.paraphrase.apply_to:
         names.append("paraphrase")
@@ -62,12 +74,18 @@ def _item(cfg: SynthConfig, strategy: str, chunk_id: str, doc_id: str, lang: str
 
 def plan(chunks: pa.Table | list[dict[str, Any]], docs: pa.Table | list[dict[str, Any]], cfg: SynthConfig) -> list[WorkItem]:
     """One WorkItem per (strategy, chunk) for chunk strategies, per (strategy, document) for
-    record/section templates, per language for identity. Deterministic order and ids."""
+    record/section templates and summaries, per language for identity. Deterministic order and ids.
+
+    A chunk of kind "code" in a document that is not code (a fenced or <pre>
+    block of Markdown or HTML) takes the code strategies (`by_format.code`,
+    default code_tasks) instead of its document's chunk strategies.
+    """
     chunk_rows = rows_by_key(chunks, "chunk_id")
     doc_rows = rows_by_key(docs, "doc_id")
     by_doc: dict[str, list[dict[str, Any]]] = {}
     for c in chunk_rows.values():
         by_doc.setdefault(c["doc_id"], []).append(c)
+    code_strategies = cfg.strategies_for("code")
     items: list[WorkItem] = []
     for doc_id in sorted(set(doc_rows) | set(by_doc)):
         doc = doc_rows.get(doc_id)
@@ -76,37 +94,58 @@ def plan(chunks: pa.Table | list[dict[str, Any]], docs: pa.Table | list[dict[str
         strategies = cfg.strategies_for(fmt)
         if cfg.self_instruct.enabled and any(s in ("qa", "rag") for s in strategies) and "self_instruct" not in strategies:
             strategies.append("self_instruct")
-        doc_lang = detect_lang((doc or {}).get("text", "") or "".join(c["text"] for c in dchunks[:3]),
-                               cfg.zh_threshold, cfg.lang)
+        sample = (doc or {}).get("text", "") or "".join(c["text"] for c in dchunks[:3])
+        doc_lang = text_lang(cfg, sample[:4000], detect_lang(sample, cfg.zh_threshold, cfg.lang))
+        in_code_file = family(fmt) == "code"
+        blocks = [c for c in dchunks if not in_code_file and c.get("kind") == "code"]
+        prose = [c for c in dchunks if in_code_file or c.get("kind") != "code"]
         for strategy in strategies:
-            if strategy in LLM_STRATEGIES:
-                for c in dchunks:
-                    if len(c["text"].strip()) < cfg.min_chunk_chars:
-                        continue
-                    lang = detect_lang(c["text"], cfg.zh_threshold, cfg.lang)
-                    items.append(_item(cfg, strategy, c["chunk_id"], doc_id, lang, fmt, text_chars=len(c["text"])))
+            if strategy in DOC_STRATEGIES:
+                if doc is not None:
+                    items += _doc_item(cfg, strategy, doc, doc_lang, fmt)
+            elif strategy in LLM_STRATEGIES:
+                items += _chunk_items(cfg, strategy, prose, doc_id, doc_lang, fmt)
             elif strategy == "continuation":
                 for c in dchunks[1:] if dchunks and dchunks[0]["start"] <= 0 else dchunks:
                     if c["start"] <= 0:
                         continue
-                    lang = detect_lang(c["text"], cfg.zh_threshold, cfg.lang)
+                    lang = text_lang(cfg, c["text"], doc_lang)
                     items.append(_item(cfg, strategy, c["chunk_id"], doc_id, lang, fmt,
                                        text_chars=len(c["text"]), expected=1))
-            elif strategy == "record_template" and doc is not None:
-                n = record_template.expected_count(doc, cfg)
-                if n:
-                    items.append(_item(cfg, strategy, "", doc_id, doc_lang, fmt,
-                                       text_chars=len(doc["text"]), expected=n))
-            elif strategy == "section_template" and doc is not None:
-                n = len(section_template.sections_with_body(doc, cfg.section.min_chars, cfg.section.max_chars))
-                if n:
-                    items.append(_item(cfg, strategy, "", doc_id, doc_lang, fmt,
-                                       text_chars=len(doc["text"]), expected=n))
+        for strategy in code_strategies if blocks else []:
+            if strategy in LLM_STRATEGIES:
+                items += _chunk_items(cfg, strategy, blocks, doc_id, doc_lang, fmt)
     if cfg.identity.enabled:
         for lang in cfg.identity.langs:
             pairs = load_prompt("identity", lang).extra.get("pairs") or []
             items.append(_item(cfg, "identity", "", "", lang, "", {"key": f"identity:{lang}"}, expected=len(pairs)))
     return items
+
+
+def _chunk_items(cfg: SynthConfig, strategy: str, chunks: list[dict[str, Any]], doc_id: str, doc_lang: str,
+                 fmt: str) -> list[WorkItem]:
+    """One item per chunk long enough, in the language of the chunk's prose (else the document's)."""
+    out = []
+    for c in chunks:
+        if len(c["text"].strip()) < cfg.min_chunk_chars:
+            continue
+        lang = text_lang(cfg, c["text"], doc_lang)
+        out.append(_item(cfg, strategy, c["chunk_id"], doc_id, lang, fmt, text_chars=len(c["text"])))
+    return out
+
+
+def _doc_item(cfg: SynthConfig, strategy: str, doc: dict[str, Any], doc_lang: str, fmt: str) -> list[WorkItem]:
+    """The one item of a document strategy, when the document gives it something to do."""
+    if strategy == "record_template":
+        n = record_template.expected_count(doc, cfg)
+    elif strategy == "section_template":
+        n = len(section_template.sections_with_body(doc, cfg.section.min_chars, section_template.answer_cap(cfg),
+                                                    cfg.section.subsections))
+    else:
+        n = len(summary.units(doc, cfg))
+    if not n:
+        return []
+    return [_item(cfg, strategy, "", doc["doc_id"], doc_lang, fmt, text_chars=len(doc["text"]), expected=n)]
 
 
 def _tok(counter: Callable[[str], int] | None, text: str) -> int:
@@ -166,6 +205,22 @@ def estimate(items: list[WorkItem], cfg: SynthConfig, tokenizer_count: Callable[
             prompt = sys_tokens("rag_questions", lang) + src + n * (sys_tokens("rag_answer", lang) + ctx_tokens + gen(q_chars))
             comp = gen(n * q_chars) + n * gen(t)
             rows = n
+        elif it.strategy == "dialogue":
+            turns = cfg.dialogue.max_turns
+            req, prompt, comp, rows = 1, sys_tokens("dialogue", lang) + src, gen(turns * (t + q_chars)), 1
+        elif it.strategy == "summary":  # one request per section; text_chars is the whole document
+            req = max(1, it.expected_samples)
+            prompt, comp, rows = req * sys_tokens("summary", lang) + src, req * gen(t), req
+        elif it.strategy == "atomic_facts":
+            req, prompt, comp, rows = 1, sys_tokens("atomic_facts", lang) + src, min(src, gen(t * 2)), 1
+        elif it.strategy == "rewrite":
+            k = cfg.rewrite.k
+            req, prompt, comp, rows = k, k * (sys_tokens("rewrite", lang) + src), k * src, k
+        elif it.strategy == "raft":
+            k, shown = cfg.raft.questions, min(src, gen(cfg.raft.max_doc_chars)) * (1 + cfg.raft.distractors)
+            req = 1 + k
+            prompt = sys_tokens("rag_questions", lang) + src + k * (sys_tokens("raft_answer", lang) + shown + gen(q_chars))
+            comp, rows = gen(k * q_chars) + k * gen(t), k
         elif it.strategy in ("code_tasks", "log_tasks"):
             tasks = cfg.code.tasks if it.strategy == "code_tasks" else cfg.log.tasks
             req = len(tasks)

@@ -26,6 +26,14 @@ class ChunkIndex:
 
     chunk_ids: list[str]
     vectors: np.ndarray
+    _pos: dict[str, int] | None = None
+
+    def vector(self, chunk_id: str) -> np.ndarray | None:
+        """The stored (normalised) vector of a chunk; None when it is not in the index."""
+        if self._pos is None:
+            self._pos = {cid: i for i, cid in enumerate(self.chunk_ids)}
+        i = self._pos.get(chunk_id)
+        return None if i is None else self.vectors[i]
 
     def top_k(self, query_vecs: np.ndarray, k: int, exclude: str | None = None) -> list[list[tuple[str, float]]]:
         if len(self.chunk_ids) == 0:

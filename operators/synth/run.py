@@ -7,12 +7,14 @@ with an error kind and the raw model text; none goes missing.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from infuse.operators.base import stable_hash
 from infuse.operators.llm.base import ChatRequest, ChatResult, LLMBackend
-from infuse.operators.synth import (code_tasks, continuation, evol_instruct, identity, log_tasks, paraphrase, qa, rag,
-                             record_template, section_template, self_instruct)
+from infuse.operators.synth import (atomic_facts, code_tasks, continuation, dialogue, evol_instruct, identity,
+                                    log_tasks, paraphrase, qa, raft, rag, record_template, rewrite, section_template,
+                                    self_instruct, summary)
 from infuse.operators.synth.config import SynthConfig
 from infuse.operators.synth.core import Context, Gen, ItemFailure, Track
 from infuse.operators.synth.schema import Draft, ItemStatus, WorkItem
@@ -23,6 +25,11 @@ LLM_RUNNERS: dict[str, Callable[[WorkItem, Context, Track], Gen]] = {
     "self_instruct": self_instruct.run,
     "code_tasks": code_tasks.run,
     "log_tasks": log_tasks.run,
+    "dialogue": dialogue.run,
+    "summary": summary.run,
+    "atomic_facts": atomic_facts.run,
+    "rewrite": rewrite.run,
+    "raft": raft.run,
 }
 TEMPLATE_MAKERS: dict[str, Callable[[WorkItem, Context, Track], list[Draft]]] = {
     "record_template": record_template.make,
@@ -51,9 +58,9 @@ def _item_gen(item: WorkItem, ctx: Context, track: Track) -> Gen:
 
 
 def _messages(d: Draft, system: str | None) -> list[dict[str, str]]:
-    if d.turns:
-        return list(d.turns)
     msgs = [{"role": "system", "content": system}] if system else []
+    if d.turns:
+        return (msgs if d.turns[0]["role"] != "system" else []) + list(d.turns)
     return msgs + [{"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
 
 
@@ -76,8 +83,16 @@ def draft_rows(item: WorkItem, drafts: list[Draft], cfg: SynthConfig, model: str
             "usage_completion_tokens": int(d.usage.get("completion_tokens", 0) or 0),
             "lang": d.lang or item.lang,
             "format": d.format if d.format is not None else item.format,
+            "cpt_text": bool(d.cpt_text),
+            "meta": json.dumps(d.meta, ensure_ascii=False, sort_keys=True) if d.meta else "",
         })
     return rows
+
+
+def request_seed(item_id: str, wave: int, index: int) -> int:
+    """The sampling seed of an item's `index`-th request in its `wave`-th round (an item's waves are
+    its own steps: the same in any shard or group). A retry is a later wave, so it samples anew."""
+    return int(stable_hash([item_id, wave, index])[:8], 16)
 
 
 def _status(item: WorkItem, track: Track, n: int, failure: tuple[str, str, str | None] | None = None) -> ItemStatus:
@@ -152,6 +167,9 @@ def run_items(items: list[WorkItem], backend: LLMBackend | None, cfg: SynthConfi
         active[item.item_id] = (gen, [])
         settle(item, gen.__next__)
 
+    # Sampling is seeded per request from (item, wave, request index), so a run is reproducible;
+    # a seed in the backend's LLMConfig replaces this (every request then gets that one).
+    derive_seeds = getattr(getattr(backend, "cfg", None), "seed", None) is None
     wave = 0
     while active:
         wave += 1
@@ -160,6 +178,8 @@ def run_items(items: list[WorkItem], backend: LLMBackend | None, cfg: SynthConfi
         for iid, (_, reqs) in active.items():
             for j, r in enumerate(reqs):
                 r.id = f"{iid[:16]}:w{wave}:{j}:{r.id}"
+                if derive_seeds and r.seed is None:
+                    r.seed = request_seed(iid, wave, j)
                 batch.append(r)
                 owners.append((iid, j))
         results = _generate(backend, batch) if batch else []

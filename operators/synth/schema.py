@@ -24,6 +24,9 @@ QA_SCHEMA = pa.schema(
         ("usage_completion_tokens", pa.int64()),
         ("lang", pa.string()),
         ("format", pa.string()),
+        # the assistant turn is a self-contained passage (rewrite, summary): cpt may take it as plain text
+        ("cpt_text", pa.bool_()),
+        ("meta", pa.string()),  # JSON of strategy specifics: RAFT's citation and distractors, a dialogue's turns
     ]
 )
 
@@ -115,3 +118,5 @@ class Draft:
     lang: str = ""
     format: str = ""
     turns: list[dict[str, str]] | None = None  # full multi-turn messages, overriding question/answer
+    cpt_text: bool = False  # the answer is a passage that stands alone (see QA_SCHEMA.cpt_text)
+    meta: dict[str, Any] = field(default_factory=dict)

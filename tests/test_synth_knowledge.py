@@ -1,0 +1,162 @@
+"""Multi-turn dialogues and knowledge augmentation (summary, atomic_facts, rewrite, RAFT) through the
+real openai backend and a real local HTTP server (tests/faulty_server.py), then through qa_filter.
+
+The server answers by prompt kind (it reads the system message) from the passage it is shown, so the
+test checks the strategies' requests, parsing, provenance and the checks qa_filter runs on them.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pytest
+from faulty_server import FaultyServer
+
+from infuse.operators.llm import make_backend
+from infuse.operators.qa_filter import QAFilterConfig, qa_filter
+from infuse.operators.synth import QA_SCHEMA, SynthConfig, plan, run_items
+
+OPS = ("LotusDB stores each table in an append-only log. Compaction runs every night at 02:00 and merges log "
+       "segments older than seven days. Backups are taken after compaction finishes.")
+OPS2 = "Compaction can be paused with lotusctl compaction pause and resumed later with lotusctl compaction resume."
+NET = ("The LotusDB server listens on port 7070 by default. Clients connect over TLS when tls_cert is set in the "
+       "configuration file, and plain TCP otherwise.")
+CACHE = ("The block cache keeps recently read blocks in memory. Its size is set by block_cache_mb and defaults to "
+         "128 megabytes; a larger cache helps read-heavy workloads.")
+MOON = "The moon is made of green cheese and orbits the sun every twenty days."
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=\.)\s+", text) if s.strip()]
+
+
+def passage(body: dict) -> str:
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    m = re.search(r"<Context>(.*)</Context>", user, re.S)
+    return m.group(1) if m else user
+
+
+def reply(body: dict) -> str:
+    """What a helpful model would write for each prompt, made from the passage it is shown."""
+    system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+    text = passage(body)
+    sents = sentences(text)
+    if "Write a conversation" in system:
+        turns = [{"question": f"What does the passage starting '{text[:25]}' say first?", "answer": sents[0]},
+                 {"question": "And what does it say after that?", "answer": MOON if "7070" in text else sents[min(1, len(sents) - 1)]},
+                 {"question": "Anything else about it?", "answer": sents[-1]}]
+        return json.dumps(turns)
+    if "detailed summary" in system:
+        return MOON if "block cache" in text else " ".join(sents)
+    if "List every fact" in system:
+        return "\n".join(f"- {s}" for s in sents)
+    if "Rewrite the text" in system:
+        if "engineer" in system:
+            return " ".join(sents)
+        return "To put it another way, " + " ".join(reversed(sents)) + " That is all there is to it."
+    if "Several documents follow" in system:
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        blocks = dict(re.findall(r"\[(\d+)\]\n(.*?)(?=\n\n\[\d+\]\n|\n\nQuestion:)", user, re.S))
+        key = "Compaction runs" if user.endswith("When does compaction run?") else "port 7070"
+        label = next((k for k, v in blocks.items() if key in v), "1")
+        cited = str(int(label) % len(blocks) + 1) if key == "port 7070" else label  # one cites the wrong document
+        return f'[{cited}] says: "{blocks[label].split(". ")[0]}". {blocks[label]}'
+    if "questions" in system.lower():
+        if "Compaction runs" in text:
+            return json.dumps(["When does compaction run?"])
+        return json.dumps(["Which port is used?" if "port 7070" in text else f"What does '{text[:30]}' say?"])
+    raise AssertionError(f"unexpected prompt: {system[:80]}")
+
+
+def corpus():
+    docs, chunks = [], []
+    for doc_id, texts in (("ops", [OPS, OPS2]), ("net", [NET]), ("cache", [CACHE])):
+        text = "\n\n".join(texts)
+        docs.append({"doc_id": doc_id, "path": f"{doc_id}.md", "format": "markdown", "title": f"{doc_id} guide",
+                     "text": text, "sections": [], "pages": [], "metadata": "{}"})
+        pos = 0
+        for i, t in enumerate(texts):
+            start = text.index(t, pos)
+            pos = start + len(t)
+            chunks.append({"chunk_id": f"{doc_id}-c{i}", "doc_id": doc_id, "path": f"{doc_id}.md", "format": "markdown",
+                           "chunk_index": i, "text": t, "heading_path": [], "page": None, "start": start, "end": pos,
+                           "kind": "text"})
+    return chunks, docs
+
+
+def run(strategies: list[str], **cfg_kw):
+    chunks, docs = corpus()
+    cfg = SynthConfig(by_format={"markdown": strategies}, paraphrase={"enabled": False}, lang="en", **cfg_kw)
+    with FaultyServer(fail_rate=0.0, content_fn=reply) as server:
+        backend = make_backend({"backend": "openai", "base_url": server.base_url, "model": "m", "max_retries": 0})
+        rows, status = run_items(plan(chunks, docs, cfg), backend, cfg, chunks=chunks, docs=docs)
+    assert all(s.status == "done" for s in status), [(s.strategy, s.error_kind, s.error) for s in status]
+    kept, rejects = qa_filter(pa.Table.from_pylist(rows, schema=QA_SCHEMA), {c["chunk_id"]: c["text"] for c in chunks},
+                              QAFilterConfig(min_rows_for_sigma=1000))
+    return rows, kept.to_pylist(), rejects, {c["chunk_id"]: c for c in chunks}
+
+
+def test_dialogue_grounded_multi_turn_and_an_ungrounded_turn_dropped():
+    rows, kept, rejects, chunks = run(["dialogue"])
+    assert len(rows) == 4 and {r["strategy"] for r in rows} == {"dialogue"}
+    ops = next(r for r in rows if r["chunk_id"] == "ops-c0")
+    assert [m["role"] for m in ops["messages"]] == ["user", "assistant"] * 3
+    assert ops["messages"][3]["content"] == "Compaction runs every night at 02:00 and merges log segments older than seven days."
+    assert ops["source_chunk_ids"] == ["ops-c0"] and (ops["span_start"], ops["span_end"]) == (0, len(OPS))
+    assert json.loads(ops["meta"]) == {"turns": 3}
+    by_chunk = {r["chunk_id"]: r for r in kept}
+    assert by_chunk["ops-c0"]["messages"] == ops["messages"]  # every turn grounded: kept whole
+    # the second answer about the network chunk is not in its source: the dialogue keeps its first turn only
+    net = by_chunk["net-c0"]["messages"]
+    assert [m["role"] for m in net] == ["user", "assistant"] and net[1]["content"] == sentences(NET)[0]
+    [cut] = [r for r in rejects if r.id.startswith(next(x["sample_id"] for x in rows if x["chunk_id"] == "net-c0"))]
+    assert (cut.reason, cut.detail["turn"], cut.detail["kept_turns"], cut.detail["dropped_turns"]) == \
+           ("ungrounded_turn", 1, 1, 2)
+    assert len(kept) == 4
+
+
+def test_knowledge_augmentation_grounded_with_provenance():
+    rows, kept, rejects, chunks = run(["summary", "atomic_facts", "rewrite"], summary={"min_chars": 50},
+                                      rewrite={"k": 2})
+    by = {}
+    for r in rows:
+        by.setdefault(r["strategy"], []).append(r)
+    assert sorted((k, len(v)) for k, v in by.items()) == [("atomic_facts", 4), ("rewrite", 8), ("summary", 3)]
+    for r in rows:  # provenance: the source document, chunks and span of every output
+        src = [chunks[c] for c in r["source_chunk_ids"]]
+        assert src and all(c["doc_id"] == r["doc_id"] for c in src) and r["generator"] == "m"
+        assert r["span_start"] <= src[0]["start"] and r["span_end"] >= src[-1]["end"]
+        assert r["prompt_version"].startswith(f"{'rag' if r['strategy'] == 'raft' else r['strategy']}.en.v1@")
+    facts = next(r for r in by["atomic_facts"] if r["chunk_id"] == "ops-c0")
+    assert facts["messages"][0]["content"] == "What facts does the documentation state about ops guide? List them one per line."
+    assert facts["messages"][1]["content"].splitlines() == sentences(OPS)
+    summary_ops = next(r for r in by["summary"] if r["doc_id"] == "ops")
+    assert summary_ops["source_chunk_ids"] == ["ops-c0", "ops-c1"] and summary_ops["cpt_text"]
+    rewrites = [r for r in by["rewrite"] if r["chunk_id"] == "ops-c0"]
+    assert [r["messages"][0]["content"] for r in rewrites] == ["Tell me about ops guide.", "What should I know about ops guide?"]
+    assert all(r["cpt_text"] for r in rewrites) and not facts["cpt_text"]
+    # checked like QA answers: the summary that is not in its source is dropped, the rest kept
+    assert [(r.reason, next(x["strategy"] for x in rows if x["sample_id"] == r.id)) for r in rejects] == \
+           [("ungrounded", "summary")]
+    assert len(kept) == len(rows) - 1
+
+
+@pytest.mark.slow  # embeds the corpus with the packaged MiniLM to pick the distractors
+def test_raft_names_its_true_source_among_distractors():
+    rows, kept, rejects, chunks = run(["raft"], raft={"questions": 1, "distractors": 2})
+    ops = next(r for r in rows if r["chunk_id"] == "ops-c0")
+    meta = json.loads(ops["meta"])
+    assert meta["question"] == "When does compaction run?" and meta["labels"] == 3
+    # distractors come from other documents, never from the source's own document
+    assert len(meta["distractor_chunk_ids"]) == 2 and all(chunks[c]["doc_id"] != "ops" for c in meta["distractor_chunk_ids"])
+    user = ops["messages"][0]["content"]
+    assert f"[{meta['cite']}]\n{OPS}" in user and user.endswith("Question: When does compaction run?")
+    assert all(chunks[c]["text"] in user for c in meta["distractor_chunk_ids"])
+    assert ops["messages"][1]["content"].startswith(f"[{meta['cite']}] says:")
+    assert ops["source_chunk_ids"] == ["ops-c0"]  # grounding is against the true source only
+    assert ops["sample_id"] in {r["sample_id"] for r in kept}
+    # the network answer cites a distractor: rejected with the label it should have named
+    net = next(r for r in rows if r["chunk_id"] == "net-c0")
+    [wrong] = [r for r in rejects if r.id == net["sample_id"]]
+    assert wrong.reason == "wrong_citation" and wrong.detail["expected"] == json.loads(net["meta"])["cite"]
