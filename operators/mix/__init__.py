@@ -13,10 +13,10 @@ bad_turns, unsupported_role, unknown_format, unfilled_template (a row), and
 unreadable_file, empty_file (a whole source); duplicate_prompt (detail: kept);
 over_ratio (not taken for the ratio).
 """
-from infuse.operators.mix.config import BUILTINS, DOMAIN, GeneralSource, IdentityValues, MixConfig
+from infuse.operators.mix.config import DOMAIN, GeneralSource, IdentityValues, MixConfig
 from infuse.operators.mix.core import MixResult, mix
 from infuse.operators.mix.export import write_exports
 from infuse.operators.mix.load import MixInputError, file_sha256, source_path
 
-__all__ = ["BUILTINS", "DOMAIN", "GeneralSource", "IdentityValues", "MixConfig", "MixResult", "mix",
+__all__ = ["DOMAIN", "GeneralSource", "IdentityValues", "MixConfig", "MixResult", "mix",
            "write_exports", "MixInputError", "file_sha256", "source_path"]

@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 
 from infuse.operators.base import Strict
 
-BUILTINS = ("general_zh", "general_en", "identity")  # the sets shipped in operators/mix/data/
 EXPORTS = ("llamafactory", "swift", "openai")
 DOMAIN = "domain"  # the source name of the rows read from `qa`
 

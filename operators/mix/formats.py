@@ -43,7 +43,7 @@ def _with_system(system: str, messages: list[Message]) -> list[Message]:
     return messages
 
 
-def from_alpaca(row: dict[str, Any], get: Callable[[str], Any]) -> list[Message]:
+def from_alpaca(get: Callable[[str], Any]) -> list[Message]:
     instruction, query = _text(get("instruction"), "instruction"), _text(get("input"), "input")
     output = get("output")
     if output is None:
@@ -64,7 +64,7 @@ def from_alpaca(row: dict[str, Any], get: Callable[[str], Any]) -> list[Message]
     return check_messages(_with_system(_text(get("system"), "system"), messages))
 
 
-def from_sharegpt(row: dict[str, Any], get: Callable[[str], Any]) -> list[Message]:
+def from_sharegpt(get: Callable[[str], Any]) -> list[Message]:
     turns = get("conversations")
     if not isinstance(turns, list) or not turns:
         raise RowError("missing_field", "no `conversations` list")
@@ -78,7 +78,7 @@ def from_sharegpt(row: dict[str, Any], get: Callable[[str], Any]) -> list[Messag
     return check_messages(_with_system(_text(get("system"), "system"), messages))
 
 
-def from_messages(row: dict[str, Any], get: Callable[[str], Any]) -> list[Message]:
+def from_messages(get: Callable[[str], Any]) -> list[Message]:
     turns = get("messages")
     if not isinstance(turns, list) or not turns:
         raise RowError("missing_field", "no `messages` list")
@@ -117,4 +117,4 @@ def to_messages(row: Any, fmt: str = "auto", columns: dict[str, str] | None = No
         keys = ", ".join(sorted(map(str, row))[:8]) or "none"
         raise RowError("unknown_format", f"not alpaca (instruction/output), sharegpt (conversations) or messages; "
                                          f"keys: {keys}")
-    return CONVERTERS[found](row, get), found
+    return CONVERTERS[found](get), found

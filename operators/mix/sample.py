@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from infuse.operators.tokens import tokens
@@ -40,7 +40,6 @@ class Sample:
     strategy: str = ""
     lang: str = ""
     split: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
