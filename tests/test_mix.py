@@ -120,6 +120,10 @@ def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     samples, rejects = _load(tmp_path / "bad.parquet")
     assert samples == {} and rejects == {"bad": "unreadable_file"}, "the whole source is one reject, no crash"
+    gbk = json.dumps({"instruction": "请介绍一下数据库的索引是什么东西", "output": "索引是一种帮助数据库快速查找数据的结构。"},
+                     ensure_ascii=False)
+    (tmp_path / "gbk.jsonl").write_bytes(gbk.encode("gbk"))
+    assert _load(tmp_path / "gbk.jsonl")[0]["gbk#0"][1]["content"].startswith("索引"), "not UTF-8: detected"
     (tmp_path / "empty.jsonl").write_text("")
     assert _load(tmp_path / "empty.jsonl")[1] == {"empty": "empty_file"}
     with pytest.raises(MixInputError, match="no such file"):

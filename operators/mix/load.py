@@ -61,7 +61,11 @@ def read_rows(path: Path) -> list[tuple[int, Any]]:
             return list(enumerate(pq.read_table(path).to_pylist()))
         except Exception as e:  # pyarrow raises several types for a corrupt file
             raise OperatorError("unreadable_file", f"not a readable Parquet file: {e}") from e
-    text, _ = decode_text(path.read_bytes())
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # what datasets nearly always are; the full detector is for the rest
+    except UnicodeDecodeError:
+        text, _ = decode_text(raw)
     if path.suffix.lower() == ".json":
         try:
             value = json.loads(text)
