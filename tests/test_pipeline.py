@@ -11,7 +11,7 @@ import yaml
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-STEPS = ["parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter"]
+STEPS = ["parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter", "mix"]
 ALL_DONE = dict.fromkeys(STEPS, "Completed")
 ALL_CACHED = dict.fromkeys(STEPS, "Cached")
 
@@ -168,7 +168,7 @@ def test_only_then_from_keeps_the_lineage_complete(tmp_path, examples_copy):
     assert list(manifest["steps"]) == STEPS[:5]
     assert manifest["steps"]["parse"]["state"] == "Reused"
     _, states, _ = run(recipe, from_step="synthesize")
-    assert states == {"synthesize": "Cached", "qa_filter": "Cached"}
+    assert states == {"synthesize": "Cached", "qa_filter": "Cached", "mix": "Cached"}
 
 
 def test_renamed_file_is_parsed_again_under_its_new_name(tmp_path, examples_copy):

@@ -1,0 +1,56 @@
+"""Train/eval split, 9:1 per source, by a seeded hash of each sample's group.
+
+A group is a chunk for domain rows (every question of a chunk and all their
+paraphrases), so an eval question never has a paraphrase of itself in train.
+Each group's side depends only on the seed, its source and its own id, so
+rows added later (new documents, new questions) never move the ones already
+split. One exception keeps documents covered: a document with at least
+`min_doc_chunks` chunks that drew no eval chunk gets its lowest-hash chunk
+moved to eval (this choice can change only when chunks are added to that
+same document).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infuse.operators.mix.sample import Sample, unit_hash
+
+
+@dataclass
+class SplitStats:
+    promoted: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, chunk_id) moved to eval
+    docs_with_eval: int = 0
+    docs_eligible: int = 0  # documents with at least min_doc_chunks chunks
+
+
+def group_hash(seed: int, s: Sample) -> float:
+    return unit_hash(seed, "split", s.source, s.group)
+
+
+def assign_splits(samples: list[Sample], eval_ratio: float, seed: int, min_doc_chunks: int) -> SplitStats:
+    """Set `split` on every sample (in place)."""
+    stats = SplitStats()
+    hashes: dict[tuple[str, str], float] = {}
+    for s in samples:
+        h = hashes.setdefault((s.source, s.group), group_hash(seed, s))
+        s.split = "eval" if h < eval_ratio else "train"
+    if eval_ratio <= 0:
+        return stats
+    docs: dict[tuple[str, str], dict[str, float]] = {}  # (source, doc) -> chunk group -> hash
+    members: dict[tuple[str, str], list[Sample]] = {}  # (source, chunk) -> its samples
+    for s in samples:
+        if s.doc_id and s.chunk_id:
+            docs.setdefault((s.source, s.doc_id), {})[s.chunk_id] = hashes[(s.source, s.group)]
+            members.setdefault((s.source, s.chunk_id), []).append(s)
+    for (source, doc), chunks in sorted(docs.items()):
+        has_eval = any(h < eval_ratio for h in chunks.values())
+        if len(chunks) >= min_doc_chunks:
+            stats.docs_eligible += 1
+            if not has_eval:
+                chunk = min(chunks, key=lambda c: (chunks[c], c))
+                for s in members[(source, chunk)]:
+                    s.split = "eval"
+                stats.promoted.append((doc, chunk))
+                has_eval = True
+        stats.docs_with_eval += has_eval
+    return stats

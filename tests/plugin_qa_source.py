@@ -1,0 +1,32 @@
+"""A step of the tests' own that writes a `qa` table from a JSON Lines file, so the mix step can run in a
+real flow on a small, known QA set without parsing or synthesis."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from infuse.operators.synth import QA_SCHEMA
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+
+
+class QASourceOptions(StepOptions):
+    path: str = ""
+
+
+class QASource(Step):
+    name = "qa_source"
+    stage = 65
+    description = "read QA rows from a JSON Lines file (tests)"
+    outputs = {"qa": table(QA_SCHEMA)}
+    Options = QASourceOptions
+
+    def fingerprint(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        return {"file": hashlib.sha256(Path(cfg["path"]).read_bytes()).hexdigest()}
+
+    def run(self, ctx: StepContext) -> StepOutput:
+        rows = [json.loads(line) for line in Path(ctx.options.path).read_text().splitlines() if line.strip()]
+        full = [{name: r.get(name) for name in QA_SCHEMA.names} for r in rows]
+        out = ctx.write_table("qa", full)
+        return StepOutput({"qa": out}, report=StepReport(rows_in=len(rows), kept=len(rows)))
