@@ -3,6 +3,7 @@ defined (see infuse.tasks.base.Step); the recipe schema, `infuse steps`, `infuse
 the flow are made from that registry. A step of your own can live outside this list: name its
 file in the recipe's `plugins:`."""
 from infuse.tasks import chunk, clean, dedup, parse, qa_filter, synthesize  # noqa: F401
+from infuse.tasks import cpt, merge, sft  # noqa: F401
 from infuse.tasks import filter as filter_  # noqa: F401
 from infuse.tasks.base import REGISTRY, ordered_steps
 
