@@ -58,7 +58,7 @@ class Sft(Step):
             data = {"train": data["qa"]}
         job = Job(kind="sft", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],
                   train=training.train_options(o), method=o.method, lora=o.lora, switch_at=o.switch_at,
-                  eval_steps=o.eval_steps,                  early_stopping_patience=o.early_stopping_patience,
+                  eval_steps=o.eval_steps, early_stopping_patience=o.early_stopping_patience,
                   card={"base": base_info, "data": hashes})
         result = training.train(ctx, job, o.launch, "sft")
         ref = training.publish_model(ctx, Path(job.output_dir) / "final", "model",

@@ -60,7 +60,7 @@ def make_tiny_model(out: Path, arch: str = "gemma3", seed: int = 0) -> Path:
     tok = make_tokenizer(out)
     v = len(tok)
     common = dict(vocab_size=v, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, pad_token_id=tok.pad_token_id,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
     if arch == "gemma3":
         from transformers import Gemma3TextConfig

@@ -71,14 +71,14 @@ def prepare_chat(rows: list[dict[str, Any]], tokenizer: Any, template: str, max_
                                  "{role: system|user|assistant, content: str}"})
             continue
         ids, labels = tokenize_chat(tokenizer, row["messages"], template)
-        if len(ids) > max_length:
-            ids, labels = ids[:max_length], labels[:max_length]
-            prep.truncated += 1
+        cut = len(ids) > max_length
+        ids, labels = ids[:max_length], labels[:max_length]
         if sum(1 for x in labels[1:] if x != IGNORE) == 0:
             prep.rejects.append({"id": sid, "reason": "too_long", "message": f"the prompt fills max_length "
                                  f"{max_length}: no reply token is left to train on"})
             continue
         prep.examples.append({"input_ids": ids, "labels": labels})
+        prep.truncated += cut
         prep.tokens += len(ids)
         prep.trained_tokens += sum(1 for x in labels if x != IGNORE)
     return prep

@@ -156,7 +156,8 @@ class Session:
         tps = tokens / train_s if train_s > 0 else 0.0
         out: dict[str, Any] = {"tokens": tokens, "train_s": round(train_s, 2), "tokens_per_s": round(tps, 1),
                                "peak_memory_gb": round(peak_memory_bytes() / 2**30, 3), "params": n_params,
-                               "world_size": self.world, "device": "cuda" if self.gpu else "cpu"}
+                               "world_size": self.world, "device": "cuda" if self.gpu else "cpu",
+                               "attn": self.attn, "dtype": str(self.dtype).replace("torch.", "")}
         if self.gpu:
             name = torch.cuda.get_device_name()
             peak = peak_flops(name)

@@ -136,8 +136,8 @@ def _single(s: Session, train_rows: Any, eval_rows: Any, total: int) -> tuple[An
         say(f"sft: resuming from {Path(resume).name}")
     trainer.train(resume_from_checkpoint=resume)
     resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
-    return (trainer, _history(trainer), {"resumed_from": resumed}, n_params, events.train_s,
-            trainer._total_train_tokens)
+    return (trainer, _history(trainer), {"resumed_from": resumed, "step_rates": events.tokens_per_s}, n_params,
+            events.train_s, trainer._total_train_tokens)
 
 
 def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
@@ -148,7 +148,7 @@ def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
     switch = min(max(round(job.switch_at * total), 1), total - 1)
     ckpt1 = s.out / "phase1"
     switch_ckpt = ckpt1 / f"checkpoint-{switch}"
-    train_s, tokens = 0.0, 0
+    train_s, tokens, rates = 0.0, 0, []
     resumed = 0
     if (switch_ckpt / "trainer_state.json").is_file():
         history1 = _state_history(switch_ckpt, "full")
@@ -164,6 +164,7 @@ def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
         trainer.train(resume_from_checkpoint=resume)
         history1 = _history(trainer, phase="full")
         train_s += events.train_s
+        rates = list(events.tokens_per_s)
         tokens = trainer._total_train_tokens
         del trainer, model
         gc.collect()
@@ -189,6 +190,7 @@ def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
     hybrid = {"switch_step": switch, "total_steps": total, "full_losses": losses(history1),
               "lora_losses": losses(history2)}
     return trainer, history1 + history2, {"resumed_from": resumed, "hybrid": hybrid,
+                                          "step_rates": rates + events.tokens_per_s,
                                           "base_checkpoint": str(switch_ckpt)}, n_params, train_s, tokens
 
 

@@ -131,6 +131,12 @@ def peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
 
 
+def _sync() -> None:
+    """Wait for the GPU, so step times are the work's, not the launch's."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class EventCallback(TrainerCallback):
     """Start / log / checkpoint events with steps, loss, tokens/s, for the launcher's progress and report.
 
@@ -149,9 +155,11 @@ class EventCallback(TrainerCallback):
             emit("start", total_steps=self.total, step=state.global_step + self.offset, phase=self.phase)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        _sync()
         self._t_step = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        _sync()
         self.train_s += time.perf_counter() - self._t_step
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
