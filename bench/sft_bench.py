@@ -178,7 +178,7 @@ def main() -> None:
         Path(a.result).write_text(json.dumps(trl_run(json.loads(a.trl_run))))
         return
     if a.cpu_smoke:
-        a.steps, a.warmup, a.max_length, a.rows, a.trl_batch, a.samples = 5, 2, 256, 2, 4, 24
+        a.steps, a.warmup, a.max_length, a.rows, a.trl_batch, a.samples = 4, 1, 128, 2, 4, 16
     import pyarrow as pa
     import pyarrow.parquet as pq
 

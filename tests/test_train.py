@@ -232,7 +232,8 @@ def test_qlora_and_zero3_on_this_cpu_machine_are_validate_errors(tmp_path):
 def test_gemma_lora_few_steps_lower_the_loss(tmp_path):
     from infuse.operators.models import local_model_path
 
-    job = job_for(tmp_path, local_model_path(), "lora", steps=4, learning_rate=1e-3, batch_size=4, max_length=64)
+    job = job_for(tmp_path, local_model_path(), "lora", steps=3, learning_rate=1e-3, batch_size=2, max_length=64,
+                  save_steps=100)
     res = run_job(job, LaunchOptions(), on_log=lambda line: None)
     first, last = losses(res)[0], losses(res)[-1]
     assert last < first, losses(res)

@@ -110,6 +110,7 @@ def load_model(path: str, dtype: torch.dtype, attn: str, quantize_4bit: bool = F
                                                        bnb_4bit_use_double_quant=True,
                                                        bnb_4bit_compute_dtype=torch.bfloat16,
                                                        bnb_4bit_quant_storage=torch.bfloat16)
+        kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}  # 4-bit weights live on this rank's GPU
     model = AutoModelForCausalLM.from_pretrained(path, **kw)
     model.config.use_cache = False
     return model
