@@ -47,7 +47,11 @@ def _graph(recipe_path: Path, r):
     from infuse.flows.graph import GraphError, build_graph
 
     try:
-        return build_graph(r)
+        nodes = build_graph(r)
+        problems = [f"steps.{n.name}: {p}" for n in nodes for p in n.step.check(n.step.config(r))]
+        if problems:
+            raise GraphError(problems)
+        return nodes
     except GraphError as e:
         typer.secho(f"{recipe_path}: {len(e.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in e.problems),
                     fg=typer.colors.RED, err=True)

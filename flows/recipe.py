@@ -38,6 +38,9 @@ class ModelOptions(Strict):
                                                         "without one: chatml, gemma, qwen, llama3 or plain")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bf16 on a GPU, "
                                                                                          "fp32 on CPU")
+    attn: Literal["auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "varlen"] = Field(
+        "auto", description="attention kernel for training; auto: flash_attention_2 when installed, else torch's "
+                            "varlen attention on a GPU, sdpa on CPU (packed samples never attend to each other)")
 
 
 class RecipeBase(Strict):

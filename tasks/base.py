@@ -223,6 +223,11 @@ class Step:
             "fingerprint": self.fingerprint(cfg),
         })[:24]
 
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        """Problems this machine would have running the step with this config (a GPU-only method on a CPU,
+        a missing package), said by `infuse validate` and before `infuse run` starts anything."""
+        return []
+
     def estimate(self, ctx: "StepContext") -> str | None:
         """`infuse plan`: what running this step would cost, said before running it (None: no estimate)."""
         return None

@@ -1,0 +1,71 @@
+"""Fold an adapter into its base: one plain model directory that needs no infuse code to load.
+
+LoRA and DoRA adapters are merged into a bf16 load of their base; a QLoRA
+adapter too, into a bf16 reload of the base, never into the 4-bit weights it
+was trained against. Hybrid's adapter is merged into the updated base that
+travels with it (`base/`). A full fine-tune is re-saved in the chosen dtype.
+The output has the tokenizer with the training chat template, the generation
+config (end-of-turn ids) and a card, so `AutoModelForCausalLM`, `transformers
+serve` and vLLM load it by path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from infuse.operators.train.card import check_template, fingerprint, read_card, write_card
+
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+class MergeError(ValueError):
+    pass
+
+
+def base_of(model_dir: Path, card: dict[str, Any], base_dir: Path | None) -> Path | None:
+    """The base an adapter belongs to (None for a full model), checked against the card's fingerprint."""
+    layout = card.get("layout")
+    if layout == "full":
+        return None
+    if layout == "adapter+base":
+        return model_dir / "base"
+    base = Path(base_dir or card["base"]["path"])
+    if not (base / "config.json").is_file():
+        raise MergeError(f"the adapter's base model {base} is not there any more")
+    want = card["base"].get("fingerprint")
+    if want and fingerprint(base) != want:
+        raise MergeError(f"the base model at {base} is not the one the adapter was trained on (its files changed)")
+    return base
+
+
+def merge_model(model_dir: Path, out_dir: Path, base_dir: Path | None = None, dtype: str = "bfloat16") -> dict:
+    """Write the merged model into out_dir; returns its card."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    card = read_card(model_dir)
+    if card is None:
+        raise MergeError(f"{model_dir} has no card.json: not a model infuse trained")
+    check_template(model_dir)
+    torch_dtype = getattr(torch, dtype)
+    base = base_of(model_dir, card, base_dir)
+    if base is None:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
+    else:
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
+    if (model_dir / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(model_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(out_dir))
+    merged = {**{k: v for k, v in card.items() if k not in ("infuse_card", "created_at")},
+              "kind": "merge", "layout": "full", "dtype": dtype,
+              "merged_from": {"kind": card.get("kind"), "layout": card.get("layout"), "method": card.get("method"),
+                              "fingerprint": fingerprint(model_dir)}}
+    write_card(out_dir, merged)
+    check_template(out_dir)
+    return merged

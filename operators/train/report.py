@@ -1,0 +1,49 @@
+"""What a training step reports: the loss curve (train and eval) as a PNG, and the metrics as rows."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def loss_curve_png(history: list[dict[str, Any]], title: str, switch_step: int | None = None) -> bytes:
+    """Train loss per logged step and eval loss where evaluated; a hybrid run's switch as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    train = [(r["step"], r["loss"]) for r in history if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r]
+    fig = Figure(figsize=(6.5, 3.6), dpi=100)
+    ax = fig.subplots()
+    if train:
+        ax.plot(*zip(*train), color="#4C72B0", label="train loss", linewidth=1.4)
+    if evals:
+        ax.plot(*zip(*evals), color="#DD8452", marker="o", label="eval loss", linewidth=1.4)
+    if switch_step:
+        ax.axvline(switch_step, color="#55A868", linestyle="--", label=f"full -> LoRA at step {switch_step}")
+    ax.set_title(title)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (trained tokens)")
+    if train or evals:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def metrics_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row of the final figures, for the step's UI table."""
+    m = result.get("metrics", {})
+    hist = result.get("history", [])
+    losses = [r["loss"] for r in hist if "loss" in r]
+    evals = [r["eval_loss"] for r in hist if "eval_loss" in r]
+    row = {"method": result.get("method"), "steps": result.get("total_steps"),
+           "resumed_from": result.get("resumed_from", 0), "first_loss": round(losses[0], 4) if losses else None,
+           "last_loss": round(losses[-1], 4) if losses else None, "last_eval_loss": round(evals[-1], 4) if evals
+           else None, "tokens_per_s": m.get("tokens_per_s"), "peak_memory_gb": m.get("peak_memory_gb"),
+           "mfu": m.get("mfu"), "world_size": m.get("world_size"), "device": m.get("gpu") or m.get("device")}
+    if "hybrid" in result:
+        row["switch_step"] = result["hybrid"]["switch_step"]
+    return [row]

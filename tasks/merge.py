@@ -1,0 +1,56 @@
+"""merge: the trained adapter folded into its base, one plain model directory.
+
+Reads the nearest model before it (sft's now, dpo's later). LoRA/DoRA merge
+into a bf16 load of the base; QLoRA into a bf16 reload of the base, never the
+4-bit weights; hybrid into the updated base it carries. The result loads with
+plain transformers, `transformers serve` and vLLM (tokenizer, chat template
+and generation config included).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from infuse.operators.base import runtime
+from infuse.operators.models import model_dir
+from infuse.operators.train.card import read_card
+from infuse.operators.train.merge import merge_model
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, model, optional
+
+
+class MergeOptions(StepOptions):
+    enabled: bool = runtime(False, description="off by default, like sft: turn both on to get a merged model")
+    dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="dtype of the merged weights")
+
+
+class Merge(Step):
+    name = "merge"
+    stage = 120
+    description = "merge the adapter into its base: a plain model for transformers, transformers serve and vLLM"
+    inputs = ("model", optional("cpt.model"))
+    outputs = {"merged": model("merged weights + tokenizer with its chat template + card.json")}
+    Options = MergeOptions
+
+    def config(self, recipe: Any) -> dict[str, Any]:
+        return {**super().config(recipe), "model": recipe.model.model_dump(mode="json")}
+
+    def run(self, ctx: StepContext) -> StepOutput:
+        src = ctx.input_dir("model")
+        card = read_card(src) or {}
+        source = card.get("base", {}).get("source")
+        base = None
+        if source == "cpt.model" and ctx.has("cpt.model"):
+            base = ctx.input_dir("cpt.model")
+        elif source == "model":
+            base = model_dir(ctx.cfg["model"].get("path"))
+        with ctx.dir_output("merged") as out:
+            merged = merge_model(src, out.path, base_dir=base, dtype=ctx.options.dtype)
+            out.describe = f"merged {merged['merged_from']['method']} model ({ctx.options.dtype})"
+        md = (f"Merged the **{merged['merged_from']['method']}** model ({merged['merged_from']['layout']}) into "
+              f"{ctx.options.dtype} weights; chat template `{merged['template']['name']}`.\n\n"
+              f"Chat with it:\n\n```python\nfrom transformers import pipeline\n"
+              f"chat = pipeline('text-generation', model='{out.ref.path}')\n"
+              f"print(chat([{{'role': 'user', 'content': 'Hello'}}], max_new_tokens=200)[0]['generated_text'])\n```")
+        return StepOutput({"merged": out.ref}, [], StepReport(rows_in=1, kept=1, unit_in="model", unit_out="model",
+                                                               markdown=md, stats={"card": merged}))

@@ -1,0 +1,70 @@
+"""sft: supervised fine-tuning on the mix's `train` (and `eval`) samples, in an `accelerate launch` subprocess.
+
+Methods lora, dora, qlora (GPU), full and hybrid (full for the first
+`switch_at` of the steps, then LoRA). Loss on assistant tokens only, the
+end-of-turn token included; packed, padding-free batches. Checkpoints live in
+the step's work dir: a re-run after a kill resumes from the newest. The model
+artifact holds the adapter (or full weights; hybrid: adapter + base/), the
+tokenizer with its chat template, and card.json.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from infuse.operators.base import runtime
+from infuse.operators.train.config import Job, Method
+from infuse.tasks import training
+from infuse.tasks.base import Step, StepContext, StepOutput, model, optional
+
+
+class SftOptions(training.TrainStepOptions):
+    """SFT: the method, its adapter and schedule, and how the training processes are launched."""
+
+    enabled: bool = runtime(False, description="off by default (training is the costly part): turn it on, with "
+                                               "merge, to get a model")
+    method: Method = Field("lora", description="lora | dora | qlora (4-bit base, GPU) | full | hybrid (full, then "
+                                               "LoRA)")
+    switch_at: float = Field(0.2, gt=0, lt=1, description="hybrid: the fraction of steps trained in full")
+
+
+class Sft(Step):
+    name = "sft"
+    stage = 90
+    gpu = True
+    description = "supervised fine-tuning (trl SFTTrainer + peft): lora, dora, qlora, full, hybrid"
+    # `train`/`eval` from mix; with mix off, the qa_filter's `qa` alone (all of it trained, no eval)
+    inputs = (optional("train"), optional("eval"), optional("qa"), optional("cpt.model"))
+    outputs = {"model": model("adapter or weights + tokenizer with its chat template + card.json")}
+    Options = SftOptions
+    operators = ("infuse.operators.train.worker",)  # the subprocess's code belongs in the key too
+
+    def config(self, recipe: Any) -> dict[str, Any]:
+        return {**super().config(recipe), "model": training.model_config(recipe)}
+
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        return training.check_training(cfg, cfg.get("method", "lora"))
+
+    def run(self, ctx: StepContext) -> StepOutput:
+        o = ctx.options
+        base, base_info = training.base_model(ctx)
+        if not ctx.has("train") and not ctx.has("qa"):
+            raise ValueError("sft needs `train` (from mix) or `qa` (from qa_filter); neither is in this run")
+        names = ["train", "eval"] if ctx.has("train") else ["qa"]
+        data, hashes = training.write_inputs(ctx, names)
+        if "qa" in data:
+            data = {"train": data["qa"]}
+        job = Job(kind="sft", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],
+                  train=training.train_options(o), method=o.method, lora=o.lora, switch_at=o.switch_at,
+                  eval_steps=o.eval_steps, early_stopping_patience=o.early_stopping_patience,
+                  card={"base": base_info, "data": hashes})
+        result = training.train(ctx, job, o.launch, "sft")
+        ref = training.publish_model(ctx, Path(job.output_dir) / "final", "model",
+                                     f"sft {o.method}: {result['card']['layout']} + tokenizer + card.json")
+        prep = result["prep"]
+        rows_in = sum(prep.get(s, {}).get("samples", 0) for s in ("train", "eval"))
+        kept = sum(prep.get(s, {}).get("kept", 0) for s in ("train", "eval"))
+        report = training.training_report(result, f"sft ({o.method})", rows_in, kept)
+        return StepOutput({"model": ref}, training.rejects_of(result), report)
