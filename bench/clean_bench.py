@@ -7,8 +7,8 @@ built from it) on the same corpus, each in its own subprocess under
 The infuse side streams Parquet row groups exactly as the steps do: clean ->
 stats -> fit -> apply -> dedup (add_batch, resolve, apply_batch).
 
-Corpus: /work/shared/data/corpus (c4_demo.jsonl, wiki_demo.txt, dj-demo-dedup.jsonl)
-cut into ~500-char chunks and scaled to --rows by copies with perturbations
+Corpus: --corpus, by default ../shared/data/corpus beside the repo root (c4_demo.jsonl,
+wiki_demo.txt, dj-demo-dedup.jsonl) cut into ~500-char chunks and scaled to --rows by copies with perturbations
 (exact copies, case/space changes, a few edited words, heavily rewritten
 copies, some junk), so that filters and dedup have real work.
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CORPUS = Path(os.environ.get("INFUSE_BENCH_CORPUS", "/work/shared/data/corpus"))
+DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpus"  # ../shared/data/corpus from the repo root
 YAML = ROOT / "bench" / "dj_equivalent.yaml"
 PY = sys.executable
 DJ_PROCESS = str(Path(PY).parent / "dj-process")
@@ -55,12 +55,12 @@ def _split_chunks(text: str, size: int = 500) -> list[str]:
     return [c for c in out if c]
 
 
-def base_chunks() -> list[str]:
+def base_chunks(corpus: Path) -> list[str]:
     docs = []
     for name in ("c4_demo.jsonl", "dj-demo-dedup.jsonl"):
-        with open(CORPUS / name, encoding="utf-8") as fh:
+        with open(corpus / name, encoding="utf-8") as fh:
             docs += [json.loads(line)["text"] for line in fh if line.strip()]
-    with open(CORPUS / "wiki_demo.txt", encoding="utf-8") as fh:
+    with open(corpus / "wiki_demo.txt", encoding="utf-8") as fh:
         docs += [p for p in fh.read().split("\n") if p.strip()]
     chunks = []
     for d in docs:
@@ -87,11 +87,11 @@ def _perturb(text: str, rng: random.Random, vocab: list[str]) -> str:
     return " ".join(words)
 
 
-def build_corpus(rows: int, work: Path, row_group: int) -> dict:
+def build_corpus(rows: int, work: Path, row_group: int, corpus: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    base = base_chunks()
+    base = base_chunks(corpus)
     vocab = sorted({w for c in base[:2000] for w in c.split(" ") if w.isalpha()})
     rng = random.Random(0)
     texts = list(base[:rows])
@@ -281,6 +281,8 @@ def timed_subprocess(cmd: list[str], log: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                    help="folder with c4_demo.jsonl, wiki_demo.txt, dj-demo-dedup.jsonl (default ../shared/data/corpus)")
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--minhash-docs", type=int, default=0)
     ap.add_argument("--num-perm", type=int, default=128)
@@ -302,7 +304,7 @@ def main() -> None:
     if a.rows:
         shutil.rmtree(a.work, ignore_errors=True)
         a.work.mkdir(parents=True)
-        report["corpus"] = build_corpus(a.rows, a.work, a.batch)
+        report["corpus"] = build_corpus(a.rows, a.work, a.batch, a.corpus)
         print(f"corpus: {report['corpus']}", flush=True)
         wall, rss, rc = timed_subprocess([PY, __file__, "--side", "infuse", "--work", str(a.work),
                                           "--batch", str(a.batch)], a.work / "infuse.log")

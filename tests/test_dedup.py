@@ -165,22 +165,7 @@ def test_index_with_other_params_is_not_reused():
     assert second.stats()["signatures_computed"]["minhash"] == 1
 
 
-def test_streaming_one_pass_keep_earliest():
-    cfg = DedupConfig(exact=True, simhash=SimhashConfig(), minhash=MinhashConfig(num_perm=64), keep="earliest")
-    a, z = en(1, 120), zh(2, 300)
-    d = Deduper(cfg)
-    out1, rej1 = d.process_batch(table([a, z, en(3, 120)], "b1_"))
-    out2, rej2 = d.process_batch(table([a.upper(), edit(z, 3, 5), en(4, 120)], "b2_"))
-    assert out1.num_rows == 3 and rej1 == []
-    assert out2.column("chunk_id").to_pylist() == ["b2_2"]
-    assert [(r.id, r.reason, r.detail["kept_id"]) for r in rej2] == [
-        ("b2_0", "exact_duplicate", "b1_0"), ("b2_1", "near_duplicate_minhash", "b1_1")]
-    assert d.index().column("kept").to_pylist() == [True, True, True, False, False, True]
-
-
-def test_streaming_needs_keep_earliest_and_apply_needs_resolve():
-    with pytest.raises(ValueError, match="keep=earliest"):
-        Deduper(DedupConfig(keep="longest")).process_batch(table(["x"]))
+def test_apply_needs_resolve_and_a_resolved_deduper_is_done():
     d = Deduper(EXACT_ONLY)
     d.add_batch(table(["a", "a"]))
     with pytest.raises(RuntimeError):

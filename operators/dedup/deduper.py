@@ -1,12 +1,9 @@
 """Deduper: exact, SimHash and MinHash-LSH stages over a stream of chunk batches.
 
-Two ways to run it:
-- two passes (any `keep` rule): `add_batch` on every batch, `resolve()` once
-  -> (keep ids, rejects), then `apply_batch` on every batch again. Stages run
-  in order (exact, simhash, minhash) on the survivors of the previous one;
-  clusters are connected components of matching pairs; each keeps one chunk.
-- one pass (`keep: earliest` only): `process_batch` rejects a chunk that
-  matches one kept earlier.
+Two passes: `add_batch` on every batch, `resolve()` once -> (keep ids,
+rejects), then `apply_batch` on every batch again. Stages run in order
+(exact, simhash, minhash) on the survivors of the previous one; clusters are
+connected components of matching pairs; each keeps one chunk.
 
 Signatures are kept as numpy arrays (not Python objects) so a million chunks
 fit in a few GB. `index()` returns them as a table; a later run given that
@@ -30,7 +27,7 @@ from infuse.operators.lang import detect_lang
 from infuse.operators.dedup.config import DedupConfig
 from infuse.operators.dedup.groups import components, pairs_from_keys
 from infuse.operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params
-from infuse.operators.dedup.simhash import SimhashHasher, block_masks, near_pairs, popcount
+from infuse.operators.dedup.simhash import SimhashHasher, near_pairs, popcount
 from infuse.operators.dedup.text import exact_key, shingles
 
 INDEX_META_KEY = b"infuse_dedup"
@@ -92,7 +89,6 @@ class Deduper:
         self._clusters = {s: 0 for s in STAGES}
         self._rejected = {r: 0 for r in REASONS.values()}
         self._load_index(index)
-        self._stream_init()
 
     # -- index ---------------------------------------------------------------
 
@@ -133,7 +129,7 @@ class Deduper:
     def index(self) -> pa.Table:
         """Signatures of every chunk seen (plus prior index rows), to persist for the next run."""
         cur = _Sigs.concat(self._parts, self.num_perm)
-        if self._mode == "resolve":
+        if self._mode == "adding":
             raise RuntimeError("call resolve() before index(): the index records which chunks were kept")
         kept = np.concatenate(self._kept_flags) if self._kept_flags else np.zeros(0, bool)
         parts, kept_parts = [cur], [kept]
@@ -218,7 +214,7 @@ class Deduper:
 
     def add_batch(self, table: pa.Table) -> None:
         """Pass 1: sign a batch (or load its signatures from the index)."""
-        self._set_mode("resolve")
+        self._open()
         if table.num_rows:
             self._parts.append(self._signatures(table))
 
@@ -226,7 +222,6 @@ class Deduper:
         """Cluster everything added; returns (chunk ids to keep, rejects). Call once, after every add_batch."""
         if self._mode == "resolved":
             raise RuntimeError("resolve() was already called")
-        self._set_mode("resolve")
         self._mode = "resolved"
         cur = _Sigs.concat(self._parts, self.num_perm)
         n_cur = len(cur.ids)
@@ -322,95 +317,11 @@ class Deduper:
         what = "same normalised text as" if stage == "exact" else f"near duplicate ({stage}) of"
         return Reject(m.ids[g], REASONS[stage], f"{what} {kept_id}", detail)
 
-    # -- one pass --------------------------------------------------------------
-
-    def _stream_init(self) -> None:
-        self._s_exact: dict[int, str] = {}
-        self._s_sim_tables: list[dict[int, list[int]]] = []
-        self._s_sim_hashes: list[int] = []
-        self._s_sim_ids: list[str] = []
-        if self.cfg.simhash:
-            self._s_masks = [int(m) for m in block_masks(self.cfg.simhash.num_blocks, self.cfg.simhash.hamming_distance)]
-            self._s_sim_tables = [{} for _ in self._s_masks]
-        self._s_min_tables: list[dict[int, int]] = [{} for _ in range(self.bands)] if self.cfg.minhash else []
-        self._s_min_sigs: list[np.ndarray] = []
-        self._s_min_ids: list[str] = []
-
-    def _set_mode(self, mode: str) -> None:
-        if self._mode == "resolved" and mode == "resolve":
+    def _open(self) -> None:
+        """Pass 1 is under way: index() must wait for resolve(), and nothing is added after it."""
+        if self._mode == "resolved":
             raise RuntimeError("add_batch after resolve(): start a new Deduper (pass it this one's index())")
-        if self._mode not in (None, mode):
-            raise RuntimeError("use either process_batch (one pass) or add_batch/resolve (two passes), not both")
-        self._mode = mode
-
-    def process_batch(self, table: pa.Table) -> tuple[pa.Table, list[Reject]]:
-        """One pass, keep=earliest: reject each chunk that matches a chunk kept before it."""
-        if self.cfg.keep != "earliest":
-            raise ValueError("process_batch streams with keep=earliest; for keep=longest call add_batch on "
-                             "every batch, then resolve(), then apply_batch")
-        self._set_mode("stream")
-        if table.num_rows == 0:
-            return table, []
-        sig = self._signatures(table)
-        keys = band_keys(sig.minhash, self.bands, self.rows) if self.cfg.minhash else None
-        kept = np.zeros(table.num_rows, bool)
-        rejects = []
-        for i, cid in enumerate(sig.ids):
-            hit = self._stream_match(sig, keys, i)
-            if hit is None:
-                kept[i] = True
-                self._stream_insert(sig, keys, i)
-                continue
-            stage, kept_id, extra = hit
-            self._rejected[REASONS[stage]] += 1
-            what = "same normalised text as" if stage == "exact" else f"near duplicate ({stage}) of"
-            rejects.append(Reject(cid, REASONS[stage], f"{what} {kept_id}",
-                                  {"stage": stage, "cluster": f"{stage}:{kept_id}", "kept_id": kept_id, **extra}))
-        self._parts.append(sig)
-        self._kept_flags.append(kept)
-        return table.filter(pa.array(kept)), rejects
-
-    def _stream_match(self, sig: _Sigs, keys: np.ndarray | None, i: int) -> tuple[str, str, dict] | None:
-        if sig.has_exact[i]:
-            hit = self._s_exact.get(int(sig.exact[i]))
-            if hit is not None:
-                return "exact", hit, {}
-        if self.cfg.simhash and sig.has_simhash[i]:
-            h, k = int(sig.simhash[i]), self.cfg.simhash.hamming_distance
-            for mask, table in zip(self._s_masks, self._s_sim_tables):
-                for j in table.get(h & mask, ()):
-                    d = (h ^ self._s_sim_hashes[j]).bit_count()
-                    if d <= k:
-                        return "simhash", self._s_sim_ids[j], {"hamming_distance": d}
-        if self.cfg.minhash and sig.has_minhash[i]:
-            seen = set()
-            for band in range(self.bands):
-                j = self._s_min_tables[band].get(int(keys[i, band]))
-                if j is None or j in seen:
-                    continue
-                seen.add(j)
-                sim = float((sig.minhash[i] == self._s_min_sigs[j]).mean())
-                if not self.cfg.minhash.verify or sim >= self.cfg.minhash.threshold:
-                    return "minhash", self._s_min_ids[j], {"jaccard": sim}
-        return None
-
-    def _stream_insert(self, sig: _Sigs, keys: np.ndarray | None, i: int) -> None:
-        cid = sig.ids[i]
-        if sig.has_exact[i]:
-            self._s_exact.setdefault(int(sig.exact[i]), cid)
-        if self.cfg.simhash and sig.has_simhash[i]:
-            h = int(sig.simhash[i])
-            j = len(self._s_sim_hashes)
-            self._s_sim_hashes.append(h)
-            self._s_sim_ids.append(cid)
-            for mask, table in zip(self._s_masks, self._s_sim_tables):
-                table.setdefault(h & mask, []).append(j)
-        if self.cfg.minhash and sig.has_minhash[i]:
-            j = len(self._s_min_sigs)
-            self._s_min_sigs.append(sig.minhash[i].copy())
-            self._s_min_ids.append(cid)
-            for band in range(self.bands):
-                self._s_min_tables[band].setdefault(int(keys[i, band]), j)
+        self._mode = "adding"
 
 
 def _subset(s: _Sigs, rows: np.ndarray, num_perm: int) -> _Sigs:
