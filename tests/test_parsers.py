@@ -477,3 +477,31 @@ def test_docx_merged_cells_once_and_nested_tables_kept():
     text = DocxParser().parse(buf.getvalue(), "t.docx").text
     assert text.count("merged value") == 1
     assert "| x | y | in1 in2 |" in text
+
+
+def test_docx_content_control_paragraphs_are_kept():
+    """Block-level `w:sdt` (a form's section) and inline `w:sdt` (a filled-in field) keep their text."""
+    from docx.oxml import OxmlElement
+
+    d = docx.Document()
+    d.add_heading("Form", level=1)
+    d.add_paragraph("Before the control.")
+    heading = d.add_heading("Controlled section", level=2)
+    inside = d.add_paragraph("仅在内容控件里的段落。")
+    sdt, content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    sdt.append(OxmlElement("w:sdtPr"))
+    sdt.append(content)
+    heading._p.addprevious(sdt)
+    content.append(heading._p)
+    content.append(inside._p)
+    para = d.add_paragraph("Owner: ")
+    inline, inline_content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    inline.append(inline_content)
+    inline_content.append(d.add_paragraph().add_run("the LotusDB team")._r)
+    para._p.append(inline)
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse("form.docx", buf.getvalue())
+    assert doc.text == ("Form\n\nBefore the control.\n\nControlled section\n\n仅在内容控件里的段落。\n\n"
+                        "Owner: the LotusDB team")
+    assert ["Form", "Controlled section"] in heading_paths(doc)
