@@ -28,6 +28,20 @@ from infuse.operators.chunk_sentences import (
 
 _NONWS = re.compile(r"\S")
 _FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+_ATX_LINE = re.compile(r"#{1,6}(?:\s.*)?")
+_SETEXT_LINE = re.compile(r"(?:=+|-+)")
+
+
+def headings_only(text: str, heading_path: list[str]) -> bool:
+    """True for a piece that is nothing but heading lines (`# Title`, a setext underline, or a line that is
+    one of its section's headings, as docx and html write them): no chunk should be only that."""
+    titles = {" ".join(h.split()) for h in heading_path}
+    for line in text.split("\n"):
+        line = line.strip()
+        if line and not (_ATX_LINE.fullmatch(line) or _SETEXT_LINE.fullmatch(line)
+                         or " ".join(line.lstrip("#").split()) in titles):
+            return False
+    return True
 
 
 class ChunkConfig(Strict):
@@ -355,8 +369,8 @@ def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]
         for block in _blocks(text, a, b, fmt):
             pieces.extend(_pack_block(text, block, cfg))
         for p in _merge_small(pieces, cfg):
-            if p.end <= p.start or not text[p.start : p.end].strip():
-                continue
+            if p.end <= p.start or headings_only(text[p.start : p.end], heading_path):
+                continue  # blank, or only headings (they live on in the heading_path of the chunks below)
             prev_end = rows[-1]["end"] if rows else 0
             rows.append(
                 {

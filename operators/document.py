@@ -40,6 +40,7 @@ class ParsedDoc:
     sections: list[Section] = field(default_factory=list)
     pages: list[Page] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None  # when it differs from the parser's: a JSONL text record reads as txt
 
 
 DOCUMENT_SCHEMA = pa.schema(

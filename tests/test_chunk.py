@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from infuse.operators.chunk import ChunkConfig, chunk_document
+from infuse.operators.chunk import ChunkConfig, chunk_document, headings_only
 from infuse.operators.document import Page, ParsedDoc, Section, document_row
 
 CFG = ChunkConfig(target_chars=300, max_chars=600, min_chars=40, overlap_chars=40)
@@ -40,9 +40,16 @@ def check_invariants(doc: dict, rows: list[dict], cfg: ChunkConfig = CFG) -> Non
         assert r["doc_id"] == doc["doc_id"] and r["path"] == doc["path"] and r["format"] == doc["format"]
         assert len(r["text"]) <= cfg.max_chars
         covered[r["start"] : r["end"]] = b"\1" * (r["end"] - r["start"])
+        assert not headings_only(r["text"], r["heading_path"]), "a chunk is never only headings"
     assert all(a["start"] < b["start"] for a, b in zip(rows, rows[1:]))
     missed = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
-    assert missed == []
+
+    def line_at(i: int) -> str:
+        return text[text.rfind("\n", 0, i) + 1 : (text.find("\n", i) + 1 or len(text) + 1) - 1]
+
+    # what no chunk covers is heading lines only (heading-only pieces are dropped; the heading lives on in
+    # the heading_path of the chunks below it)
+    assert [i for i in missed if not re.fullmatch(r"#{1,6} .*", line_at(i).strip())] == []
 
 
 EN_SENTENCES = [

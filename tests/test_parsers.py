@@ -442,7 +442,7 @@ def test_csv_keeps_cells_past_the_header_and_big_cells():
     data = f'name,desc\nfoo,"multi\nline",OVERFLOW\nbar,{big}\n'.encode()
     docs = CsvParser().parse_records(data, "t.csv")
     assert docs[0].metadata["fields"]["column3"] == "OVERFLOW"
-    assert docs[1].metadata["fields"]["desc"] == big
+    assert docs[1].text == big and docs[1].metadata["text_field"] == "desc", "one long field: a text record"
 
 
 def test_jsonl_line_with_a_raw_line_separator_and_field_order():
