@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import docx
@@ -505,3 +506,59 @@ def test_docx_content_control_paragraphs_are_kept():
     assert doc.text == ("Form\n\nBefore the control.\n\nControlled section\n\n仅在内容控件里的段落。\n\n"
                         "Owner: the LotusDB team")
     assert ["Form", "Controlled section"] in heading_paths(doc)
+
+
+# ------------------------------------------------------------------ EPUB
+def _epub_bytes(tmp_path) -> bytes:
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("lotus-guide")
+    book.set_title("LotusDB 指南")
+    book.set_language("zh")
+    intro = epub.EpubHtml(title="简介", file_name="intro.xhtml", lang="zh")
+    intro.content = "<html><body><p>莲花数据库是一款嵌入式键值数据库。</p></body></html>"
+    ops = epub.EpubHtml(title="Operations", file_name="ops.xhtml")
+    ops.content = ("<html><body><h1>Operations</h1><p>Back up nightly.</p><h2>Restore</h2>"
+                   "<p>Stop the server first.</p><pre class='language-bash'>lotus restore /backup</pre></body></html>")
+    faq = epub.EpubHtml(title="FAQ", file_name="faq.xhtml")
+    faq.content = "<html><body><h1>FAQ</h1><p>Why is the first open slow? The WAL is replayed.</p></body></html>"
+    for ch in (faq, ops, intro):  # added out of order: the spine decides the reading order
+        book.add_item(ch)
+    book.toc = [epub.Link("intro.xhtml", "简介", "intro"), epub.Link("ops.xhtml", "Operations", "ops"),
+                epub.Link("faq.xhtml", "FAQ", "faq")]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", intro, ops, faq]
+    path = tmp_path / "guide.epub"
+    epub.write_epub(str(path), book)
+    return path.read_bytes()
+
+
+def test_epub_chapters_in_spine_order_with_headings(tmp_path):
+    doc = parse("guide.epub", _epub_bytes(tmp_path))
+    assert doc.title == "LotusDB 指南"
+    assert heading_paths(doc) == [["简介"], ["Operations"], ["Operations", "Restore"], ["FAQ"]]
+    assert doc.text.index("莲花数据库") < doc.text.index("Back up nightly") < doc.text.index("WAL is replayed")
+    assert section_text(doc, ["Operations", "Restore"]).rstrip().endswith("```bash\nlotus restore /backup\n```")
+    assert doc.metadata["chapters"] == 3 and doc.metadata["spine"] == ["intro.xhtml", "ops.xhtml", "faq.xhtml"]
+
+
+def test_epub_corrupt_and_drm_are_rejects_with_a_reason(tmp_path):
+    data = _epub_bytes(tmp_path)
+    with pytest.raises(OperatorError) as e:
+        parse("broken.epub", data[: len(data) // 3])
+    assert e.value.reason == "corrupt"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buf, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item))
+        dst.writestr("META-INF/encryption.xml", (
+            '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+            'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+            '<enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
+            '<enc:CipherData><enc:CipherReference URI="EPUB/ops.xhtml"/></enc:CipherData>'
+            '</enc:EncryptedData></encryption>'))
+    with pytest.raises(OperatorError) as e:
+        parse("locked.epub", buf.getvalue())
+    assert e.value.reason == "encrypted" and "EPUB/ops.xhtml" in e.value.message
