@@ -81,6 +81,7 @@ CHUNK_SCHEMA = pa.schema(
         ("start", pa.int64()),
         ("end", pa.int64()),
         ("kind", pa.string()),  # text | table | code | record
+        ("code_lang", pa.string()),  # kind code: the fence's language (```python), a <pre>'s, or the code file's
     ]
 )
 

@@ -403,6 +403,29 @@ def test_fenced_code_in_markdown_is_code():
     assert "".join(r["text"] for r in code).replace("\n", "") == fence.replace("\n", "")
     assert code[0]["text"].startswith("```python") and code[-1]["text"].endswith("```")
     assert rows[0]["kind"] == "text" and rows[-1]["kind"] == "text"
+    assert {r["code_lang"] for r in code} == {"python"}, "every piece of the block carries the fence language"
+    assert {r["code_lang"] for r in rows if r["kind"] != "code"} == {None}
+
+
+def test_small_code_blocks_stay_code_chunks_in_markdown_and_html():
+    """A one-line fence or <pre> is a code chunk of its own (synthesis routes kind code to code_tasks)."""
+    from infuse.operators.parsers import parser_for
+
+    md = "# Install\n\nRun this once on every node:\n\n```bash\npip install lotusdb\n```\n\nThen restart it."
+    html = ("<html><body><h1>Install</h1><p>Run this once on every node:</p>"
+            "<pre><code class='language-bash'>pip install lotusdb</code></pre><p>Then restart it.</p></body></html>")
+    for name, data in (("i.md", md), ("i.html", html)):
+        parsed = parser_for(name).parse(data.encode(), name)
+        doc = document_row("d" * 64, name, parser_for(name).format, parsed)
+        rows = chunk_document(doc, CFG)
+        code = [r for r in rows if r["kind"] == "code"]
+        assert [(r["text"], r["code_lang"]) for r in code] == [("```bash\npip install lotusdb\n```", "bash")], name
+
+
+def test_code_file_chunks_carry_the_file_language():
+    parsed = ParsedDoc(title="x.py", text=PY, metadata={"language": "python"})
+    rows = chunk_document(document_row("d" * 64, "x.py", "code", parsed), CFG)
+    assert {(r["kind"], r["code_lang"]) for r in rows} == {("code", "python")}
 
 
 def test_record_fits_in_one_chunk():
