@@ -196,3 +196,21 @@ def test_changed_text_under_the_same_chunk_id_is_signed_anew():
     d2.resolve()
     stats = d2.stats()
     assert stats["signatures_loaded"]["minhash"] == 1 and stats["signatures_computed"]["minhash"] == 1
+
+
+def test_default_dedup_catches_a_readded_chinese_paragraph_with_new_title_and_one_added_sentence():
+    """Issue: SimHash at distance 4 alone (the old default) caught 2 of 9 such copies; MinHash is now default."""
+    import json
+    from pathlib import Path
+
+    items = json.loads((Path(__file__).parent / "data" / "zh_encyclopedia.json").read_text(encoding="utf-8"))
+    originals = [f"{title}\n\n{body}" for title, body in items]
+    added = ["这一点在近年的研究中得到了进一步的证实。", "相关内容在地方志中也有详细记载。"]
+    copies = [f"{title}（百科）\n\n{body}{added[i % 2]}" for i, (title, body) in enumerate(items[:8])]
+    t = table(originals + copies)
+    _, _, simhash_only = run(DedupConfig(minhash=None), t)
+    assert len(simhash_only) < 8, "the case SimHash alone misses"
+    _, keep, rejects = run(DedupConfig(), t)
+    pairs = {frozenset((r.id, r.detail["kept_id"])) for r in rejects}
+    assert pairs == {frozenset((f"c{i}", f"c{10 + i}")) for i in range(8)}, "each copy pairs with its original"
+    assert keep == {f"c{i}" for i in range(8, 18)}, "one per pair (the longer copy), and the 2 uncopied ones"

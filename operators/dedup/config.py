@@ -52,14 +52,16 @@ class MinhashConfig(Strict):
 
 class DedupConfig(Strict):
     """Stages run in order (exact, simhash, minhash); each cluster keeps one chunk:
-    `longest` text (ties: earliest) or `earliest` in input order."""
+    `longest` text (ties: earliest) or `earliest` in input order. `null` turns a stage off."""
 
     exact: bool = True
     simhash: SimhashConfig | None = Field(default_factory=SimhashConfig)
-    minhash: MinhashConfig | None = None
+    minhash: MinhashConfig | None = Field(default_factory=MinhashConfig)
     keep: Literal["longest", "earliest"] = "longest"
 
     @classmethod
     def default(cls) -> "DedupConfig":
-        """Design notes: exact + document_simhash_deduplicator (window 6, 6 blocks, distance 4)."""
-        return cls(exact=True, simhash=SimhashConfig(), minhash=None, keep="longest")
+        """Design notes: exact + document_simhash_deduplicator (window 6, 6 blocks, distance 4), plus
+        MinHash-LSH (Jaccard 0.7 of 5-grams): SimHash at distance 4 only catches near-verbatim copies, and
+        misses a re-added paragraph with a new title and one added sentence, which MinHash catches."""
+        return cls(exact=True, simhash=SimhashConfig(), minhash=MinhashConfig(), keep="longest")
