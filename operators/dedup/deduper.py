@@ -1,9 +1,9 @@
-"""Deduper: exact, SimHash and MinHash-LSH stages over a stream of chunk batches.
+"""Deduper: exact, SimHash, MinHash-LSH and semantic (embedding) stages over a stream of chunk batches.
 
 Two passes: `add_batch` on every batch, `resolve()` once -> (keep ids,
 rejects), then `apply_batch` on every batch again. Stages run in order
-(exact, simhash, minhash) on the survivors of the previous one; clusters are
-connected components of matching pairs; each keeps one chunk.
+(exact, simhash, minhash, semantic) on the survivors of the previous one;
+clusters are connected components of matching pairs; each keeps one chunk.
 
 Signatures are kept as numpy arrays (not Python objects) so a million chunks
 fit in a few GB. `index()` returns them as a table; a later run given that
@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from infuse.operators.base import Reject, stable_hash
 from infuse.operators.lang import detect_lang
+from infuse.operators.dedup import semantic
 from infuse.operators.dedup.config import DedupConfig
 from infuse.operators.dedup.groups import components, pairs_from_keys
 from infuse.operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params
@@ -31,9 +32,14 @@ from infuse.operators.dedup.simhash import SimhashHasher, near_pairs, popcount
 from infuse.operators.dedup.text import exact_key, shingles
 
 INDEX_META_KEY = b"infuse_dedup"
-STAGES = ("exact", "simhash", "minhash")
-REASONS = {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash", "minhash": "near_duplicate_minhash"}
+STAGES = ("exact", "simhash", "minhash", "semantic")
+REASONS = {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash", "minhash": "near_duplicate_minhash",
+           "semantic": "near_duplicate_semantic"}
 EXACT_VERSION = "nfkc-casefold-nopunct-ws-blake2b8-v1"
+EMBED_VERSION = "all-MiniLM-L6-v2-meanpool-l2-256tok-f16-v1"  # what makes a stored embedding reusable
+EMBED_DIM = 384
+_COLUMNS = ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash",
+            "semantic", "has_semantic")
 
 
 def text_hash(text: str) -> int:
@@ -44,7 +50,8 @@ def text_hash(text: str) -> int:
 class _Sigs:
     """Signatures of a set of chunks, column-wise."""
 
-    def __init__(self, n: int, num_perm: int) -> None:
+    def __init__(self, n: int, num_perm: int, dim: int = 0) -> None:
+        self.num_perm, self.dim = num_perm, dim
         self.ids: list[str] = []
         self.length = np.zeros(n, np.int64)
         self.text_hash = np.zeros(n, np.uint64)  # a stored signature is reused only for the same text
@@ -54,13 +61,15 @@ class _Sigs:
         self.has_simhash = np.zeros(n, bool)
         self.minhash = np.zeros((n, num_perm), np.uint32)
         self.has_minhash = np.zeros(n, bool)
+        self.semantic = np.zeros((n, dim), np.float16)  # unit-length MiniLM embeddings
+        self.has_semantic = np.zeros(n, bool)
 
     @staticmethod
-    def concat(parts: list["_Sigs"], num_perm: int) -> "_Sigs":
-        out = _Sigs(0, num_perm)
+    def concat(parts: list["_Sigs"], num_perm: int, dim: int = 0) -> "_Sigs":
+        out = _Sigs(0, num_perm, dim)
         if not parts:
             return out
-        for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+        for name in _COLUMNS:
             setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
         out.ids = [i for p in parts for i in p.ids]
         return out
@@ -75,10 +84,13 @@ class Deduper:
         self.signer = MinhashSigner(mh.num_perm, mh.seed) if mh else None
         if mh:
             self.bands, self.rows = (mh.bands, mh.rows) if mh.bands else lsh_params(mh.threshold, mh.num_perm)
+        sem = self.cfg.semantic
+        self.dim = EMBED_DIM if sem else 0
         self.fingerprints = {
             "exact": EXACT_VERSION if self.cfg.exact else None,
             "simhash": stable_hash(self.cfg.simhash.model_dump()) if self.cfg.simhash else None,
             "minhash": stable_hash(mh.model_dump(exclude={"threshold", "bands", "rows", "verify"})) if mh else None,
+            "semantic": stable_hash({"model": EMBED_VERSION, "langs": sorted(sem.langs)}) if sem else None,
         }
         self.computed = {s: 0 for s in STAGES}
         self.loaded = {s: 0 for s in STAGES}
@@ -102,7 +114,7 @@ class Deduper:
         fps = meta.get("fingerprints", {})
         self._index_ok = {s: self.fingerprints[s] is not None and fps.get(s) == self.fingerprints[s] for s in STAGES}
         n = index.num_rows
-        sig = _Sigs(n, self.num_perm)
+        sig = _Sigs(n, self.num_perm, self.dim)
         sig.ids = index.column("chunk_id").to_pylist()
         sig.length = index.column("length").to_numpy(zero_copy_only=False).astype(np.int64)
         if "text_hash" in index.column_names:
@@ -122,13 +134,19 @@ class Deduper:
                 flat = col.values.to_numpy(zero_copy_only=False).astype(np.uint32)
                 sig.minhash = flat.reshape(n, self.num_perm)
                 sig.has_minhash = col.is_valid().to_numpy(zero_copy_only=False)
+        if self._index_ok["semantic"] and "semantic" in index.column_names:
+            col = index.column("semantic").combine_chunks()
+            sig.semantic = col.values.to_numpy(zero_copy_only=False).astype(np.float16).reshape(n, self.dim)
+            sig.has_semantic = col.is_valid().to_numpy(zero_copy_only=False)
+        else:
+            self._index_ok["semantic"] = False
         self._index = sig
         self._index_kept = index.column("kept").to_numpy(zero_copy_only=False).astype(bool)
         self._cache_pos = {cid: i for i, cid in enumerate(sig.ids)}
 
     def index(self) -> pa.Table:
         """Signatures of every chunk seen (plus prior index rows), to persist for the next run."""
-        cur = _Sigs.concat(self._parts, self.num_perm)
+        cur = _Sigs.concat(self._parts, self.num_perm, self.dim)
         if self._mode == "adding":
             raise RuntimeError("call resolve() before index(): the index records which chunks were kept")
         kept = np.concatenate(self._kept_flags) if self._kept_flags else np.zeros(0, bool)
@@ -137,9 +155,9 @@ class Deduper:
             seen = set(cur.ids)
             rest = np.array([cid not in seen for cid in self._index.ids], dtype=bool)
             if rest.any():
-                parts.append(_subset(self._index, np.flatnonzero(rest), self.num_perm))
+                parts.append(_subset(self._index, np.flatnonzero(rest)))
                 kept_parts.append(self._index_kept[rest])
-        allsig = _Sigs.concat(parts, self.num_perm)
+        allsig = _Sigs.concat(parts, self.num_perm, self.dim)
         kept = np.concatenate(kept_parts)
         cols: dict[str, pa.Array] = {
             "chunk_id": pa.array(allsig.ids, pa.string()),
@@ -154,6 +172,10 @@ class Deduper:
         mh = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.uint32()), p,
                                                mask=pa.array(~allsig.has_minhash))
         cols["minhash"] = mh
+        d = max(self.dim, 1)
+        emb = allsig.semantic.reshape(-1) if self.dim else np.zeros(len(allsig.ids), np.float16)
+        cols["semantic"] = pa.FixedSizeListArray.from_arrays(pa.array(emb, pa.float16()), d,
+                                                             mask=pa.array(~allsig.has_semantic))
         meta = {"fingerprints": self.fingerprints, "num_perm": self.num_perm, "version": 1}
         return pa.table(cols).replace_schema_metadata({INDEX_META_KEY: json.dumps(meta).encode()})
 
@@ -163,7 +185,7 @@ class Deduper:
         n = table.num_rows
         ids = table.column("chunk_id").to_pylist()
         texts = [t or "" for t in table.column("text").to_pylist()]
-        sig = _Sigs(n, self.num_perm)
+        sig = _Sigs(n, self.num_perm, self.dim)
         sig.ids = ids
         sig.length = np.fromiter((len(t) for t in texts), np.int64, count=n)
         sig.text_hash = np.fromiter((text_hash(t) for t in texts), np.uint64, count=n)
@@ -194,10 +216,18 @@ class Deduper:
                 h = self.simhasher.hash(sub, [langs[i] for i in todo])
                 sig.simhash[todo] = h
                 sig.has_simhash[todo] = h != 0  # 0: fewer tokens than the window, no signature
-            else:
+            elif stage == "minhash":
                 docs = [shingles(t, self.cfg.minhash.ngram) for t in sub]
                 sig.minhash[todo] = self.signer.sign(docs)
                 sig.has_minhash[todo] = np.array([bool(d) for d in docs], dtype=bool)
+            else:  # semantic: only the languages the embedding model knows
+                if langs is None:
+                    langs = [detect_lang(t) for t in texts]
+                rows = np.array([i for i in todo if langs[i] in self.cfg.semantic.langs and texts[i].strip()],
+                                dtype=np.int64)
+                if len(rows):
+                    sig.semantic[rows] = semantic.embed([texts[i] for i in rows])
+                    sig.has_semantic[rows] = True
         return sig
 
     def stats(self) -> dict[str, Any]:
@@ -223,7 +253,7 @@ class Deduper:
         if self._mode == "resolved":
             raise RuntimeError("resolve() was already called")
         self._mode = "resolved"
-        cur = _Sigs.concat(self._parts, self.num_perm)
+        cur = _Sigs.concat(self._parts, self.num_perm, self.dim)
         n_cur = len(cur.ids)
         prior = np.zeros(0, np.int64)
         members = cur
@@ -231,7 +261,7 @@ class Deduper:
             seen = set(cur.ids)
             prior = np.flatnonzero(self._index_kept & np.array([c not in seen for c in self._index.ids], bool))
             if len(prior):
-                members = _Sigs.concat([cur, _subset(self._index, prior, self.num_perm)], self.num_perm)
+                members = _Sigs.concat([cur, _subset(self._index, prior)], self.num_perm, self.dim)
         n = len(members.ids)
         is_prior = np.arange(n) >= n_cur
         order = np.where(is_prior, -1, np.arange(n))  # priors first
@@ -275,6 +305,10 @@ class Deduper:
         if stage == "simhash":
             c = self.cfg.simhash
             return near_pairs(m.simhash[idx], c.num_blocks, c.hamming_distance)
+        if stage == "semantic":
+            c = self.cfg.semantic
+            k = c.clusters or -(-len(idx) // c.cluster_size)
+            return semantic.near_pairs(m.semantic[idx], c.threshold, k, c.seed)
         sig = m.minhash[idx]
         keys = band_keys(sig, self.bands, self.rows)
         a_parts, b_parts = [], []
@@ -313,6 +347,8 @@ class Deduper:
             detail["hamming_distance"] = int(popcount(np.array([m.simhash[g] ^ m.simhash[r]], np.uint64))[0])
         elif stage == "minhash":
             detail["jaccard"] = float((m.minhash[g] == m.minhash[r]).mean())
+        elif stage == "semantic":
+            detail["cosine"] = round(float(m.semantic[g].astype(np.float32) @ m.semantic[r].astype(np.float32)), 4)
         self._rejected[REASONS[stage]] += 1
         what = "same normalised text as" if stage == "exact" else f"near duplicate ({stage}) of"
         return Reject(m.ids[g], REASONS[stage], f"{what} {kept_id}", detail)
@@ -324,10 +360,10 @@ class Deduper:
         self._mode = "adding"
 
 
-def _subset(s: _Sigs, rows: np.ndarray, num_perm: int) -> _Sigs:
-    out = _Sigs(0, num_perm)
+def _subset(s: _Sigs, rows: np.ndarray) -> _Sigs:
+    out = _Sigs(0, s.num_perm, s.dim)
     out.ids = [s.ids[i] for i in rows]
-    for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+    for name in _COLUMNS:
         setattr(out, name, getattr(s, name)[rows])
     return out
 
