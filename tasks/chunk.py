@@ -58,9 +58,9 @@ class Chunk(Step):
         rejects: list[Reject] = []
         docs_in = 0
         kinds: dict[str, int] = {}
-        memo = RowMemo(ctx, MEMO_SCHEMA)
         batches = (pa.Table.from_batches([b]) for b in ctx.batches("documents", batch_size=500))
-        with ctx.writer("chunks") as w, ctx.progress(ctx.input("documents").rows, "chunk", "documents") as bar:
+        with RowMemo(ctx, MEMO_SCHEMA) as memo, ctx.writer("chunks") as w, \
+                ctx.progress(ctx.input("documents").rows, "chunk", "documents") as bar:
             for plan, computed in memo.map(partial(chunk_rows, cfg_json), batches, document_key, ctx.runtime):
                 result = memo.merge(plan, computed)
                 docs_in += plan.batch.num_rows
@@ -74,7 +74,7 @@ class Chunk(Step):
                     kinds[kind] = kinds.get(kind, 0) + 1
                 w.write(chunks)
             chunks = w.commit()
-        reuse = memo.commit()
+            reuse = memo.commit()
         return StepOutput({"chunks": chunks}, rejects, StepReport(
             rows_in=docs_in, kept=docs_in - len(rejects), unit_in="documents", unit_out="documents",
             markdown=f"{chunks.rows} chunks: {kinds}; chunked {reuse['memo_misses']} document(s), "

@@ -77,9 +77,8 @@ class Clean(Step):
         cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
         rejects: list[Reject] = []
         rows_in = ctx.input("chunks").rows
-        memo = RowMemo(ctx, MEMO_SCHEMA)
         batches = (pa.Table.from_batches([b]) for b in ctx.batches("chunks", batch_size=2_000))
-        with ctx.writer("chunks", None, fallback_schema=CHUNK_SCHEMA) as w, \
+        with RowMemo(ctx, MEMO_SCHEMA) as memo, ctx.writer("chunks", None, fallback_schema=CHUNK_SCHEMA) as w, \
                 ctx.progress(rows_in, "clean", "chunks") as bar:
             for plan, computed in memo.map(partial(clean_rows, cfg_json), batches, text_key, ctx.runtime):
                 table_, shard_rejects = apply(plan.batch, memo.merge(plan, computed))
@@ -87,7 +86,7 @@ class Clean(Step):
                 rejects += shard_rejects
                 bar.update(plan.batch.num_rows)
             out = w.commit()
-        reuse = memo.commit()
+            reuse = memo.commit()
         notes = _cleaner(cfg_json).notes  # e.g. "punctuation_normalization_mapper: applied only where ..."
         return StepOutput({"chunks": out}, rejects, StepReport(
             rows_in=rows_in, kept=out.rows, unit_in="chunks", unit_out="chunks",

@@ -57,9 +57,10 @@ class Filter(Step):
         cfg_json = json.dumps({"ops": ctx.cfg["ops"]}, sort_keys=True)
         qf = _filter(cfg_json)
         src = ctx.input("chunks")
-        memo = RowMemo(ctx, pa.schema([(ROW, pa.int64())] + [(c, pa.float64()) for c in qf.stat_columns]))
+        memo_schema = pa.schema([(ROW, pa.int64())] + [(c, pa.float64()) for c in qf.stat_columns])
         batches = (pa.Table.from_batches([b]) for b in ctx.batches("chunks", batch_size=2_000))
-        with ctx.writer("scored") as w, ctx.progress(src.rows, "filter: stats", "chunks") as bar:
+        with RowMemo(ctx, memo_schema) as memo, ctx.writer("scored") as w, \
+                ctx.progress(src.rows, "filter: stats", "chunks") as bar:
             for plan, computed in memo.map(partial(stats_rows, cfg_json), batches, text_key, ctx.runtime):
                 stats = memo.merge(plan, computed)
                 t = plan.batch.drop_columns([c for c in qf.stat_columns if c in plan.batch.column_names])
@@ -70,7 +71,7 @@ class Filter(Step):
             if w.rows == 0:  # nothing to score: still give `scored` its columns
                 w.fallback_schema = qf.stats_batch(ctx.read("chunks").slice(0, 0)).schema
             scored = w.commit()
-        reuse = memo.commit()
+            reuse = memo.commit()
 
         stat_table = ctx.store.read(scored, columns=qf.stat_columns)  # floats only: small even for a big corpus
         bounds = qf.fit(stat_table)

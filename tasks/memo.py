@@ -12,10 +12,10 @@ it lacks, and writes the memo anew for the rows it saw, so the memo follows
 the corpus instead of growing. Corpus-level work (3σ bounds, dedup clusters)
 is refitted by the step on every run.
 
-    memo = RowMemo(ctx, schema)                # schema: `_row` plus the result's columns
-    for plan, computed in memo.map(fn, batches, key_fn, ctx.runtime):
-        payload = memo.merge(plan, computed)   # one result row per input row, in input order (with `_row`)
-    memo.commit()
+    with RowMemo(ctx, schema) as memo:         # schema: `_row` plus the result's columns
+        for plan, computed in memo.map(fn, batches, key_fn, ctx.runtime):
+            result = memo.merge(plan, computed)   # the batch's result rows, in input order (with `_row`)
+        reuse = memo.commit()                     # {"memo_hits": ..., "memo_misses": ...}
 
 `fn(rows)` gets only the missed rows and returns their result rows, each with
 `_row` (its index among those rows), at least one per row; it runs through `map_shards`, so under
@@ -115,10 +115,10 @@ class RowMemo:
         if computed.num_rows:
             computed = computed.set_column(computed.column_names.index(ROW), ROW,
                                            pa.array(np.asarray(plan.miss_rows, np.int64)[comp_rows], pa.int64()))
-        parts, take = [], []
+        parts = []
         if plan.hits:
             ranges = [(i, s, e) for i, (s, e) in plan.hits.items()]
-            idx = np.concatenate([np.arange(s, e) for _, s, e in ranges]) if ranges else np.zeros(0, np.int64)
+            idx = np.concatenate([np.arange(s, e) for _, s, e in ranges])
             rows = np.concatenate([np.full(e - s, i) for i, s, e in ranges]).astype(np.int64)
             old = self.old.take(pa.array(idx, pa.int64())).drop_columns([KEY])
             parts.append(old.append_column(ROW, pa.array(rows, pa.int64())))
@@ -170,7 +170,11 @@ class RowMemo:
             self._writer.commit()
         return {"memo_hits": self.hits, "memo_misses": self.misses}
 
-    def abort(self) -> None:
-        if self._writer is not None:
+    def __enter__(self) -> "RowMemo":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        """A failed step leaves the last memo as it was (and no temp file)."""
+        if exc_type is not None and self._writer is not None:
             self._writer.abort()
 
