@@ -23,7 +23,6 @@ Dask or Ray the misses fan out to the cluster.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from infuse.operators.base import Reject, stable_hash
 from infuse.tasks.shards import map_shards
@@ -51,11 +51,8 @@ def reject_from_cell(item_id: str, cell: str) -> Reject:
 
 
 def row_key(*parts: Any) -> str:
-    """A 128-bit hash of the values a row's result depends on."""
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(b"\x1f" + (p if isinstance(p, bytes) else str(p).encode("utf-8", "surrogatepass")))
-    return h.hexdigest()
+    """A 128-bit hash (xxh3) of the values a row's result depends on."""
+    return xxhash.xxh3_128_hexdigest("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"))
 
 
 def text_key(rows: pa.Table) -> list[str]:
@@ -120,15 +117,19 @@ class RowMemo:
             ranges = [(i, s, e) for i, (s, e) in plan.hits.items()]
             idx = np.concatenate([np.arange(s, e) for _, s, e in ranges])
             rows = np.concatenate([np.full(e - s, i) for i, s, e in ranges]).astype(np.int64)
-            old = self.old.take(pa.array(idx, pa.int64())).drop_columns([KEY])
-            parts.append(old.append_column(ROW, pa.array(rows, pa.int64())))
+            if idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():  # the usual case: a zero-copy slice
+                old = self.old.slice(int(idx[0]), len(idx))
+            else:
+                old = self.old.take(pa.array(idx, pa.int64()))
+            parts.append(old.drop_columns([KEY]).append_column(ROW, pa.array(rows, pa.int64())))
         if computed.num_rows:
             parts.append(computed.select([c for c in computed.column_names if c != KEY]))
         if not parts:
             return self.schema.empty_table()
         table = pa.concat_tables([p.select(self.schema.names).cast(self.schema) for p in parts])
-        order = np.argsort(table.column(ROW).to_numpy(zero_copy_only=False), kind="stable")
-        table = table.take(pa.array(order, pa.int64()))
+        order = table.column(ROW).to_numpy(zero_copy_only=False)
+        if len(order) > 1 and (np.diff(order) < 0).any():
+            table = table.take(pa.array(np.argsort(order, kind="stable"), pa.int64()))
         self._record(table, plan.keys)
         return table
 
@@ -158,9 +159,8 @@ class RowMemo:
         self._seen.update(owner)
         if not keep:
             return
-        out = table.take(pa.array(keep, pa.int64()))
-        out = out.append_column(KEY, pa.array([keys[r] for r in out.column(ROW).to_pylist()], pa.string()))
-        out = out.drop_columns([ROW])
+        out = table if len(keep) == len(rows) else table.take(pa.array(keep, pa.int64()))
+        out = out.append_column(KEY, pa.array([keys[rows[j]] for j in keep], pa.string())).drop_columns([ROW])
         if self._writer is None:
             self._writer = self.store.writer(self.step, self.version, "memo", out.schema, row_group_size=20_000)
         self._writer.write(out)
