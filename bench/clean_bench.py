@@ -7,14 +7,20 @@ built from it) on the same corpus, each in its own subprocess under
 The infuse side streams Parquet row groups exactly as the steps do: clean ->
 stats -> fit -> apply -> dedup (add_batch, resolve, apply_batch).
 
-Corpus: /work/shared/data/corpus (c4_demo.jsonl, wiki_demo.txt, dj-demo-dedup.jsonl)
-cut into ~500-char chunks and scaled to --rows by copies with perturbations
+Corpus: --corpus, by default ../shared/data/corpus beside the repo root (c4_demo.jsonl,
+wiki_demo.txt, dj-demo-dedup.jsonl) cut into ~500-char chunks and scaled to --rows by copies with perturbations
 (exact copies, case/space changes, a few edited words, heavily rewritten
 copies, some junk), so that filters and dedup have real work.
 
-Also times MinHash-LSH alone on --minhash-docs synthetic documents.
+Also runs infuse's default recipe (CleanConfig/FilterConfig/DedupConfig.default():
+exact + SimHash + MinHash dedup) on the same corpus, times MinHash-LSH alone on
+--minhash-docs synthetic documents, and semantic dedup (off by default): MiniLM
+embedding throughput on --semantic-rows chunks of the corpus, and clustering and
+within-cluster pairs on --semantic-synthetic synthetic embeddings (1M: the memory
+bound).
 
-  .venv/bin/python bench/clean_bench.py --rows 100000 --minhash-docs 1000000
+  .venv/bin/python bench/clean_bench.py --rows 100000 --minhash-docs 1000000 \
+      --semantic-rows 2000 --semantic-synthetic 1000000
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CORPUS = Path(os.environ.get("INFUSE_BENCH_CORPUS", "/work/shared/data/corpus"))
+DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpus"  # ../shared/data/corpus from the repo root
 YAML = ROOT / "bench" / "dj_equivalent.yaml"
 PY = sys.executable
 DJ_PROCESS = str(Path(PY).parent / "dj-process")
@@ -55,12 +61,12 @@ def _split_chunks(text: str, size: int = 500) -> list[str]:
     return [c for c in out if c]
 
 
-def base_chunks() -> list[str]:
+def base_chunks(corpus: Path) -> list[str]:
     docs = []
     for name in ("c4_demo.jsonl", "dj-demo-dedup.jsonl"):
-        with open(CORPUS / name, encoding="utf-8") as fh:
+        with open(corpus / name, encoding="utf-8") as fh:
             docs += [json.loads(line)["text"] for line in fh if line.strip()]
-    with open(CORPUS / "wiki_demo.txt", encoding="utf-8") as fh:
+    with open(corpus / "wiki_demo.txt", encoding="utf-8") as fh:
         docs += [p for p in fh.read().split("\n") if p.strip()]
     chunks = []
     for d in docs:
@@ -87,11 +93,11 @@ def _perturb(text: str, rng: random.Random, vocab: list[str]) -> str:
     return " ".join(words)
 
 
-def build_corpus(rows: int, work: Path, row_group: int) -> dict:
+def build_corpus(rows: int, work: Path, row_group: int, corpus: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    base = base_chunks()
+    base = base_chunks(corpus)
     vocab = sorted({w for c in base[:2000] for w in c.split(" ") if w.isalpha()})
     rng = random.Random(0)
     texts = list(base[:rows])
@@ -162,7 +168,16 @@ def infuse_configs(path: Path):
 # -- sides -------------------------------------------------------------------------
 
 
-def side_infuse(work: Path, batch: int) -> dict:
+def default_configs():
+    """infuse's default recipe: what a user gets without a clean/filter/dedup section."""
+    from infuse.operators.clean import CleanConfig
+    from infuse.operators.dedup import DedupConfig
+    from infuse.operators.quality import FilterConfig
+
+    return CleanConfig.default(), FilterConfig.default(), DedupConfig.default()
+
+
+def side_infuse(work: Path, batch: int, recipe: str = "dj") -> dict:
     import pyarrow.parquet as pq
 
     from infuse.operators.clean import Cleaner
@@ -170,7 +185,7 @@ def side_infuse(work: Path, batch: int) -> dict:
     from infuse.operators.quality import QualityFilter
 
     t0 = time.perf_counter()
-    ccfg, fcfg, dcfg = infuse_configs(YAML)
+    ccfg, fcfg, dcfg = infuse_configs(YAML) if recipe == "dj" else default_configs()
     cleaner, quality, deduper = Cleaner(ccfg), QualityFilter(fcfg), Deduper(dcfg)
     t_init = time.perf_counter() - t0
     times, rejects = {}, {}
@@ -219,7 +234,7 @@ def side_infuse(work: Path, batch: int) -> dict:
     count(rs)
     times["dedup_resolve"] = round(time.perf_counter() - t, 2)
     timed("dedup_apply", lambda: stream(work / "filtered.parquet", work / "dedup.parquet", deduper.apply_batch))
-    pq.write_table(deduper.index(), work / "dedup_index.parquet")
+    pq.write_table(deduper.index(), work / f"dedup_index_{recipe}.parquet")
     kept = pq.ParquetFile(work / "dedup.parquet").metadata.num_rows
     return {"init_s": round(t_init, 2), "step_s": times, "kept": kept, "rejected": rejects,
             "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -265,6 +280,48 @@ def side_minhash(n: int, batch: int, num_perm: int) -> dict:
             "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def side_semantic(work: Path, rows: int, synthetic: int) -> dict:
+    """MiniLM embedding on `rows` real chunks; k-means + within-cluster pairs on `synthetic` embeddings."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from infuse.operators.dedup import semantic
+
+    out: dict = {}
+    if rows:
+        texts = pq.read_table(work / "corpus.parquet", columns=["text"]).column("text").to_pylist()[:rows]
+        semantic.embed(texts[:8])  # model load, not throughput
+        t = time.perf_counter()
+        emb = semantic.embed(texts)
+        wall = time.perf_counter() - t
+        a, _ = semantic.near_pairs(emb, 0.8, max(1, len(texts) // 1000))
+        out["embed"] = {"chunks": len(texts), "embed_s": round(wall, 1), "chunks_per_s": round(len(texts) / wall, 1),
+                        "pairs_at_0.8": int(len(a))}
+    if synthetic:
+        rng = np.random.default_rng(0)
+        t = time.perf_counter()
+        x = np.empty((synthetic, semantic_dim()), np.float16)
+        for i in range(0, synthetic, 100_000):  # 10% near copies of earlier rows, in blocks to bound memory
+            block = rng.normal(size=(min(100_000, synthetic - i), semantic_dim())).astype(np.float32)
+            k = len(block) // 10
+            block[:k] = block[-k:] + 0.1 * rng.normal(size=(k, semantic_dim()))
+            x[i : i + len(block)] = (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float16)
+        t_gen = time.perf_counter() - t
+        t = time.perf_counter()
+        a, _ = semantic.near_pairs(x, 0.8, synthetic // 1000)
+        wall = time.perf_counter() - t
+        out["cluster"] = {"embeddings": synthetic, "gen_s": round(t_gen, 1), "cluster_and_pairs_s": round(wall, 1),
+                          "per_s": round(synthetic / wall), "pairs": int(len(a))}
+    out["self_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def semantic_dim() -> int:
+    from infuse.operators.dedup.deduper import EMBED_DIM
+
+    return EMBED_DIM
+
+
 # -- driver ------------------------------------------------------------------------
 
 
@@ -281,6 +338,8 @@ def timed_subprocess(cmd: list[str], log: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
+                    help="folder with c4_demo.jsonl, wiki_demo.txt, dj-demo-dedup.jsonl (default ../shared/data/corpus)")
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--minhash-docs", type=int, default=0)
     ap.add_argument("--num-perm", type=int, default=128)
@@ -288,11 +347,18 @@ def main() -> None:
     ap.add_argument("--np", type=int, default=2, help="dj-process --np")
     ap.add_argument("--work", type=Path, default=Path("/tmp/infuse_clean_bench"))
     ap.add_argument("--skip-dj", action="store_true")
-    ap.add_argument("--side", choices=["infuse", "minhash"], help=argparse.SUPPRESS)
+    ap.add_argument("--skip-default", action="store_true", help="do not run infuse's default recipe")
+    ap.add_argument("--semantic-rows", type=int, default=0, help="chunks to embed for semantic dedup throughput")
+    ap.add_argument("--semantic-synthetic", type=int, default=0,
+                    help="synthetic embeddings to cluster and pair (1000000: the 1M-chunk memory bound)")
+    ap.add_argument("--side", choices=["infuse", "infuse-default", "minhash", "semantic"], help=argparse.SUPPRESS)
     a = ap.parse_args()
 
-    if a.side == "infuse":
-        print("RESULT " + json.dumps(side_infuse(a.work, a.batch)))
+    if a.side in ("infuse", "infuse-default"):
+        print("RESULT " + json.dumps(side_infuse(a.work, a.batch, "dj" if a.side == "infuse" else "default")))
+        return
+    if a.side == "semantic":
+        print("RESULT " + json.dumps(side_semantic(a.work, a.semantic_rows, a.semantic_synthetic)))
         return
     if a.side == "minhash":
         print("RESULT " + json.dumps(side_minhash(a.minhash_docs, 10_000, a.num_perm)))
@@ -302,7 +368,7 @@ def main() -> None:
     if a.rows:
         shutil.rmtree(a.work, ignore_errors=True)
         a.work.mkdir(parents=True)
-        report["corpus"] = build_corpus(a.rows, a.work, a.batch)
+        report["corpus"] = build_corpus(a.rows, a.work, a.batch, a.corpus)
         print(f"corpus: {report['corpus']}", flush=True)
         wall, rss, rc = timed_subprocess([PY, __file__, "--side", "infuse", "--work", str(a.work),
                                           "--batch", str(a.batch)], a.work / "infuse.log")
@@ -320,12 +386,31 @@ def main() -> None:
             print(f"dj-process: {report['dj']}", flush=True)
             report["speed_ratio_infuse_over_dj"] = round(report["dj"]["wall_s"] / report["infuse"]["wall_s"], 2)
             print(f"ratio (infuse docs/s / dj docs/s): {report['speed_ratio_infuse_over_dj']}")
+        if not a.skip_default:  # what a user gets: the default recipe, MinHash included
+            wall, rss, rc = timed_subprocess([PY, __file__, "--side", "infuse-default", "--work", str(a.work),
+                                              "--batch", str(a.batch)], a.work / "infuse_default.log")
+            res = _result(a.work / "infuse_default.log", rc)
+            report["infuse_default"] = {"wall_s": round(wall, 1), "docs_per_s": round(a.rows / wall),
+                                        "peak_rss_mb": round(rss), **res}
+            print(f"infuse default recipe: {report['infuse_default']}", flush=True)
+            if "dj" in report:
+                report["speed_ratio_default_over_dj"] = round(report["dj"]["wall_s"] / wall, 2)
+                print(f"ratio (infuse default recipe docs/s / dj docs/s): {report['speed_ratio_default_over_dj']}")
     if a.minhash_docs:
         a.work.mkdir(parents=True, exist_ok=True)
         wall, rss, rc = timed_subprocess([PY, __file__, "--side", "minhash", "--minhash-docs", str(a.minhash_docs),
                                           "--num-perm", str(a.num_perm)], a.work / "minhash.log")
         report["minhash"] = {"wall_s": round(wall, 1), "peak_rss_mb": round(rss), **_result(a.work / "minhash.log", rc)}
         print(f"minhash-lsh: {report['minhash']}", flush=True)
+    if a.semantic_rows or a.semantic_synthetic:
+        if a.semantic_rows and not (a.work / "corpus.parquet").exists():
+            a.work.mkdir(parents=True, exist_ok=True)
+            build_corpus(max(a.semantic_rows, 1000), a.work, a.batch, a.corpus)
+        wall, rss, rc = timed_subprocess([PY, __file__, "--side", "semantic", "--work", str(a.work),
+                                          "--semantic-rows", str(a.semantic_rows), "--semantic-synthetic",
+                                          str(a.semantic_synthetic)], a.work / "semantic.log")
+        report["semantic"] = {"wall_s": round(wall, 1), "peak_rss_mb": round(rss), **_result(a.work / "semantic.log", rc)}
+        print(f"semantic dedup: {report['semantic']}", flush=True)
     print(json.dumps(report, indent=2))
 
 

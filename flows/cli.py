@@ -158,7 +158,13 @@ def steps(recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="in
         typer.echo(f"{'':12s} {cls.description}")
 
 
-def _show_ref(store, ref, rows: int) -> None:
+def _head(table, rows: int, full: bool) -> str:
+    from infuse.flows.tableview import render
+
+    return render(table.slice(0, rows).to_pylist(), table.column_names, full=full)
+
+
+def _show_ref(store, ref, rows: int, full: bool = False) -> None:
     from infuse.storage import ArtifactRef
 
     ref = ArtifactRef.from_dict(ref) if isinstance(ref, dict) else ref
@@ -167,7 +173,7 @@ def _show_ref(store, ref, rows: int) -> None:
     if ref.kind == "table":
         table = store.read(ref)
         typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
-        typer.echo(table.slice(0, rows).to_pandas().to_string())
+        typer.echo(_head(table, rows, full))
         return
     meta = store.read_meta(ref.step, ref.key, ref.name) or {}
     typer.echo(f"  {ref.schema}")
@@ -184,20 +190,18 @@ def show(
     target: str = typer.Argument(..., help="a step name, an artifact name (documents, chunks, ...) or a .parquet path"),
     recipe: Path = typer.Option(Path("recipes/demo.yaml"), "--recipe", "-r", help="recipe whose storage to look in"),
     rows: int = typer.Option(5, "--rows", "-n", help="rows of head to print"),
+    full: bool = typer.Option(False, "--full", help="print every value whole (default: cut to the terminal width)"),
 ) -> None:
     """Show an artifact (table, model or report): schema, row count, head, and the step's rejects with reasons."""
-    import pandas as pd
     import pyarrow.parquet as pq
 
     from infuse.storage import ArtifactRef, ArtifactStore, RunManifest
 
-    pd.set_option("display.max_colwidth", 60)
-    pd.set_option("display.width", 200)
     if target.endswith(".parquet"):
         table = pq.read_table(target)
         typer.echo(f"{target}\nrows: {table.num_rows}")
         typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
-        typer.echo(table.slice(0, rows).to_pandas().to_string())
+        typer.echo(_head(table, rows, full))
         return
     store = ArtifactStore(_load(recipe).storage)
     runs = RunManifest.all_runs(store)
@@ -225,13 +229,13 @@ def show(
     typer.echo(f"run {doc['run_id']} ({doc.get('status')})  step {step}  state {entry.get('state')}")
     outputs = {name: entry["outputs"][name]} if name else entry.get("outputs", {})
     for ref in outputs.values():
-        _show_ref(store, ref, rows)
+        _show_ref(store, ref, rows, full)
     if entry.get("rejects"):
-        rej = store.read(ArtifactRef.from_dict(entry["rejects"])).to_pandas()
-        typer.secho(f"\n== rejects: {len(rej)} rows", bold=True)
-        if len(rej):
-            typer.echo(rej["reason"].value_counts().to_string())
-            typer.echo(rej[["id", "reason", "message"]].head(max(rows, 20)).to_string())
+        rej = store.read(ArtifactRef.from_dict(entry["rejects"]))
+        typer.secho(f"\n== rejects: {rej.num_rows} rows", bold=True)
+        if rej.num_rows:
+            typer.echo(rej.column("reason").to_pandas().value_counts().to_string())
+            typer.echo(_head(rej.select(["id", "reason", "message"]), max(rows, 20), full))
     stats = {k: v for k, v in entry.get("stats", {}).items() if not k.startswith("_")}
     typer.echo("\nstats: " + json.dumps(stats, ensure_ascii=False))
 

@@ -114,24 +114,47 @@ def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.
     return sorted(seen)
 
 
+_VERSIONS: dict[tuple[Any, ...], tuple[list[tuple[str, tuple[int, int]]], str]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operators",)) -> str:
     """sha256 over the source of the given modules and every `operators` module they import.
 
     Cache keys include it so that editing an operator (or a helper it imports,
     or a prompt file beside it) invalidates the steps that run it, which
-    Prefect's TASK_SOURCE policy alone would not notice.
+    Prefect's TASK_SOURCE policy alone would not notice. Kept per process while
+    no file it read (nor a package folder, where a prompt file may appear) has
+    changed: reading the closure's sources costs a good part of a second.
     """
+    key = (module_names, prefixes)
+    cached = _VERSIONS.get(key)
+    if cached is not None and all(_stamp(Path(p)) == st for p, st in cached[0]):
+        return cached[1]
     digest = hashlib.sha256()
+    read: list[Path] = []
     for name in module_closure(tuple(module_names), prefixes):
         spec = importlib.util.find_spec(name)
         path = Path(spec.origin)  # type: ignore[union-attr, arg-type]
         digest.update(name.encode())
         digest.update(path.read_bytes())
+        read.append(path)
         if spec.submodule_search_locations:  # a package: its data files (prompts) count too
+            read.append(path.parent)
             for data in sorted(p for ext in ("*.yaml", "*.txt", "*.json") for p in path.parent.glob(ext)):
                 digest.update(data.name.encode())
                 digest.update(data.read_bytes())
-    return digest.hexdigest()[:16]
+                read.append(data)
+    version = digest.hexdigest()[:16]
+    _VERSIONS[key] = ([(str(p), _stamp(p)) for p in read], version)
+    return version
 
 
 def stable_hash(obj: Any) -> str:

@@ -7,6 +7,7 @@ can cite where it came from.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -28,6 +29,20 @@ from infuse.operators.chunk_sentences import (
 
 _NONWS = re.compile(r"\S")
 _FENCE = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
+_ATX_LINE = re.compile(r"#{1,6}(?:\s.*)?")
+_SETEXT_LINE = re.compile(r"(?:=+|-+)")
+
+
+def headings_only(text: str, heading_path: list[str]) -> bool:
+    """True for a piece that is nothing but heading lines (`# Title`, a setext underline, or a line that is
+    one of its section's headings, as docx and html write them): no chunk should be only that."""
+    titles = {" ".join(h.split()) for h in heading_path}
+    for line in text.split("\n"):
+        line = line.strip()
+        if line and not (_ATX_LINE.fullmatch(line) or _SETEXT_LINE.fullmatch(line)
+                         or " ".join(line.lstrip("#").split()) in titles):
+            return False
+    return True
 
 
 class ChunkConfig(Strict):
@@ -57,6 +72,7 @@ class _Piece:
     start: int
     end: int
     kind: str
+    lang: str | None = None  # code: the fence's language (```python) or the code file's
 
 
 class _Packer:
@@ -214,13 +230,13 @@ def _regions(n: int, sections: list[dict[str, Any]]) -> list[tuple[int, int, lis
     return regions
 
 
-def _blocks(text: str, start: int, end: int, fmt: str) -> list[_Piece]:
+def _blocks(text: str, start: int, end: int, fmt: str, code_lang: str | None = None) -> list[_Piece]:
     """Split a region into text, table (pipe lines) and code (fenced) blocks."""
     fam = family(fmt)
     if fam == "record":
         return [_Piece(start, end, "record")]
     if fam == "code":
-        return [_Piece(start, end, "code")]
+        return [_Piece(start, end, "code", code_lang)]
     if fam == "log":  # no sentences to speak of: pack whole lines
         return [_Piece(start, end, "lines")]
     region = text[start:end]
@@ -236,11 +252,11 @@ def _blocks(text: str, start: int, end: int, fmt: str) -> list[_Piece]:
     blocks: list[_Piece] = []
     text_from = start
 
-    def emit(kind: str, a: int, b: int) -> None:
+    def emit(kind: str, a: int, b: int, lang: str | None = None) -> None:
         nonlocal text_from
         if a > text_from:
             blocks.append(_Piece(text_from, a, "text"))
-        blocks.append(_Piece(a, b, kind))
+        blocks.append(_Piece(a, b, kind, lang))
         text_from = b
 
     i = 0
@@ -257,7 +273,8 @@ def _blocks(text: str, start: int, end: int, fmt: str) -> list[_Piece]:
                     break
                 j += 1
             last = min(j, len(lines) - 1)
-            emit("code", a, lines[last][1])
+            info = line[fence.end():].strip().split()
+            emit("code", a, lines[last][1], info[0].strip("{}.").lower() if info else None)
             i = last + 1
             continue
         if line.lstrip().startswith("|"):
@@ -301,7 +318,12 @@ def _pack_block(text: str, block: _Piece, cfg: ChunkConfig) -> list[_Piece]:
             window=(cfg.target_chars // 2, cfg.max_chars), min_level=LINE, **common,
         )
         kind = "record" if kind == "record" else "text"
-    return [_Piece(s, e, kind) for s, e in packer.spans()]
+    return [_Piece(s, e, kind, block.lang) for s, e in packer.spans()]
+
+
+def _mergeable(a: _Piece, b: _Piece) -> bool:
+    """Code merges only with code of the same language: a fenced block stays a code chunk of its own."""
+    return ("code" not in (a.kind, b.kind)) or (a.kind == b.kind and a.lang == b.lang)
 
 
 def _merge_small(pieces: list[_Piece], cfg: ChunkConfig) -> list[_Piece]:
@@ -312,15 +334,15 @@ def _merge_small(pieces: list[_Piece], cfg: ChunkConfig) -> list[_Piece]:
         if p.end - p.start >= cfg.min_chars:
             i += 1
             continue
-        if i > 0 and p.end - pieces[i - 1].start <= cfg.max_chars:
+        if i > 0 and p.end - pieces[i - 1].start <= cfg.max_chars and _mergeable(pieces[i - 1], p):
             q = pieces[i - 1]
-            kind = q.kind if q.end - q.start >= p.end - p.start else p.kind
-            pieces[i - 1 : i + 1] = [_Piece(q.start, max(p.end, q.end), kind)]
+            big = q if q.end - q.start >= p.end - p.start else p
+            pieces[i - 1 : i + 1] = [_Piece(q.start, max(p.end, q.end), big.kind, big.lang)]
             i -= 1
-        elif i + 1 < len(pieces) and pieces[i + 1].end - p.start <= cfg.max_chars:
+        elif i + 1 < len(pieces) and pieces[i + 1].end - p.start <= cfg.max_chars and _mergeable(p, pieces[i + 1]):
             q = pieces[i + 1]
-            kind = q.kind if q.end - q.start >= p.end - p.start else p.kind
-            pieces[i : i + 2] = [_Piece(p.start, q.end, kind)]
+            big = q if q.end - q.start >= p.end - p.start else p
+            pieces[i : i + 2] = [_Piece(p.start, q.end, big.kind, big.lang)]
         else:
             i += 1
     return pieces
@@ -348,15 +370,16 @@ def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]
         if p.get("page") is not None
     )
     page_starts = [p[0] for p in pages]
+    file_lang = _code_file_language(doc) if family(fmt) == "code" else None
 
     rows: list[dict[str, Any]] = []
     for a, b, heading_path in _regions(len(text), _as_list(doc.get("sections"))):
         pieces: list[_Piece] = []
-        for block in _blocks(text, a, b, fmt):
+        for block in _blocks(text, a, b, fmt, file_lang):
             pieces.extend(_pack_block(text, block, cfg))
         for p in _merge_small(pieces, cfg):
-            if p.end <= p.start or not text[p.start : p.end].strip():
-                continue
+            if p.end <= p.start or headings_only(text[p.start : p.end], heading_path):
+                continue  # blank, or only headings (they live on in the heading_path of the chunks below)
             prev_end = rows[-1]["end"] if rows else 0
             rows.append(
                 {
@@ -373,9 +396,19 @@ def chunk_document(doc: dict[str, Any], cfg: ChunkConfig) -> list[dict[str, Any]
                     "start": p.start,
                     "end": p.end,
                     "kind": p.kind,
+                    "code_lang": (p.lang or None) if p.kind == "code" else None,
                 }
             )
     return rows
+
+
+def _code_file_language(doc: dict[str, Any]) -> str | None:
+    """A code file's language, as its parser recorded it (metadata["language"])."""
+    try:
+        lang = json.loads(doc.get("metadata") or "{}").get("language")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return lang if isinstance(lang, str) and lang != "unknown" else None
 
 
 def _own_start(text: str, start: int, end: int, prev_end: int) -> int:

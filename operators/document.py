@@ -40,6 +40,7 @@ class ParsedDoc:
     sections: list[Section] = field(default_factory=list)
     pages: list[Page] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None  # when it differs from the parser's: a JSONL text record reads as txt
 
 
 DOCUMENT_SCHEMA = pa.schema(
@@ -74,12 +75,16 @@ CHUNK_SCHEMA = pa.schema(
         ("path", pa.string()),
         ("format", pa.string()),
         ("chunk_index", pa.int32()),
-        ("text", pa.string()),  # == document.text[start:end]
+        ("text", pa.string()),  # == document.text[start:end] (after clean: see offset_map)
         ("heading_path", pa.list_(pa.string())),
         ("page", pa.int32()),  # null when the format has no pages
         ("start", pa.int64()),
         ("end", pa.int64()),
         ("kind", pa.string()),  # text | table | code | record
+        ("code_lang", pa.string()),  # kind code: the fence's language (```python), a <pre>'s, or the code file's
+        # set by clean where it changed the text: (cleaned offset, original offset, length) triples of the shared
+        # blocks, relative to the chunk; operators.provenance.to_original maps a span of `text` back to the document
+        ("offset_map", pa.list_(pa.int32())),
     ]
 )
 

@@ -132,8 +132,11 @@ def parse_file(entry: FileEntry, data: bytes) -> tuple[list[dict[str, Any]], lis
             rid = f"{path}#{index}" if multi else path
             rejects.append(Reject(rid, "empty", "no text after parsing", {"format": parser.format}))
             continue
+        replaced = doc.text.count("\ufffd")
+        if replaced:  # U+FFFD in the source is content; say how much of it there is
+            doc.metadata["replacement_chars"] = replaced
         doc_id = f"{sha}:{index}" if multi else sha
-        rows.append(document_row(doc_id, path, parser.format, doc))
+        rows.append(document_row(doc_id, path, doc.format or parser.format, doc))
     if multi and not docs:
         rejects.append(Reject(path, "empty", "no records in file", {"format": parser.format}))
     return rows, rejects

@@ -46,7 +46,7 @@ def _versions(*dists: str) -> dict[str, str]:
 
 # Libraries whose upgrade can change what a step produces (a data-juicer upgrade can change what a
 # filter keeps; a trl upgrade, how a model trains): part of every step's code version.
-LIBRARY_VERSIONS = _versions("py-data-juicer", "datasketch", "pypdf", "python-docx", "python-pptx",
+LIBRARY_VERSIONS = _versions("py-data-juicer", "datasketch", "pypdf", "python-docx", "python-pptx", "ebooklib",
                              "beautifulsoup4", "charset-normalizer", "jieba", "transformers", "pyarrow",
                              "torch", "trl", "peft", "accelerate")
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from infuse.operators.chunk import ChunkConfig, chunk_document
+from infuse.operators.chunk import ChunkConfig, chunk_document, headings_only
 from infuse.operators.document import Page, ParsedDoc, Section, document_row
 
 CFG = ChunkConfig(target_chars=300, max_chars=600, min_chars=40, overlap_chars=40)
@@ -40,9 +40,16 @@ def check_invariants(doc: dict, rows: list[dict], cfg: ChunkConfig = CFG) -> Non
         assert r["doc_id"] == doc["doc_id"] and r["path"] == doc["path"] and r["format"] == doc["format"]
         assert len(r["text"]) <= cfg.max_chars
         covered[r["start"] : r["end"]] = b"\1" * (r["end"] - r["start"])
+        assert not headings_only(r["text"], r["heading_path"]), "a chunk is never only headings"
     assert all(a["start"] < b["start"] for a, b in zip(rows, rows[1:]))
     missed = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
-    assert missed == []
+
+    def line_at(i: int) -> str:
+        return text[text.rfind("\n", 0, i) + 1 : (text.find("\n", i) + 1 or len(text) + 1) - 1]
+
+    # what no chunk covers is heading lines only (heading-only pieces are dropped; the heading lives on in
+    # the heading_path of the chunks below it)
+    assert [i for i in missed if not re.fullmatch(r"#{1,6} .*", line_at(i).strip())] == []
 
 
 EN_SENTENCES = [
@@ -396,6 +403,29 @@ def test_fenced_code_in_markdown_is_code():
     assert "".join(r["text"] for r in code).replace("\n", "") == fence.replace("\n", "")
     assert code[0]["text"].startswith("```python") and code[-1]["text"].endswith("```")
     assert rows[0]["kind"] == "text" and rows[-1]["kind"] == "text"
+    assert {r["code_lang"] for r in code} == {"python"}, "every piece of the block carries the fence language"
+    assert {r["code_lang"] for r in rows if r["kind"] != "code"} == {None}
+
+
+def test_small_code_blocks_stay_code_chunks_in_markdown_and_html():
+    """A one-line fence or <pre> is a code chunk of its own (synthesis routes kind code to code_tasks)."""
+    from infuse.operators.parsers import parser_for
+
+    md = "# Install\n\nRun this once on every node:\n\n```bash\npip install lotusdb\n```\n\nThen restart it."
+    html = ("<html><body><h1>Install</h1><p>Run this once on every node:</p>"
+            "<pre><code class='language-bash'>pip install lotusdb</code></pre><p>Then restart it.</p></body></html>")
+    for name, data in (("i.md", md), ("i.html", html)):
+        parsed = parser_for(name).parse(data.encode(), name)
+        doc = document_row("d" * 64, name, parser_for(name).format, parsed)
+        rows = chunk_document(doc, CFG)
+        code = [r for r in rows if r["kind"] == "code"]
+        assert [(r["text"], r["code_lang"]) for r in code] == [("```bash\npip install lotusdb\n```", "bash")], name
+
+
+def test_code_file_chunks_carry_the_file_language():
+    parsed = ParsedDoc(title="x.py", text=PY, metadata={"language": "python"})
+    rows = chunk_document(document_row("d" * 64, "x.py", "code", parsed), CFG)
+    assert {(r["kind"], r["code_lang"]) for r in rows} == {("code", "python")}
 
 
 def test_record_fits_in_one_chunk():

@@ -109,3 +109,34 @@ def test_unknown_op_names_close_matches():
 def test_ops_that_need_network_are_refused():
     with pytest.raises(dj.DjAssetError):
         Cleaner(CleanConfig(ops=[{"name": "nlpaug_en_mapper"}]))
+
+
+def test_provenance_after_clean_spans_point_at_the_documents_own_characters():
+    """Clean drops an email and a URL, straightens quotes and collapses spaces: a span found in the cleaned
+    chunk still maps to document text that covers it (issue 13, item 9)."""
+    from infuse.operators.chunk import ChunkConfig, chunk_document
+    from infuse.operators.document import CHUNK_SCHEMA, ParsedDoc, document_row
+    from infuse.operators.provenance import to_original
+    from infuse.operators.synth.spans import chunk_span
+
+    text = ("Write to ops@lotus.example or see https://lotus.example/docs/backup for the “backup” guide.   "
+            "Stop   every writer before you copy the data directory.\n\n请联系 admin@example.com 获取帮助。"
+            "恢复之前必须先停止服务器。")
+    doc = document_row("d" * 64, "g.md", "markdown", ParsedDoc(title="g", text=text))
+    rows = chunk_document(doc, ChunkConfig())
+    out, rejects = Cleaner().process_batch(pa.Table.from_pylist(rows, schema=CHUNK_SCHEMA))
+    cleaned = out.to_pylist()
+    assert not rejects and cleaned[0]["text"] != text[cleaned[0]["start"] : cleaned[0]["end"]]
+    assert all(c["offset_map"] for c in cleaned), "every changed chunk has its map"
+    [whole] = cleaned
+    for support in ("Stop every writer before you copy the data directory.", 'the "backup" guide',
+                    "恢复之前必须先停止服务器。", "获取帮助"):
+        s, e = chunk_span(whole, support)
+        original = text[s:e]
+        assert " ".join(original.split()).replace("“", '"').replace("”", '"') == support, (support, original)
+    s, e = to_original(whole, 0, len(whole["text"]))
+    assert (s, e) == (whole["start"], whole["end"]), "the whole cleaned chunk maps to the whole original chunk"
+    s, e = chunk_span(whole, "for the")  # where the URL was removed just before: the span reaches back over it
+    assert text[s:e] == "for the" or text[s:e].endswith("for the")
+    unchanged = {"start": 10, "end": 20, "offset_map": None, "text": "x" * 10}
+    assert to_original(unchanged, 2, 5) == (12, 15)

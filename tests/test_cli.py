@@ -62,3 +62,19 @@ def test_plan_estimates_without_calling_an_llm(tmp_path, prefect_server, monkeyp
     assert int(lines["qa"][1]) >= 3 and int(lines["qa"][2]) > 0, "requests and prompt tokens estimated"
     assert lines["record_template"][1] == "0", "templates need no request"
     assert not (tmp_path / "runs" / "artifacts" / "synthesize").exists(), "nothing was synthesized"
+
+
+def test_show_cuts_wide_text_to_the_terminal_and_full_shows_it_all(tmp_path, monkeypatch):
+    path = tmp_path / "docs.parquet"
+    body = "LotusDB 是一款嵌入式键值数据库。\n" * 200 + "THE END"
+    pq.write_table(pa.table({"doc_id": ["d1", "d2"], "text": [body, "short"], "pages": [[1, 2], []]}), path)
+    monkeypatch.setenv("COLUMNS", "80")
+    res = runner.invoke(app, ["show", str(path)])
+    assert res.exit_code == 0
+    head = res.output.split("pages: list<element: int64>\n", 1)[1]
+    from wcwidth import wcswidth
+
+    assert all(wcswidth(line) <= 80 for line in head.splitlines()), head
+    assert "THE END" not in head and "…" in head and "d2" in head and "[1, 2]" in head
+    full = runner.invoke(app, ["show", str(path), "--full"])
+    assert full.exit_code == 0 and body in full.output

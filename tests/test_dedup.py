@@ -131,15 +131,15 @@ def test_incremental_run_does_not_resign_old_chunks(tmp_path):
     old = [en(i, 120) for i in range(6)]
     new = [edit(old[0], 2, 1), en(100, 120), zh(101, 300)]
     first, _, _ = run(cfg, table(old))
-    assert first.stats()["signatures_computed"] == {"exact": 6, "simhash": 6, "minhash": 6}
+    assert first.stats()["signatures_computed"] == {"exact": 6, "simhash": 6, "minhash": 6, "semantic": 0}
     pq.write_table(first.index(), tmp_path / "index.parquet")  # persisted as the lead will
     index = pq.read_table(tmp_path / "index.parquet")
     assert index.num_rows == 6 and index.schema.field("minhash").type.list_size == 64
 
     everything = table(old + new)
     second, keep, rejects = run(cfg, everything, index)
-    assert second.stats()["signatures_computed"] == {"exact": 3, "simhash": 3, "minhash": 3}
-    assert second.stats()["signatures_loaded"] == {"exact": 6, "simhash": 6, "minhash": 6}
+    assert second.stats()["signatures_computed"] == {"exact": 3, "simhash": 3, "minhash": 3, "semantic": 0}
+    assert second.stats()["signatures_loaded"] == {"exact": 6, "simhash": 6, "minhash": 6, "semantic": 0}
     fresh, keep_fresh, rejects_fresh = run(cfg, everything)
     assert keep == keep_fresh and [r.id for r in rejects] == [r.id for r in rejects_fresh] == ["c6"]
     assert second.index().num_rows == 9
@@ -165,22 +165,7 @@ def test_index_with_other_params_is_not_reused():
     assert second.stats()["signatures_computed"]["minhash"] == 1
 
 
-def test_streaming_one_pass_keep_earliest():
-    cfg = DedupConfig(exact=True, simhash=SimhashConfig(), minhash=MinhashConfig(num_perm=64), keep="earliest")
-    a, z = en(1, 120), zh(2, 300)
-    d = Deduper(cfg)
-    out1, rej1 = d.process_batch(table([a, z, en(3, 120)], "b1_"))
-    out2, rej2 = d.process_batch(table([a.upper(), edit(z, 3, 5), en(4, 120)], "b2_"))
-    assert out1.num_rows == 3 and rej1 == []
-    assert out2.column("chunk_id").to_pylist() == ["b2_2"]
-    assert [(r.id, r.reason, r.detail["kept_id"]) for r in rej2] == [
-        ("b2_0", "exact_duplicate", "b1_0"), ("b2_1", "near_duplicate_minhash", "b1_1")]
-    assert d.index().column("kept").to_pylist() == [True, True, True, False, False, True]
-
-
-def test_streaming_needs_keep_earliest_and_apply_needs_resolve():
-    with pytest.raises(ValueError, match="keep=earliest"):
-        Deduper(DedupConfig(keep="longest")).process_batch(table(["x"]))
+def test_apply_needs_resolve_and_a_resolved_deduper_is_done():
     d = Deduper(EXACT_ONLY)
     d.add_batch(table(["a", "a"]))
     with pytest.raises(RuntimeError):
@@ -211,3 +196,70 @@ def test_changed_text_under_the_same_chunk_id_is_signed_anew():
     d2.resolve()
     stats = d2.stats()
     assert stats["signatures_loaded"]["minhash"] == 1 and stats["signatures_computed"]["minhash"] == 1
+
+
+def test_default_dedup_catches_a_readded_chinese_paragraph_with_new_title_and_one_added_sentence():
+    """Issue: SimHash at distance 4 alone (the old default) caught 2 of 9 such copies; MinHash is now default."""
+    import json
+    from pathlib import Path
+
+    items = json.loads((Path(__file__).parent / "data" / "zh_encyclopedia.json").read_text(encoding="utf-8"))
+    originals = [f"{title}\n\n{body}" for title, body in items]
+    added = ["这一点在近年的研究中得到了进一步的证实。", "相关内容在地方志中也有详细记载。"]
+    copies = [f"{title}（百科）\n\n{body}{added[i % 2]}" for i, (title, body) in enumerate(items[:8])]
+    t = table(originals + copies)
+    _, _, simhash_only = run(DedupConfig(minhash=None), t)
+    assert len(simhash_only) < 8, "the case SimHash alone misses"
+    _, keep, rejects = run(DedupConfig(), t)
+    pairs = {frozenset((r.id, r.detail["kept_id"])) for r in rejects}
+    assert pairs == {frozenset((f"c{i}", f"c{10 + i}")) for i in range(8)}, "each copy pairs with its original"
+    assert keep == {f"c{i}" for i in range(8, 18)}, "one per pair (the longer copy), and the 2 uncopied ones"
+
+
+PARAPHRASES = [
+    ("To back up LotusDB, stop all writers, copy the data directory to another disk, and keep the WAL files "
+     "together with the SST files.",
+     "Back up a LotusDB database by halting every writer, then copying its data folder to a second disk; the "
+     "write-ahead log files must stay with the SST files."),
+    ("The server must be restarted after you change the configuration file, otherwise the new settings are ignored.",
+     "Any edit to the config file only takes effect once the server has been restarted; until then the old "
+     "settings stay in force."),
+]
+UNRELATED = ["To restore LotusDB, stop the server and copy the backup into the data directory.",
+             "The museum opens at nine and tickets are sold at the door; children under six go free.",
+             "Read amplification is the number of disk reads needed for one logical read."]
+
+
+def test_semantic_dedup_removes_paraphrases_that_minhash_misses():
+    from infuse.operators.dedup import SemanticConfig
+
+    zh_pair = ["莲花数据库在每次写入前先追加写前日志，然后更新内存表。", "每次写入时，莲花数据库会先写日志，再更新内存中的表。"]
+    texts = [p[0] for p in PARAPHRASES] + UNRELATED + [p[1] for p in PARAPHRASES] + zh_pair
+    t = table(texts)
+    _, _, default_rejects = run(DedupConfig(), t)
+    assert default_rejects == [], "exact, SimHash and MinHash see different words"
+    d, keep, rejects = run(DedupConfig(semantic=SemanticConfig(), keep="earliest"), t)
+    assert sorted((r.id, r.reason, r.detail["kept_id"]) for r in rejects) == [
+        ("c5", "near_duplicate_semantic", "c0"), ("c6", "near_duplicate_semantic", "c1")]
+    assert all(r.detail["cosine"] >= 0.8 for r in rejects) and "c2" in keep, "backup vs restore is not a copy"
+    assert "c7" in keep and "c8" in keep, "Chinese is not embedded by the English model (langs: [en])"
+    index = d.index()
+    assert index.column("semantic").null_count == 2 and index.schema.field("semantic").type.list_size == 384
+    again, keep2, rejects2 = run(DedupConfig(semantic=SemanticConfig(), keep="earliest"), t, index)
+    assert again.stats()["signatures_computed"]["semantic"] == 0 and keep2 == keep
+    assert [r.id for r in rejects2] == [r.id for r in rejects]
+
+
+def test_semantic_pairs_stay_within_clusters_and_match_brute_force():
+    from infuse.operators.dedup.semantic import near_pairs
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(300, 384)).astype(np.float32)
+    x = np.concatenate([base, base[:40] + 0.05 * rng.normal(size=(40, 384))])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    a, b = near_pairs(x, 0.9, k=1)
+    sims = x.astype(np.float32) @ x.astype(np.float32).T
+    brute = {(i, j) for i, j in zip(*np.nonzero(np.triu(sims >= 0.9, k=1)))}
+    assert set(zip(a.tolist(), b.tolist())) == brute and len(brute) == 40
+    a, b = near_pairs(x, 0.9, k=8)  # clustered: near copies land with their original
+    assert set(zip(a.tolist(), b.tolist())) == brute

@@ -215,3 +215,78 @@ def test_json_wrapper_object_is_unwrapped(tmp_path):
     path.write_bytes(data)
     rows, rejects = parse_file(FileEntry("w.json", path, len(data), "x"), data)
     assert [r["title"] for r in rows] == ["a", "b"] and not rejects
+
+
+def _jsonl(tmp_path, name: str, data: bytes):
+    from infuse.operators.ingest import FileEntry, parse_file
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    return parse_file(FileEntry(name, path, len(data), "x"), data)
+
+
+WEB = ["Don\ufffdt think you need all the bells and whistles? Our air cleaners improve the air in your home "
+       "without breaking the bank, and they last for years with little care.",
+       "The museum opens at nine. Tickets are sold at the door and online; children under six go free.",
+       "Caf\ufffd\ufffd owners say the new street layout brought more customers on weekdays than before."]
+
+
+def test_utf8_jsonl_with_replacement_characters_keeps_every_record(tmp_path):
+    """U+FFFD already in scraped text is content: the file is valid UTF-8, so it is text (issue: c4 vanished)."""
+    data = "".join(json.dumps({"text": t, "url": f"https://x.example/{i}"}, ensure_ascii=False) + "\n"
+                   for i, t in enumerate(WEB)).encode()
+    rows, rejects = _jsonl(tmp_path, "web.jsonl", data)
+    assert rejects == [] and [r["text"] for r in rows] == WEB
+    assert [json.loads(r["metadata"]).get("replacement_chars") for r in rows] == [1, None, 2]
+    txt_rows, txt_rejects = _jsonl(tmp_path, "web.txt", "\n".join(WEB).encode())
+    assert txt_rejects == [] and json.loads(txt_rows[0]["metadata"])["replacement_chars"] == 3
+
+
+def test_jsonl_line_of_invalid_bytes_rejects_that_record_and_keeps_the_others(tmp_path):
+    lines = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in WEB]
+    lines[1] = b'{"text": "caf\xe9 \xff\xfe broken bytes here"}'
+    rows, rejects = _jsonl(tmp_path, "mixed.jsonl", b"\n".join(lines) + b"\n")
+    assert [r["text"] for r in rows] == [WEB[0], WEB[2]]
+    assert [(r.id, r.reason) for r in rejects] == [("mixed.jsonl#1", "undecodable")]
+    assert "line 2" in rejects[0].message and "UTF-8" in rejects[0].message
+    csv_rows, csv_rejects = _jsonl(tmp_path, "t.csv", b"name,note\na,fine\nb,caf\xe9 \xff\nc,also fine\n")
+    assert [r["title"] for r in csv_rows] == ["a", "c"] and [(r.id, r.reason) for r in csv_rejects] == [
+        ("t.csv#1", "undecodable")]
+
+
+def test_gbk_csv_is_still_read_as_gbk(tmp_path):
+    """A GBK file is not 'UTF-8 with bad records': its non-UTF-8 lines read as common Chinese in GBK."""
+    data = "name,note\nLOTUS_OK,ok\nLOTUS_EBUSY,数据目录被其他进程锁定\n".encode("gbk")
+    rows, rejects = _jsonl(tmp_path, "codes.csv", data)
+    assert not rejects and "数据目录被其他进程锁定" in rows[1]["text"]
+
+
+def test_text_corpus_jsonl_gives_one_document_and_text_chunks_per_line(tmp_path):
+    """{chunk_id, text} web text: the text is the document; no id, no heading-only chunks (issue: 3 per record)."""
+    from infuse.operators.chunk import ChunkConfig, chunk_document
+
+    long = " ".join(WEB) * 8
+    data = "".join(json.dumps({"chunk_id": f"{i:08d}", "text": t}) + "\n" for i, t in enumerate([WEB[1], long]))
+    rows, rejects = _jsonl(tmp_path, "corpus.jsonl", data.encode())
+    assert not rejects and [r["text"] for r in rows] == [WEB[1], long]
+    assert [r["format"] for r in rows] == ["txt", "txt"] and rows[0]["sections"] == []
+    meta = json.loads(rows[0]["metadata"])
+    assert meta["text_field"] == "text" and meta["record_fields"] == {"chunk_id": "00000000"}
+    chunks = [chunk_document(r, ChunkConfig()) for r in rows]
+    assert [len(c) for c in chunks][0] == 1 and len(chunks[1]) > 1
+    for c in chunks[0] + chunks[1]:
+        assert c["kind"] == "text" and "00000000" not in c["text"] and not c["text"].startswith("#")
+
+
+def test_structured_records_keep_their_field_sections_and_never_give_heading_only_chunks():
+    from infuse.operators.chunk import ChunkConfig, chunk_document, headings_only
+
+    data = (EXAMPLES / "lotusdb_c_api.json").read_bytes()
+    rows, rejects = parse_file(FileEntry("api.json", EXAMPLES / "lotusdb_c_api.json", len(data), "x"), data)
+    assert not rejects and rows[0]["format"] == "json"
+    assert [s["heading_path"] for s in rows[0]["sections"]][:3] == [
+        ["lotus_open"], ["lotus_open", "语法"], ["lotus_open", "返回值"]]
+    chunks = [c for r in rows for c in chunk_document(r, ChunkConfig())]
+    assert chunks and all(not headings_only(c["text"], c["heading_path"]) for c in chunks)
+    assert not any(c["text"].strip() == "# lotus_open" for c in chunks)
+    assert any(c["text"].startswith("## 语法\n\nint lotus_open(") for c in chunks)

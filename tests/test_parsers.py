@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import docx
@@ -442,7 +443,7 @@ def test_csv_keeps_cells_past_the_header_and_big_cells():
     data = f'name,desc\nfoo,"multi\nline",OVERFLOW\nbar,{big}\n'.encode()
     docs = CsvParser().parse_records(data, "t.csv")
     assert docs[0].metadata["fields"]["column3"] == "OVERFLOW"
-    assert docs[1].metadata["fields"]["desc"] == big
+    assert docs[1].text == big and docs[1].metadata["text_field"] == "desc", "one long field: a text record"
 
 
 def test_jsonl_line_with_a_raw_line_separator_and_field_order():
@@ -477,3 +478,87 @@ def test_docx_merged_cells_once_and_nested_tables_kept():
     text = DocxParser().parse(buf.getvalue(), "t.docx").text
     assert text.count("merged value") == 1
     assert "| x | y | in1 in2 |" in text
+
+
+def test_docx_content_control_paragraphs_are_kept():
+    """Block-level `w:sdt` (a form's section) and inline `w:sdt` (a filled-in field) keep their text."""
+    from docx.oxml import OxmlElement
+
+    d = docx.Document()
+    d.add_heading("Form", level=1)
+    d.add_paragraph("Before the control.")
+    heading = d.add_heading("Controlled section", level=2)
+    inside = d.add_paragraph("仅在内容控件里的段落。")
+    sdt, content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    sdt.append(OxmlElement("w:sdtPr"))
+    sdt.append(content)
+    heading._p.addprevious(sdt)
+    content.append(heading._p)
+    content.append(inside._p)
+    para = d.add_paragraph("Owner: ")
+    inline, inline_content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    inline.append(inline_content)
+    inline_content.append(d.add_paragraph().add_run("the LotusDB team")._r)
+    para._p.append(inline)
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse("form.docx", buf.getvalue())
+    assert doc.text == ("Form\n\nBefore the control.\n\nControlled section\n\n仅在内容控件里的段落。\n\n"
+                        "Owner: the LotusDB team")
+    assert ["Form", "Controlled section"] in heading_paths(doc)
+
+
+# ------------------------------------------------------------------ EPUB
+def _epub_bytes(tmp_path) -> bytes:
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("lotus-guide")
+    book.set_title("LotusDB 指南")
+    book.set_language("zh")
+    intro = epub.EpubHtml(title="简介", file_name="intro.xhtml", lang="zh")
+    intro.content = "<html><body><p>莲花数据库是一款嵌入式键值数据库。</p></body></html>"
+    ops = epub.EpubHtml(title="Operations", file_name="ops.xhtml")
+    ops.content = ("<html><body><h1>Operations</h1><p>Back up nightly.</p><h2>Restore</h2>"
+                   "<p>Stop the server first.</p><pre class='language-bash'>lotus restore /backup</pre></body></html>")
+    faq = epub.EpubHtml(title="FAQ", file_name="faq.xhtml")
+    faq.content = "<html><body><h1>FAQ</h1><p>Why is the first open slow? The WAL is replayed.</p></body></html>"
+    for ch in (faq, ops, intro):  # added out of order: the spine decides the reading order
+        book.add_item(ch)
+    book.toc = [epub.Link("intro.xhtml", "简介", "intro"), epub.Link("ops.xhtml", "Operations", "ops"),
+                epub.Link("faq.xhtml", "FAQ", "faq")]
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", intro, ops, faq]
+    path = tmp_path / "guide.epub"
+    epub.write_epub(str(path), book)
+    return path.read_bytes()
+
+
+def test_epub_chapters_in_spine_order_with_headings(tmp_path):
+    doc = parse("guide.epub", _epub_bytes(tmp_path))
+    assert doc.title == "LotusDB 指南"
+    assert heading_paths(doc) == [["简介"], ["Operations"], ["Operations", "Restore"], ["FAQ"]]
+    assert doc.text.index("莲花数据库") < doc.text.index("Back up nightly") < doc.text.index("WAL is replayed")
+    assert section_text(doc, ["Operations", "Restore"]).rstrip().endswith("```bash\nlotus restore /backup\n```")
+    assert doc.metadata["chapters"] == 3 and doc.metadata["spine"] == ["intro.xhtml", "ops.xhtml", "faq.xhtml"]
+
+
+def test_epub_corrupt_and_drm_are_rejects_with_a_reason(tmp_path):
+    data = _epub_bytes(tmp_path)
+    with pytest.raises(OperatorError) as e:
+        parse("broken.epub", data[: len(data) // 3])
+    assert e.value.reason == "corrupt"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buf, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item))
+        dst.writestr("META-INF/encryption.xml", (
+            '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+            'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+            '<enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
+            '<enc:CipherData><enc:CipherReference URI="EPUB/ops.xhtml"/></enc:CipherData>'
+            '</enc:EncryptedData></encryption>'))
+    with pytest.raises(OperatorError) as e:
+        parse("locked.epub", buf.getvalue())
+    assert e.value.reason == "encrypted" and "EPUB/ops.xhtml" in e.value.message

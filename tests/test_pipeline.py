@@ -93,6 +93,11 @@ def test_cold_then_cached_then_incremental(tmp_path, examples_copy):
     assert res3["parse"]["stats"]["files_from_cache"] == res["parse"]["stats"]["files_parsed"]
     docs3 = pq.read_table(res3["parse"]["outputs"]["documents"]["path"]).to_pandas()
     assert "new_note.md" in set(docs3["path"])
+    # chunk, clean and filter stats compute only the new document's rows; the rest come from their memo
+    assert res3["chunk"]["stats"]["memo_misses"] == 1
+    assert res3["chunk"]["stats"]["memo_hits"] == res["chunk"]["stats"]["memo_misses"]
+    assert res3["clean"]["stats"]["memo_misses"] == res3["chunk"]["outputs"]["chunks"]["rows"] - \
+        res["chunk"]["outputs"]["chunks"]["rows"]
     # dedup signs only the chunks it has not seen; the others come from the stored signatures
     new_chunks = set(ids(res3["filter"]["outputs"]["chunks"])) - set(ids(res["filter"]["outputs"]["chunks"]))
     dd = res3["dedup"]["stats"]["dedup"]

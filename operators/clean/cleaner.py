@@ -10,6 +10,9 @@ from infuse.operators.base import Reject
 from infuse.operators.clean.config import CleanConfig, Gate
 from infuse.operators.lang import detect_lang
 from infuse.operators.clean.ops import INFUSE_MAPPERS
+from infuse.operators.provenance import offset_map
+
+OFFSET_MAP_TYPE = pa.list_(pa.int32())
 
 
 class _Op:
@@ -38,7 +41,8 @@ def batch_context(table: pa.Table, need_lang: bool = True) -> tuple[list[str | N
 
 
 class Cleaner:
-    """Applies CleanConfig.ops to the `text` column; keeps every other column as is."""
+    """Applies CleanConfig.ops to the `text` column and records in `offset_map` how each changed text
+    lines up with its original (operators.provenance); keeps every other column as is."""
 
     def __init__(self, cfg: CleanConfig | None = None) -> None:
         self.cfg = cfg or CleanConfig.default()
@@ -81,6 +85,12 @@ class Cleaner:
         out = table.take(pa.array(keep, type=pa.int64())) if len(keep) < len(texts) else table
         idx = out.schema.get_field_index("text")
         out = out.set_column(idx, out.schema.field(idx), pa.array([texts[i] for i in keep], type=out.schema.field(idx).type))
+        originals = table.column("text").to_pylist()
+        maps = pa.array([offset_map(originals[i] or "", texts[i]) for i in keep], OFFSET_MAP_TYPE)
+        if "offset_map" in out.column_names:
+            out = out.set_column(out.column_names.index("offset_map"), pa.field("offset_map", OFFSET_MAP_TYPE), maps)
+        else:
+            out = out.append_column(pa.field("offset_map", OFFSET_MAP_TYPE), maps)
         return out, [rejects[i] for i in sorted(rejects)]
 
     @staticmethod

@@ -1,5 +1,5 @@
-"""Step `dedup`: exact (normalised hash), SimHash (data-juicer) and MinHash-LSH (datasketch)."""
-from infuse.operators.dedup.config import DedupConfig, MinhashConfig, SimhashConfig
+"""Step `dedup`: exact (normalised hash), SimHash (data-juicer), MinHash-LSH (datasketch), semantic (MiniLM)."""
+from infuse.operators.dedup.config import DedupConfig, MinhashConfig, SemanticConfig, SimhashConfig
 from infuse.operators.dedup.deduper import REASONS, Deduper
 
-__all__ = ["REASONS", "DedupConfig", "Deduper", "MinhashConfig", "SimhashConfig"]
+__all__ = ["REASONS", "DedupConfig", "Deduper", "MinhashConfig", "SemanticConfig", "SimhashConfig"]

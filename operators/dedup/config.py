@@ -1,4 +1,4 @@
-"""Recipe section `dedup`: exact, SimHash (data-juicer) and MinHash-LSH (datasketch) stages."""
+"""Recipe section `dedup`: exact, SimHash (data-juicer), MinHash-LSH (datasketch) and semantic (MiniLM) stages."""
 from __future__ import annotations
 
 from typing import Literal
@@ -50,16 +50,33 @@ class MinhashConfig(Strict):
         return self
 
 
+class SemanticConfig(Strict):
+    """Embedding dedup (SemDeDup-style), off by default: the packaged MiniLM embeds each chunk,
+    spherical k-means groups the embeddings, and only chunks of one cluster are compared; a pair at
+    cosine >= threshold is a duplicate. MiniLM is an English model: for Chinese text its similarities
+    mean little, so the stage applies to `langs` (default English) only.
+    clusters: k (unset: about one cluster per `cluster_size` chunks)."""
+
+    threshold: float = Field(0.8, gt=0, le=1, description="cosine similarity from which two chunks are duplicates")
+    clusters: int | None = Field(None, ge=1)
+    cluster_size: int = Field(1000, ge=2, description="aim for clusters of about this many chunks")
+    langs: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
+    seed: int = 0
+
+
 class DedupConfig(Strict):
     """Stages run in order (exact, simhash, minhash); each cluster keeps one chunk:
-    `longest` text (ties: earliest) or `earliest` in input order."""
+    `longest` text (ties: earliest) or `earliest` in input order. `null` turns a stage off."""
 
     exact: bool = True
     simhash: SimhashConfig | None = Field(default_factory=SimhashConfig)
-    minhash: MinhashConfig | None = None
+    minhash: MinhashConfig | None = Field(default_factory=MinhashConfig)
+    semantic: SemanticConfig | None = None
     keep: Literal["longest", "earliest"] = "longest"
 
     @classmethod
     def default(cls) -> "DedupConfig":
-        """Design notes: exact + document_simhash_deduplicator (window 6, 6 blocks, distance 4)."""
-        return cls(exact=True, simhash=SimhashConfig(), minhash=None, keep="longest")
+        """Design notes: exact + document_simhash_deduplicator (window 6, 6 blocks, distance 4), plus
+        MinHash-LSH (Jaccard 0.7 of 5-grams): SimHash at distance 4 only catches near-verbatim copies, and
+        misses a re-added paragraph with a new title and one added sentence, which MinHash catches."""
+        return cls(exact=True, simhash=SimhashConfig(), minhash=MinhashConfig(), keep="longest")

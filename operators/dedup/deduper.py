@@ -1,12 +1,9 @@
-"""Deduper: exact, SimHash and MinHash-LSH stages over a stream of chunk batches.
+"""Deduper: exact, SimHash, MinHash-LSH and semantic (embedding) stages over a stream of chunk batches.
 
-Two ways to run it:
-- two passes (any `keep` rule): `add_batch` on every batch, `resolve()` once
-  -> (keep ids, rejects), then `apply_batch` on every batch again. Stages run
-  in order (exact, simhash, minhash) on the survivors of the previous one;
-  clusters are connected components of matching pairs; each keeps one chunk.
-- one pass (`keep: earliest` only): `process_batch` rejects a chunk that
-  matches one kept earlier.
+Two passes: `add_batch` on every batch, `resolve()` once -> (keep ids,
+rejects), then `apply_batch` on every batch again. Stages run in order
+(exact, simhash, minhash, semantic) on the survivors of the previous one;
+clusters are connected components of matching pairs; each keeps one chunk.
 
 Signatures are kept as numpy arrays (not Python objects) so a million chunks
 fit in a few GB. `index()` returns them as a table; a later run given that
@@ -27,16 +24,22 @@ import pyarrow as pa
 
 from infuse.operators.base import Reject, stable_hash
 from infuse.operators.lang import detect_lang
+from infuse.operators.dedup import semantic
 from infuse.operators.dedup.config import DedupConfig
 from infuse.operators.dedup.groups import components, pairs_from_keys
 from infuse.operators.dedup.minhash import MinhashSigner, band_keys, jaccard, lsh_params
-from infuse.operators.dedup.simhash import SimhashHasher, block_masks, near_pairs, popcount
+from infuse.operators.dedup.simhash import SimhashHasher, near_pairs, popcount
 from infuse.operators.dedup.text import exact_key, shingles
 
 INDEX_META_KEY = b"infuse_dedup"
-STAGES = ("exact", "simhash", "minhash")
-REASONS = {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash", "minhash": "near_duplicate_minhash"}
+STAGES = ("exact", "simhash", "minhash", "semantic")
+REASONS = {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash", "minhash": "near_duplicate_minhash",
+           "semantic": "near_duplicate_semantic"}
 EXACT_VERSION = "nfkc-casefold-nopunct-ws-blake2b8-v1"
+EMBED_VERSION = "all-MiniLM-L6-v2-meanpool-l2-256tok-f16-v1"  # what makes a stored embedding reusable
+EMBED_DIM = 384
+_COLUMNS = ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash",
+            "semantic", "has_semantic")
 
 
 def text_hash(text: str) -> int:
@@ -47,7 +50,8 @@ def text_hash(text: str) -> int:
 class _Sigs:
     """Signatures of a set of chunks, column-wise."""
 
-    def __init__(self, n: int, num_perm: int) -> None:
+    def __init__(self, n: int, num_perm: int, dim: int = 0) -> None:
+        self.num_perm, self.dim = num_perm, dim
         self.ids: list[str] = []
         self.length = np.zeros(n, np.int64)
         self.text_hash = np.zeros(n, np.uint64)  # a stored signature is reused only for the same text
@@ -57,13 +61,15 @@ class _Sigs:
         self.has_simhash = np.zeros(n, bool)
         self.minhash = np.zeros((n, num_perm), np.uint32)
         self.has_minhash = np.zeros(n, bool)
+        self.semantic = np.zeros((n, dim), np.float16)  # unit-length MiniLM embeddings
+        self.has_semantic = np.zeros(n, bool)
 
     @staticmethod
-    def concat(parts: list["_Sigs"], num_perm: int) -> "_Sigs":
-        out = _Sigs(0, num_perm)
+    def concat(parts: list["_Sigs"], num_perm: int, dim: int = 0) -> "_Sigs":
+        out = _Sigs(0, num_perm, dim)
         if not parts:
             return out
-        for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+        for name in _COLUMNS:
             setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
         out.ids = [i for p in parts for i in p.ids]
         return out
@@ -78,10 +84,13 @@ class Deduper:
         self.signer = MinhashSigner(mh.num_perm, mh.seed) if mh else None
         if mh:
             self.bands, self.rows = (mh.bands, mh.rows) if mh.bands else lsh_params(mh.threshold, mh.num_perm)
+        sem = self.cfg.semantic
+        self.dim = EMBED_DIM if sem else 0
         self.fingerprints = {
             "exact": EXACT_VERSION if self.cfg.exact else None,
             "simhash": stable_hash(self.cfg.simhash.model_dump()) if self.cfg.simhash else None,
             "minhash": stable_hash(mh.model_dump(exclude={"threshold", "bands", "rows", "verify"})) if mh else None,
+            "semantic": stable_hash({"model": EMBED_VERSION, "langs": sorted(sem.langs)}) if sem else None,
         }
         self.computed = {s: 0 for s in STAGES}
         self.loaded = {s: 0 for s in STAGES}
@@ -92,7 +101,6 @@ class Deduper:
         self._clusters = {s: 0 for s in STAGES}
         self._rejected = {r: 0 for r in REASONS.values()}
         self._load_index(index)
-        self._stream_init()
 
     # -- index ---------------------------------------------------------------
 
@@ -106,7 +114,7 @@ class Deduper:
         fps = meta.get("fingerprints", {})
         self._index_ok = {s: self.fingerprints[s] is not None and fps.get(s) == self.fingerprints[s] for s in STAGES}
         n = index.num_rows
-        sig = _Sigs(n, self.num_perm)
+        sig = _Sigs(n, self.num_perm, self.dim)
         sig.ids = index.column("chunk_id").to_pylist()
         sig.length = index.column("length").to_numpy(zero_copy_only=False).astype(np.int64)
         if "text_hash" in index.column_names:
@@ -126,14 +134,20 @@ class Deduper:
                 flat = col.values.to_numpy(zero_copy_only=False).astype(np.uint32)
                 sig.minhash = flat.reshape(n, self.num_perm)
                 sig.has_minhash = col.is_valid().to_numpy(zero_copy_only=False)
+        if self._index_ok["semantic"] and "semantic" in index.column_names:
+            col = index.column("semantic").combine_chunks()
+            sig.semantic = col.values.to_numpy(zero_copy_only=False).astype(np.float16).reshape(n, self.dim)
+            sig.has_semantic = col.is_valid().to_numpy(zero_copy_only=False)
+        else:
+            self._index_ok["semantic"] = False
         self._index = sig
         self._index_kept = index.column("kept").to_numpy(zero_copy_only=False).astype(bool)
         self._cache_pos = {cid: i for i, cid in enumerate(sig.ids)}
 
     def index(self) -> pa.Table:
         """Signatures of every chunk seen (plus prior index rows), to persist for the next run."""
-        cur = _Sigs.concat(self._parts, self.num_perm)
-        if self._mode == "resolve":
+        cur = _Sigs.concat(self._parts, self.num_perm, self.dim)
+        if self._mode == "adding":
             raise RuntimeError("call resolve() before index(): the index records which chunks were kept")
         kept = np.concatenate(self._kept_flags) if self._kept_flags else np.zeros(0, bool)
         parts, kept_parts = [cur], [kept]
@@ -141,9 +155,9 @@ class Deduper:
             seen = set(cur.ids)
             rest = np.array([cid not in seen for cid in self._index.ids], dtype=bool)
             if rest.any():
-                parts.append(_subset(self._index, np.flatnonzero(rest), self.num_perm))
+                parts.append(_subset(self._index, np.flatnonzero(rest)))
                 kept_parts.append(self._index_kept[rest])
-        allsig = _Sigs.concat(parts, self.num_perm)
+        allsig = _Sigs.concat(parts, self.num_perm, self.dim)
         kept = np.concatenate(kept_parts)
         cols: dict[str, pa.Array] = {
             "chunk_id": pa.array(allsig.ids, pa.string()),
@@ -158,6 +172,10 @@ class Deduper:
         mh = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.uint32()), p,
                                                mask=pa.array(~allsig.has_minhash))
         cols["minhash"] = mh
+        d = max(self.dim, 1)
+        emb = allsig.semantic.reshape(-1) if self.dim else np.zeros(len(allsig.ids), np.float16)
+        cols["semantic"] = pa.FixedSizeListArray.from_arrays(pa.array(emb, pa.float16()), d,
+                                                             mask=pa.array(~allsig.has_semantic))
         meta = {"fingerprints": self.fingerprints, "num_perm": self.num_perm, "version": 1}
         return pa.table(cols).replace_schema_metadata({INDEX_META_KEY: json.dumps(meta).encode()})
 
@@ -167,7 +185,7 @@ class Deduper:
         n = table.num_rows
         ids = table.column("chunk_id").to_pylist()
         texts = [t or "" for t in table.column("text").to_pylist()]
-        sig = _Sigs(n, self.num_perm)
+        sig = _Sigs(n, self.num_perm, self.dim)
         sig.ids = ids
         sig.length = np.fromiter((len(t) for t in texts), np.int64, count=n)
         sig.text_hash = np.fromiter((text_hash(t) for t in texts), np.uint64, count=n)
@@ -198,10 +216,18 @@ class Deduper:
                 h = self.simhasher.hash(sub, [langs[i] for i in todo])
                 sig.simhash[todo] = h
                 sig.has_simhash[todo] = h != 0  # 0: fewer tokens than the window, no signature
-            else:
+            elif stage == "minhash":
                 docs = [shingles(t, self.cfg.minhash.ngram) for t in sub]
                 sig.minhash[todo] = self.signer.sign(docs)
                 sig.has_minhash[todo] = np.array([bool(d) for d in docs], dtype=bool)
+            else:  # semantic: only the languages the embedding model knows
+                if langs is None:
+                    langs = [detect_lang(t) for t in texts]
+                rows = np.array([i for i in todo if langs[i] in self.cfg.semantic.langs and texts[i].strip()],
+                                dtype=np.int64)
+                if len(rows):
+                    sig.semantic[rows] = semantic.embed([texts[i] for i in rows])
+                    sig.has_semantic[rows] = True
         return sig
 
     def stats(self) -> dict[str, Any]:
@@ -218,7 +244,7 @@ class Deduper:
 
     def add_batch(self, table: pa.Table) -> None:
         """Pass 1: sign a batch (or load its signatures from the index)."""
-        self._set_mode("resolve")
+        self._open()
         if table.num_rows:
             self._parts.append(self._signatures(table))
 
@@ -226,9 +252,8 @@ class Deduper:
         """Cluster everything added; returns (chunk ids to keep, rejects). Call once, after every add_batch."""
         if self._mode == "resolved":
             raise RuntimeError("resolve() was already called")
-        self._set_mode("resolve")
         self._mode = "resolved"
-        cur = _Sigs.concat(self._parts, self.num_perm)
+        cur = _Sigs.concat(self._parts, self.num_perm, self.dim)
         n_cur = len(cur.ids)
         prior = np.zeros(0, np.int64)
         members = cur
@@ -236,7 +261,7 @@ class Deduper:
             seen = set(cur.ids)
             prior = np.flatnonzero(self._index_kept & np.array([c not in seen for c in self._index.ids], bool))
             if len(prior):
-                members = _Sigs.concat([cur, _subset(self._index, prior, self.num_perm)], self.num_perm)
+                members = _Sigs.concat([cur, _subset(self._index, prior)], self.num_perm, self.dim)
         n = len(members.ids)
         is_prior = np.arange(n) >= n_cur
         order = np.where(is_prior, -1, np.arange(n))  # priors first
@@ -280,6 +305,10 @@ class Deduper:
         if stage == "simhash":
             c = self.cfg.simhash
             return near_pairs(m.simhash[idx], c.num_blocks, c.hamming_distance)
+        if stage == "semantic":
+            c = self.cfg.semantic
+            k = c.clusters or -(-len(idx) // c.cluster_size)
+            return semantic.near_pairs(m.semantic[idx], c.threshold, k, c.seed)
         sig = m.minhash[idx]
         keys = band_keys(sig, self.bands, self.rows)
         a_parts, b_parts = [], []
@@ -318,105 +347,23 @@ class Deduper:
             detail["hamming_distance"] = int(popcount(np.array([m.simhash[g] ^ m.simhash[r]], np.uint64))[0])
         elif stage == "minhash":
             detail["jaccard"] = float((m.minhash[g] == m.minhash[r]).mean())
+        elif stage == "semantic":
+            detail["cosine"] = round(float(m.semantic[g].astype(np.float32) @ m.semantic[r].astype(np.float32)), 4)
         self._rejected[REASONS[stage]] += 1
         what = "same normalised text as" if stage == "exact" else f"near duplicate ({stage}) of"
         return Reject(m.ids[g], REASONS[stage], f"{what} {kept_id}", detail)
 
-    # -- one pass --------------------------------------------------------------
-
-    def _stream_init(self) -> None:
-        self._s_exact: dict[int, str] = {}
-        self._s_sim_tables: list[dict[int, list[int]]] = []
-        self._s_sim_hashes: list[int] = []
-        self._s_sim_ids: list[str] = []
-        if self.cfg.simhash:
-            self._s_masks = [int(m) for m in block_masks(self.cfg.simhash.num_blocks, self.cfg.simhash.hamming_distance)]
-            self._s_sim_tables = [{} for _ in self._s_masks]
-        self._s_min_tables: list[dict[int, int]] = [{} for _ in range(self.bands)] if self.cfg.minhash else []
-        self._s_min_sigs: list[np.ndarray] = []
-        self._s_min_ids: list[str] = []
-
-    def _set_mode(self, mode: str) -> None:
-        if self._mode == "resolved" and mode == "resolve":
+    def _open(self) -> None:
+        """Pass 1 is under way: index() must wait for resolve(), and nothing is added after it."""
+        if self._mode == "resolved":
             raise RuntimeError("add_batch after resolve(): start a new Deduper (pass it this one's index())")
-        if self._mode not in (None, mode):
-            raise RuntimeError("use either process_batch (one pass) or add_batch/resolve (two passes), not both")
-        self._mode = mode
-
-    def process_batch(self, table: pa.Table) -> tuple[pa.Table, list[Reject]]:
-        """One pass, keep=earliest: reject each chunk that matches a chunk kept before it."""
-        if self.cfg.keep != "earliest":
-            raise ValueError("process_batch streams with keep=earliest; for keep=longest call add_batch on "
-                             "every batch, then resolve(), then apply_batch")
-        self._set_mode("stream")
-        if table.num_rows == 0:
-            return table, []
-        sig = self._signatures(table)
-        keys = band_keys(sig.minhash, self.bands, self.rows) if self.cfg.minhash else None
-        kept = np.zeros(table.num_rows, bool)
-        rejects = []
-        for i, cid in enumerate(sig.ids):
-            hit = self._stream_match(sig, keys, i)
-            if hit is None:
-                kept[i] = True
-                self._stream_insert(sig, keys, i)
-                continue
-            stage, kept_id, extra = hit
-            self._rejected[REASONS[stage]] += 1
-            what = "same normalised text as" if stage == "exact" else f"near duplicate ({stage}) of"
-            rejects.append(Reject(cid, REASONS[stage], f"{what} {kept_id}",
-                                  {"stage": stage, "cluster": f"{stage}:{kept_id}", "kept_id": kept_id, **extra}))
-        self._parts.append(sig)
-        self._kept_flags.append(kept)
-        return table.filter(pa.array(kept)), rejects
-
-    def _stream_match(self, sig: _Sigs, keys: np.ndarray | None, i: int) -> tuple[str, str, dict] | None:
-        if sig.has_exact[i]:
-            hit = self._s_exact.get(int(sig.exact[i]))
-            if hit is not None:
-                return "exact", hit, {}
-        if self.cfg.simhash and sig.has_simhash[i]:
-            h, k = int(sig.simhash[i]), self.cfg.simhash.hamming_distance
-            for mask, table in zip(self._s_masks, self._s_sim_tables):
-                for j in table.get(h & mask, ()):
-                    d = (h ^ self._s_sim_hashes[j]).bit_count()
-                    if d <= k:
-                        return "simhash", self._s_sim_ids[j], {"hamming_distance": d}
-        if self.cfg.minhash and sig.has_minhash[i]:
-            seen = set()
-            for band in range(self.bands):
-                j = self._s_min_tables[band].get(int(keys[i, band]))
-                if j is None or j in seen:
-                    continue
-                seen.add(j)
-                sim = float((sig.minhash[i] == self._s_min_sigs[j]).mean())
-                if not self.cfg.minhash.verify or sim >= self.cfg.minhash.threshold:
-                    return "minhash", self._s_min_ids[j], {"jaccard": sim}
-        return None
-
-    def _stream_insert(self, sig: _Sigs, keys: np.ndarray | None, i: int) -> None:
-        cid = sig.ids[i]
-        if sig.has_exact[i]:
-            self._s_exact.setdefault(int(sig.exact[i]), cid)
-        if self.cfg.simhash and sig.has_simhash[i]:
-            h = int(sig.simhash[i])
-            j = len(self._s_sim_hashes)
-            self._s_sim_hashes.append(h)
-            self._s_sim_ids.append(cid)
-            for mask, table in zip(self._s_masks, self._s_sim_tables):
-                table.setdefault(h & mask, []).append(j)
-        if self.cfg.minhash and sig.has_minhash[i]:
-            j = len(self._s_min_sigs)
-            self._s_min_sigs.append(sig.minhash[i].copy())
-            self._s_min_ids.append(cid)
-            for band in range(self.bands):
-                self._s_min_tables[band].setdefault(int(keys[i, band]), j)
+        self._mode = "adding"
 
 
-def _subset(s: _Sigs, rows: np.ndarray, num_perm: int) -> _Sigs:
-    out = _Sigs(0, num_perm)
+def _subset(s: _Sigs, rows: np.ndarray) -> _Sigs:
+    out = _Sigs(0, s.num_perm, s.dim)
     out.ids = [s.ids[i] for i in rows]
-    for name in ("length", "text_hash", "exact", "has_exact", "simhash", "has_simhash", "minhash", "has_minhash"):
+    for name in _COLUMNS:
         setattr(out, name, getattr(s, name)[rows])
     return out
 

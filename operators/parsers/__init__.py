@@ -14,6 +14,7 @@ from typing import Any
 from infuse.operators.parsers.code import CodeParser
 from infuse.operators.parsers.csvrec import CsvParser
 from infuse.operators.parsers.docx import DocxParser
+from infuse.operators.parsers.epub import EpubParser
 from infuse.operators.parsers.html import HtmlParser
 from infuse.operators.parsers.jsonrec import JsonlParser, JsonParser
 from infuse.operators.parsers.log import LogParser
@@ -24,7 +25,7 @@ from infuse.operators.parsers.txt import TxtParser
 from infuse.operators.parsers.xlsx import XlsxParser
 
 PARSERS: list[Any] = [
-    PdfParser(), DocxParser(), PptxParser(), MarkdownParser(), HtmlParser(), TxtParser(),
+    PdfParser(), DocxParser(), PptxParser(), EpubParser(), MarkdownParser(), HtmlParser(), TxtParser(),
     JsonParser(), JsonlParser(), CsvParser(), XlsxParser(), CodeParser(), LogParser(),
 ]
 

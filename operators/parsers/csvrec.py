@@ -7,8 +7,9 @@ from pathlib import PurePosixPath
 
 from infuse.operators.base import OperatorError
 from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.jsonrec import bad_record
 from infuse.operators.parsers.records import combine, render_record
-from infuse.operators.parsers.textdecode import decode_text
+from infuse.operators.parsers.textdecode import decode_records, has_bad_bytes
 
 
 class CsvParser:
@@ -17,7 +18,7 @@ class CsvParser:
     multi = True
 
     def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
-        text, encoding = decode_text(data)
+        text, encoding = decode_records(data)  # a row of bad bytes is that record's reject
         if path.lower().endswith(".tsv"):
             delimiter = "\t"
         else:
@@ -32,9 +33,15 @@ class CsvParser:
             raise OperatorError("corrupt", f"invalid CSV: {e}") from e
         if not rows:
             return []
+        if any(has_bad_bytes(c) for c in rows[0]):
+            raise OperatorError("undecodable", "the header row holds bytes that are not valid UTF-8")
         header = [h.strip() or f"column{i + 1}" for i, h in enumerate(rows[0])]
         docs = []
         for index, row in enumerate(rows[1:]):
+            if any(has_bad_bytes(c) for c in row):
+                docs.append(bad_record(f"row {index + 1}: bytes that are not valid UTF-8 (the file's other rows are "
+                                       f"UTF-8)", "undecodable"))
+                continue
             fields = {name: (row[i] if i < len(row) else "") for i, name in enumerate(header)}
             for i in range(len(header), len(row)):  # cells past the header are kept, not dropped
                 if row[i].strip():

@@ -10,7 +10,9 @@ from pathlib import PurePosixPath
 
 import docx
 from docx.opc.exceptions import PackageNotFoundError
+from docx.oxml.ns import qn
 from docx.table import Table
+from docx.text.paragraph import Paragraph
 
 from infuse.operators.base import OperatorError
 from infuse.operators.document import ParsedDoc
@@ -29,14 +31,39 @@ def heading_level(style_name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_P, _TBL, _SDT, _SDT_CONTENT = qn("w:p"), qn("w:tbl"), qn("w:sdt"), qn("w:sdtContent")
+# a paragraph's text runs, those inside inline content controls included (python-docx's .text skips them)
+_RUNS = "w:r | w:hyperlink | w:sdt/w:sdtContent/w:r | w:sdt/w:sdtContent/w:hyperlink"
+
+
+def inner_blocks(element: Any, parent: Any) -> Any:
+    """Paragraphs and tables in document order, also those inside content controls (`w:sdt`), which
+    python-docx's iter_inner_content skips: forms and templates put whole sections in them."""
+    for child in element.iterchildren():
+        if child.tag == _P:
+            yield Paragraph(child, parent)
+        elif child.tag == _TBL:
+            yield Table(child, parent)
+        elif child.tag == _SDT:
+            content = child.find(_SDT_CONTENT)
+            if content is not None:
+                yield from inner_blocks(content, parent)
+
+
+def paragraph_text(p: Paragraph) -> str:
+    if p._p.find(_SDT) is None:
+        return p.text
+    return "".join(e.text for e in p._p.xpath(_RUNS))
+
+
 def cell_text(cell: Any) -> str:
     """A cell's paragraphs and, inline, the text of tables nested in it (cell.text skips those)."""
     parts = []
-    for block in cell.iter_inner_content():
+    for block in inner_blocks(cell._tc, cell):
         if isinstance(block, Table):
             parts.append(" / ".join(" ".join(c for c in row if c) for row in table_rows(block)))
-        elif block.text.strip():
-            parts.append(block.text)
+        elif paragraph_text(block).strip():
+            parts.append(paragraph_text(block))
     return "\n".join(parts)
 
 
@@ -65,7 +92,7 @@ class DocxParser:
         out = TextBuilder()
         tables = 0
         in_list = False
-        for block in document.iter_inner_content():
+        for block in inner_blocks(document.element.body, document._body):
             if isinstance(block, Table):
                 tables += 1
                 out.add(to_markdown(table_rows(block)))
@@ -73,16 +100,17 @@ class DocxParser:
                 continue
             style = block.style.name if block.style is not None else ""
             level = heading_level(style)
-            if not block.text.strip():
+            text = paragraph_text(block)
+            if not text.strip():
                 continue
             is_list = style.startswith(("List Bullet", "List Number"))
             if level is not None:
-                out.heading(level, block.text)
+                out.heading(level, text)
             elif is_list:
                 marker = "- " if style.startswith("List Bullet") else "1. "
-                out.add(marker + block.text.strip(), sep="\n" if in_list else "\n\n")
+                out.add(marker + text.strip(), sep="\n" if in_list else "\n\n")
             else:
-                out.add(block.text)
+                out.add(text)
             in_list = is_list
         text = out.text()
         core_title = (document.core_properties.title or "").strip()

@@ -1,4 +1,9 @@
-"""HTML via BeautifulSoup+lxml: main text only, h1..h6 as sections, tables as Markdown."""
+"""HTML via BeautifulSoup+lxml: main text only, h1..h6 as sections, tables as Markdown, <pre> as fenced code.
+
+A `<pre>` block is written as a Markdown code fence (with its language from a
+`language-x` / `lang-x` class), so the chunker gives it chunks of kind code
+just as it does for a fence in a Markdown file.
+"""
 from __future__ import annotations
 
 import re
@@ -18,14 +23,37 @@ _BLOCKS = {
     "p", "div", "section", "article", "main", "ul", "ol", "li", "dl", "dt", "dd", "blockquote",
     "figure", "figcaption", "body", "tr", "address", "details", "summary", "hr", "br",
 }
+_LANG_CLASS = re.compile(r"(?:language|lang)-([\w+#.-]+)", re.IGNORECASE)
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", re.IGNORECASE)
 
 
-class _Walker:
+def code_language(pre: Tag) -> str:
+    """`python` for <pre class="language-python"> or <pre><code class="lang-python">, else ""."""
+    for tag in (pre, pre.find("code")):
+        if isinstance(tag, Tag):
+            for cls in tag.get("class") or []:
+                m = _LANG_CLASS.fullmatch(cls)
+                if m:
+                    return m.group(1).lower()
+    return ""
+
+
+def fenced(code: str, lang: str) -> str:
+    """A Markdown code fence around code, longer than any backtick run inside it."""
+    code = code.strip("\n")
+    runs = re.findall(r"`{3,}", code)
+    mark = "`" * max([3] + [len(r) + 1 for r in runs])
+    return f"{mark}{lang}\n{code}\n{mark}"
+
+
+class Walker:
+    """HTML elements -> text blocks with heading offsets (also used for EPUB chapters)."""
+
     def __init__(self) -> None:
         self.out = TextBuilder()
         self.inline: list[str] = []
         self.tables = 0
+        self.code_blocks = 0
 
     def flush(self) -> None:
         text = " ".join("".join(self.inline).split())
@@ -55,7 +83,10 @@ class _Walker:
                     self.out.add(md)
             elif name == "pre":
                 self.flush()
-                self.out.add(child.get_text())
+                code = child.get_text()
+                if code.strip():
+                    self.code_blocks += 1
+                    self.out.add(fenced(code, code_language(child)))
             elif name in _BLOCKS:
                 self.flush()
                 if name == "li":
@@ -82,7 +113,7 @@ class HtmlParser:
             if tag.find_parent(["main", "article"]) is None:
                 tag.decompose()
         root = soup.find("main") or soup.find("article") or soup.body or soup
-        walker = _Walker()
+        walker = Walker()
         walker.walk(root)
         walker.flush()
         first_h1 = next((t for lvl, t, _ in walker.out.heads if lvl == 1), "")
@@ -90,5 +121,5 @@ class HtmlParser:
             title=page_title or first_h1 or PurePosixPath(path).stem,
             text=walker.out.text(),
             sections=walker.out.sections(),
-            metadata={"encoding": encoding, "tables": walker.tables},
+            metadata={"encoding": encoding, "tables": walker.tables, "code_blocks": walker.code_blocks},
         )

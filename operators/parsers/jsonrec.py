@@ -8,15 +8,19 @@ from typing import Any
 from infuse.operators.base import OperatorError
 from infuse.operators.document import ParsedDoc
 from infuse.operators.parsers.records import combine, render_record
-from infuse.operators.parsers.textdecode import decode_text
+from infuse.operators.parsers.textdecode import decode_records, decode_text, has_bad_bytes
 
 
 BAD = "\x00infuse_bad_record"  # marks a record that failed to parse (a key no JSON text can hold by accident)
 
 
-def bad_record(message: str) -> ParsedDoc:
-    """A placeholder the ingest step turns into a `corrupt` reject with the record's own id."""
-    return ParsedDoc(title="", text="", metadata={"reject": {"reason": "corrupt", "message": message}})
+def bad_record(message: str, reason: str = "corrupt") -> ParsedDoc:
+    """A placeholder the ingest step turns into a reject (corrupt, undecodable) with the record's own id."""
+    return ParsedDoc(title="", text="", metadata={"reject": {"reason": reason, "message": message}})
+
+
+def undecodable_line(number: int) -> str:
+    return f"line {number}: bytes that are not valid UTF-8 (the file's other records are UTF-8)"
 
 
 def _as_fields(item: Any) -> dict[str, Any]:
@@ -43,7 +47,7 @@ class JsonParser:
 
     def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
         items, encoding = self.load(data)
-        return [bad_record(f[BAD]) if BAD in f else render_record(f, path, i, encoding=encoding)
+        return [bad_record(*f[BAD]) if BAD in f else render_record(f, path, i, encoding=encoding)
                 for i, f in enumerate(items)]
 
     def parse(self, data: bytes, path: str) -> ParsedDoc:
@@ -55,16 +59,20 @@ class JsonlParser(JsonParser):
     extensions = (".jsonl", ".ndjson")
 
     def load(self, data: bytes) -> tuple[list[dict[str, Any]], str]:
-        text, encoding = decode_text(data)
-        items = []
+        text, encoding = decode_records(data)  # a line of bad bytes is that record's reject
+        items: list[dict[str, Any]] = []
         # split on newlines only: splitlines() would also cut at U+2028/U+0085 inside JSON strings
         for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
             if not line.strip():
                 continue
+            if has_bad_bytes(line):
+                items.append({BAD: (undecodable_line(number), "undecodable")})
+                continue
             try:
                 items.append(_as_fields(json.loads(line)))
             except json.JSONDecodeError as e:  # one bad line is one rejected record, not a lost file
-                items.append({BAD: f"invalid JSON on line {number}: {e}"})
+                items.append({BAD: (f"invalid JSON on line {number}: {e}", "corrupt")})
         if items and all(BAD in f for f in items):
-            raise OperatorError("corrupt", f"no line is valid JSON ({items[0][BAD]})")
+            message, reason = items[0][BAD]
+            raise OperatorError(reason, f"no line is a readable record ({message})")
         return items, encoding

@@ -1,9 +1,17 @@
 """Shared rendering for record files (JSON, JSONL, CSV, XLSX): one record -> one document.
 
-Each record is rendered as Markdown: the record title as a level-1 heading and
-one level-2 section per field, so a later template step can turn every field
-into its own QA pair (e.g. "what does X return?" -> the 返回值 field). The raw
-fields stay in metadata["fields"] in their original order.
+Two layouts:
+- a text record, the common corpus layout (`{"id": ..., "url": ..., "text": ...}`):
+  one long text-like field (text, content, body, article, else a string field
+  that dwarfs the others) and only short scalars besides. The document's text
+  is that field alone and its format is `txt`, so it is chunked and
+  synthesised as prose; the short fields go to metadata["record_fields"]
+  (metadata["text_field"] names the text's field).
+- a structured record (a C API entry: 语法, 返回值, 备注): rendered as Markdown,
+  the record title as a level-1 heading and one level-2 section per field, so a
+  later template step can turn every field into its own QA pair (e.g. "what
+  does X return?" -> the 返回值 field). The raw fields stay in
+  metadata["fields"] in their original order.
 """
 from __future__ import annotations
 
@@ -14,6 +22,11 @@ from infuse.operators.document import ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 
 TITLE_FIELDS = ("title", "name", "名称", "函数", "函数名", "标题")
+TEXT_FIELDS = ("text", "content", "body", "article", "正文", "内容", "文本")
+SHORT_FIELD = 200  # chars: an id, a url, a date, a title; longer string fields make a record structured
+LONG_TEXT = 200  # an unnamed field is the text only when it is at least this long...
+DOMINANT = 3  # ...and this many times longer than any other field
+TEXT_FORMAT = "txt"  # what a text record reads as: prose, like a .txt file
 
 
 def field_text(value: Any) -> str:
@@ -40,8 +53,38 @@ def record_title(fields: dict[str, Any], path: str, index: int) -> tuple[str, An
     return f"{path}#{index}", None
 
 
+def text_field(fields: dict[str, Any]) -> Any:
+    """The key of the record's one text-like field when it is a text record, else None."""
+    if any(isinstance(v, (dict, list)) for v in fields.values()):
+        return None  # nested values: structured
+    strings = {k: field_text(v) for k, v in fields.items() if isinstance(v, str) and v.strip()}
+    if not strings:
+        return None
+    named = [k for k in strings if str(k).strip().lower() in TEXT_FIELDS]
+    key = named[0] if named else max(strings, key=lambda k: len(strings[k]))
+    text = strings[key]
+    others = [len(field_text(v)) for k, v in fields.items() if k != key]
+    longest_other = max(others, default=0)
+    if longest_other > SHORT_FIELD or longest_other >= len(text):
+        return None
+    if not named and (len(text) < LONG_TEXT or len(text) < DOMINANT * longest_other):
+        return None
+    return key
+
+
+def render_text_record(fields: dict[str, Any], key: Any, path: str, index: int, **metadata: Any) -> ParsedDoc:
+    """A text record: its text field is the document; a title-like field (or path#index) is its title."""
+    rest = {str(k): v for k, v in fields.items() if k != key}
+    title, _ = record_title(rest, path, index)
+    return ParsedDoc(title=title, text=field_text(fields[key]), format=TEXT_FORMAT,
+                     metadata={"text_field": str(key), "record_fields": rest, "record_index": index, **metadata})
+
+
 def render_record(fields: dict[str, Any], path: str, index: int, **metadata: Any) -> ParsedDoc:
-    """The title field becomes the level-1 heading (not repeated as a section); other fields are level 2."""
+    """A text record as its text (render_text_record); otherwise the title field becomes the level-1 heading (not repeated as a section); other fields are level 2."""
+    key = text_field(fields)
+    if key is not None:
+        return render_text_record(fields, key, path, index, **metadata)
     title, title_key = record_title(fields, path, index)
     text = f"# {title}"
     heads: list[tuple[int, str, int]] = [(1, title, 0)]

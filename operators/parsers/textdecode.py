@@ -1,15 +1,24 @@
 """Bytes -> str for every text-like format (md, html, txt, code, log, json, csv).
 
-Order matters because several encodings accept the same bytes: valid UTF-8 is
-taken first (a GBK text is almost never valid UTF-8), then a BOM, then a UTF-16
-guess from where the NUL bytes sit, then an optional declared charset, then
+Order matters because several encodings accept the same bytes: a BOM first,
+then a UTF-16 guess from where the NUL bytes sit, then valid UTF-8 (a GBK text
+is almost never valid UTF-8), then an optional declared charset, then
 charset-normalizer (which weighs language coherence, so short GBK Chinese stays
 GBK rather than Big5 or a Latin code page), then GB18030/Big5 as a last try.
-Every candidate must decode strictly and look like clean text.
+Every candidate must decode strictly and look like clean text. Bytes that
+decode strictly as UTF-8 or as their BOM says are text even when they hold
+U+FFFD: a scraped corpus carries replacement characters from its own past,
+and they are content (ingest counts them in the document's metadata). Only a
+guessed encoding that yields U+FFFD is taken for a misreading.
+
+Multi-record files (JSONL, CSV) use `decode_records`: UTF-8 with a few bad
+records keeps those records' bad bytes as surrogate escapes, so the parser
+rejects those records alone (`has_bad_bytes`) and keeps the rest.
 """
 from __future__ import annotations
 
 import codecs
+import re
 
 from charset_normalizer import from_bytes
 
@@ -34,17 +43,18 @@ def control_ratio(text: str) -> float:
     return bad / len(text)
 
 
-def is_clean(text: str) -> bool:
-    """Decoded text we would accept: no replacement characters and hardly any control characters."""
-    return "\ufffd" not in text and "\x00" not in text and control_ratio(text) <= 0.01
+def is_clean(text: str, replacement_ok: bool = False) -> bool:
+    """Decoded text we would accept: hardly any control characters, and no replacement characters
+    unless the encoding is certain (UTF-8, a BOM), where they were in the source already."""
+    return (replacement_ok or "\ufffd" not in text) and "\x00" not in text and control_ratio(text) <= 0.01
 
 
-def _try(data: bytes, encoding: str) -> str | None:
+def _try(data: bytes, encoding: str, replacement_ok: bool = False) -> str | None:
     try:
         text = data.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
-    return text if is_clean(text) else None
+    return text if is_clean(text, replacement_ok) else None
 
 
 def _utf16_guess(data: bytes) -> str | None:
@@ -108,7 +118,7 @@ def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
     """Return (text, encoding name). Raises OperatorError binary_content / undecodable."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            text = _try(data, enc)
+            text = _try(data, enc, replacement_ok=True)
             if text is not None:
                 return text.lstrip("\ufeff"), enc
             raise OperatorError("undecodable", f"has a {enc} byte order mark but does not decode as {enc}")
@@ -117,7 +127,7 @@ def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
         text = _try(data, utf16)
         if text is not None:
             return text, utf16
-    text = _try(data, "utf-8")
+    text = _try(data, "utf-8", replacement_ok=True)
     if text is not None:
         return text, "utf-8"
     if looks_binary(data):
@@ -146,3 +156,32 @@ def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
         if text is not None:
             return text, enc
     raise OperatorError("undecodable", "no encoding gives clean text")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def has_bad_bytes(text: str) -> bool:
+    """True for a record holding bytes `decode_records` could not decode (kept as surrogate escapes)."""
+    return _SURROGATE.search(text) is not None
+
+
+def decode_records(data: bytes, hint: str | None = None) -> tuple[str, str]:
+    """decode_text for a file of records, where decoding trouble is judged per record.
+
+    UTF-8 with a few undecodable lines (a minority, and not lines that read as
+    common Chinese in GBK, which would make it a GBK file) is decoded with its
+    bad bytes kept as surrogate escapes; everything else goes to decode_text.
+    """
+    if data.startswith(tuple(b for b, _ in _BOMS)) or _utf16_guess(data) or looks_binary(data):
+        return decode_text(data, hint)
+    lines = [ln for ln in data.split(b"\n") if ln.strip()]
+    bad = []
+    for ln in lines:
+        try:
+            ln.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(ln)
+    if not bad or len(bad) * 2 > len(lines) or _common_chinese(b"\n".join(bad)) is not None:
+        return decode_text(data, hint)
+    return data.decode("utf-8", "surrogateescape"), "utf-8"

@@ -6,15 +6,18 @@ recomputing), `fit` once on the stat columns alone, then `apply_batch`.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from infuse.operators import dj
-from infuse.operators.base import Reject
+from infuse.operators.base import Reject, stable_hash
 from infuse.operators.clean.cleaner import batch_context
 from infuse.operators.quality.bounds import fit_stat
 from infuse.operators.quality.config import AutoBound, FilterConfig, FilterOpSpec
@@ -22,6 +25,36 @@ from infuse.operators.quality.ops import INFUSE_FILTERS
 
 STAT_PREFIX = "stat_"
 _PROBE = "Probe text 123, with two lines.\n第二行中文。"
+
+
+def _keys_file() -> Path:
+    base = os.environ.get("INFUSE_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "infuse") / "dj-stat-keys.json"
+
+
+def stat_keys(name: str, params: dict[str, Any]) -> list[str]:
+    """The stat keys a data-juicer filter writes, from one probe run, remembered on disk per op, params
+    and data-juicer version (a probe builds the op, and some ops load a model to run)."""
+    from importlib.metadata import version
+
+    path = _keys_file()
+    key = stable_hash({"op": name, "params": params, "dj": version("py-data-juicer")})
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return list(known[key])
+    keys = list(dj.run_stats(dj.make_op(name, params), [_PROBE])[0])
+    known[key] = keys
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: probe again next time
+    return keys
 
 
 class _StatOp:
@@ -38,19 +71,20 @@ class _StatOp:
             key, fn, _ = INFUSE_FILTERS[spec.name]
             self.key = key
             self._infuse = fn
-            self._op = None
+            self._params, self._built = params, None
             self.low = spec.min
             self.high = spec.max
         else:
             self._infuse = None
-            self._op = dj.make_op(spec.name, params)
-            keys = list(dj.run_stats(self._op, [_PROBE])[0])
+            self._params = params
+            self._built: Any = None
+            keys = stat_keys(spec.name, params)
             if spec.stat is not None and spec.stat not in keys:
                 raise ValueError(f"{spec.name} makes stats {keys}, not {spec.stat!r}")
             if not keys:
                 raise ValueError(f"{spec.name} computes no stat; only stat filters can be used here")
             self.key = spec.stat or keys[0]
-            cls = type(self._op)
+            cls = dj.registry()[spec.name]
             min_p, max_p = dj.bound_params(cls)
             ours = bool({"min", "max", "auto"} & fs)
             theirs = (min_p in params) or (max_p in params)
@@ -69,6 +103,14 @@ class _StatOp:
         if param and use_default:
             return dj.as_bound(dj.param_default(cls, param))
         return None
+
+    @property
+    def _op(self) -> Any:
+        """The data-juicer op, built on first use: a run whose stats all come from the memo never loads
+        its models (the token ratio's tokenizer takes seconds)."""
+        if self._built is None:
+            self._built = dj.make_op(self.name, self._params)
+        return self._built
 
     def compute(self, texts: list[str], langs: list[str], context: list[dict]) -> list[float]:
         if self._infuse is not None:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from infuse.operators.provenance import to_original
 
 
 def strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -52,3 +55,13 @@ def cut(text: str, start: int, end: int, max_chars: int) -> tuple[int, int]:
     if sents:
         return strip_span(text, start, start + sents[-1])
     return start, start + max_chars
+
+
+def chunk_span(chunk: dict[str, Any], value: str) -> tuple[int, int] | None:
+    """Document offsets of `value` found in a chunk's (cleaned) text, or None.
+
+    Through the chunk's offset_map, so the span points at the document's own
+    characters even where clean changed the chunk: document.text[s:e] covers `value`.
+    """
+    found = find_value(chunk.get("text") or "", value)
+    return to_original(chunk, *found) if found else None
