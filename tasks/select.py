@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from infuse.operators.base import runtime
 from infuse.operators.select import SelectConfig, Selection, select_rows
 from infuse.operators.select.ifd import IFDScores
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
 
 
 class SelectOptions(StepOptions, SelectConfig):
-    """The method, its scorer and the budget; see operators/select."""
+    """The method, its scorer and the budget; see operators/select. Off unless the recipe turns it on:
+    choosing data is a decision (on documents, every row may carry a fact), and scoring costs model time."""
+
+    enabled: bool = runtime(False, description="run this step (off by default); when off, mix reads qa_filter's qa")
 
 
 def train_fn() -> Callable[[list[dict[str, Any]], str, str], str] | None:
