@@ -6,6 +6,7 @@ from infuse.tasks import chunk, clean, dedup, parse, qa_filter, synthesize  # no
 from infuse.tasks import mix  # noqa: F401
 from infuse.tasks import cpt, merge, sft  # noqa: F401
 from infuse.tasks import filter as filter_  # noqa: F401
+from infuse.tasks import select as select_  # noqa: F401
 from infuse.tasks.base import REGISTRY, ordered_steps
 
 __all__ = ["REGISTRY", "ordered_steps"]
