@@ -65,8 +65,12 @@ def ensure_gpu_limit(slots: int) -> None:
 
 
 def deploy(recipe: str | Path, cron: str = "0 2 * * *", timezone: str = "UTC", pool: str = CPU_POOL,
-           gpu_slots: int = 1, project: Path | None = None) -> Deployed:
-    """Apply deploy/prefect.yaml for one recipe, from the project directory (default: here)."""
+           gpu_slots: int = 1, from_step: str | None = None, project: Path | None = None) -> Deployed:
+    """Apply deploy/prefect.yaml for one recipe, from the project directory (default: here).
+
+    from_step: the runs start at this step and take the earlier steps' outputs from the newest run under
+    the same storage root that has them (a GPU box that trains on what a data cluster made).
+    """
     from infuse.flows.recipe import load_recipe
 
     project = (project or Path.cwd()).resolve()
@@ -80,4 +84,17 @@ def deploy(recipe: str | Path, cron: str = "0 2 * * *", timezone: str = "UTC", p
                           str(PREFECT_FILE)], cwd=project, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"prefect deploy failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return Deployed([f"infuse/{r.name}-nightly", f"infuse/{r.name}-full"], pool, param)
+    names = [f"infuse/{r.name}-nightly", f"infuse/{r.name}-full"]
+    if from_step:
+        _set_param(names, "from_step", from_step)
+    return Deployed(names, pool, param)
+
+
+def _set_param(names: list[str], key: str, value: object) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    with get_client(sync_client=True) as client:
+        for name in names:
+            dep = client.read_deployment_by_name(name)
+            client.update_deployment(dep.id, DeploymentUpdate(parameters={**dep.parameters, key: value}))

@@ -239,13 +239,15 @@ def deploy(
     timezone: str = typer.Option("UTC", "--timezone", help="the cron's time zone, e.g. Europe/Berlin"),
     pool: str = typer.Option("infuse", "--pool", help="work pool of the runs: infuse (CPU) or infuse-gpu"),
     gpu_slots: int = typer.Option(1, "--gpu-slots", min=1, help="GPU steps that may run at once, over all runs"),
+    from_: Optional[str] = typer.Option(None, "--from", help="runs start at this step; earlier ones come from the "
+                                                             "newest run under the same storage root"),
 ) -> None:
     """Deploy a recipe to the Prefect server: a nightly incremental run and an on-demand full run.
 
     Run it from your project directory (where the recipe's relative paths start): workers run the
     flow there. Creates the work pools `infuse` and `infuse-gpu` and the `gpu` tag limit first.
     """
-    _load(recipe)
+    _check_steps(_graph(recipe, _load(recipe)), from_)
     _use_local_server()
     api = os.environ.get("PREFECT_API_URL", "")
     if not api or not prefect_server.healthy(api):
@@ -255,7 +257,7 @@ def deploy(
     from infuse.deploy.deployments import deploy as apply
 
     try:
-        done = apply(recipe, cron=cron, timezone=timezone, pool=pool, gpu_slots=gpu_slots)
+        done = apply(recipe, cron=cron, timezone=timezone, pool=pool, gpu_slots=gpu_slots, from_step=from_)
     except RuntimeError as e:
         typer.secho(str(e), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -109,6 +109,10 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     plan_only: run what the estimating steps need, then return their estimates under "_estimates".
     """
     recipe = load_recipe(recipe_path)
+    if recipe.runner.kind != "local" and _runner_kind() == "local":
+        # a deployment's worker loads this flow as it is, without the recipe's Dask or Ray task runner:
+        # run the steps on it, in a subflow run
+        return pipeline_for(recipe)(recipe_path, from_step, only, refresh, retry_failed, plan_only)
     return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed}, plan_only).run()
 
 

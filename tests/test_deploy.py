@@ -138,7 +138,15 @@ def test_deploy_worker_run_fail_fix_retry(tmp_path, monkeypatch, no_gpu_limit_af
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
-    assert recipe.exists()
+
+    # deploying again updates the deployments in place; --from makes their runs start at a step
+    res = infuse(["deploy", str(recipe), "--from", "gate", "--pool", "infuse-gpu"], cwd=project)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with get_client(sync_client=True) as client:
+        again = client.read_deployment_by_name("infuse/deploy-test-nightly")
+    assert again.id == nightly.id and again.work_pool_name == "infuse-gpu"
+    assert again.parameters == {"recipe_path": "recipe.yaml", "from_step": "gate"}
+    assert [s.schedule.cron for s in again.schedules] == ["0 2 * * *"]
 
 
 GPU_PLUGIN = '''
@@ -198,3 +206,21 @@ def test_gpu_steps_queue_on_the_gpu_tag_limit(tmp_path, monkeypatch, no_gpu_limi
     ensure_gpu_limit(1)
     (a, b) = intervals("limited")
     assert b[0] >= a[1] - 0.05, f"with a limit of 1 the second GPU step waits for the first: {a} {b}"
+
+
+def test_the_flow_a_worker_loads_runs_on_the_recipe_s_dask_runner(tmp_path, examples_copy):
+    """A worker imports `infuse_pipeline` as it is (no task runner of the recipe's) and calls it, in a
+    process of its own: the steps still fan their shards out to the recipe's Dask cluster."""
+    recipe = {"name": "dask-deploy", "input": str(examples_copy), "storage": str(tmp_path / "runs"),
+              "runner": {"kind": "dask", "workers": 1, "shard_rows": 20},  # one worker: the step and its shards
+              "steps": {s: {"enabled": False} for s in ("filter", "dedup", "synthesize", "qa_filter")}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    code = "from infuse.flows.pipeline import infuse_pipeline; infuse_pipeline('r.yaml')"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    doc = manifests(tmp_path / "runs")[-1]
+    stats = doc["steps"]["clean"]["stats"]
+    assert doc["status"] == "completed" and doc["steps"]["clean"]["outputs"]["chunks"]["rows"] > 0
+    assert stats["shards"] >= 4 and stats["worker_pids"] and doc["pid"] not in stats["worker_pids"], \
+        "clean's shards ran in the Dask cluster's workers"
