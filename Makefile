@@ -9,7 +9,7 @@ export PREFECT_HOME   := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export INFUSE_PREFECT_PORT ?= 4200
 
-.PHONY: install demo demo-stop server test bench clean-runs
+.PHONY: install demo demo-stop server deploy test bench clean-runs
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: server
 	@echo ""
 	@echo "Artifacts: runs/demo   (try: $(BIN)/infuse show chunks --recipe $(RECIPE))"
 	@echo "Prefect UI: http://127.0.0.1:$(INFUSE_PREFECT_PORT)   (stop it with: make demo-stop)"
+
+# The recipe's nightly and full-run deployments, the work pools and the gpu limit (see deploy/README.md);
+# then start a worker: .venv/bin/prefect worker start --pool infuse
+deploy: server
+	PREFECT_API_URL=http://127.0.0.1:$(INFUSE_PREFECT_PORT)/api $(BIN)/infuse deploy $(RECIPE)
 
 demo-stop:
 	-$(BIN)/infuse server stop

@@ -1,4 +1,4 @@
-"""The `infuse` command line: run, steps, show, validate, plan and server."""
+"""The `infuse` command line: run, steps, show, validate, plan, deploy and server."""
 from __future__ import annotations
 
 import json
@@ -238,6 +238,43 @@ def show(
             typer.echo(_head(rej.select(["id", "reason", "message"]), max(rows, 20), full))
     stats = {k: v for k, v in entry.get("stats", {}).items() if not k.startswith("_")}
     typer.echo("\nstats: " + json.dumps(stats, ensure_ascii=False))
+
+
+@app.command()
+def deploy(
+    recipe: Path,
+    cron: str = typer.Option("0 2 * * *", "--cron", help="when the nightly incremental run starts"),
+    timezone: str = typer.Option("UTC", "--timezone", help="the cron's time zone, e.g. Europe/Berlin"),
+    pool: str = typer.Option("infuse", "--pool", help="work pool of the runs: infuse (CPU) or infuse-gpu"),
+    gpu_slots: int = typer.Option(1, "--gpu-slots", min=1, help="GPU steps that may run at once, over all runs"),
+    from_: Optional[str] = typer.Option(None, "--from", help="runs start at this step; earlier ones come from the "
+                                                             "newest run under the same storage root"),
+) -> None:
+    """Deploy a recipe to the Prefect server: a nightly incremental run and an on-demand full run.
+
+    Run it from your project directory (where the recipe's relative paths start): workers run the
+    flow there. Creates the work pools `infuse` and `infuse-gpu` and the `gpu` tag limit first.
+    """
+    _check_steps(_graph(recipe, _load(recipe)), from_)
+    _use_local_server()
+    api = os.environ.get("PREFECT_API_URL", "")
+    if not api or not prefect_server.healthy(api):
+        typer.secho(f"no Prefect server answers at {api or prefect_server.API_URL}: start one with "
+                    f"`infuse server start` or set PREFECT_API_URL", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    from infuse.deploy.deployments import deploy as apply
+
+    try:
+        done = apply(recipe, cron=cron, timezone=timezone, pool=pool, gpu_slots=gpu_slots, from_step=from_)
+    except RuntimeError as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    nightly, full = done.names
+    typer.echo(f"deployed {recipe} (runs open {done.recipe_path} from {Path.cwd()}):\n"
+               f"  {nightly:30s} cron '{cron}' ({timezone})\n  {full:30s} on demand, every step recomputes\n"
+               f"work pool: {done.pool}; GPU steps at once: {gpu_slots}\n\n"
+               f"start a worker:  prefect worker start --pool {done.pool}\n"
+               f"run one now:     prefect deployment run '{full}'")
 
 
 @server_app.command("start")

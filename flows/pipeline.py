@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from infuse.flows.graph import Node, ancestors, build_graph, descendants
+from infuse.flows.lineage import lineage_markdown
 from infuse.flows.recipe import Recipe, load_recipe
 from infuse.operators.base import STOP, stable_hash
 from infuse.storage import ArtifactStore, RunManifest
@@ -108,6 +109,10 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     plan_only: run what the estimating steps need, then return their estimates under "_estimates".
     """
     recipe = load_recipe(recipe_path)
+    if recipe.runner.kind != "local" and _runner_kind() == "local":
+        # a deployment's worker loads this flow as it is, without the recipe's Dask or Ray task runner:
+        # run the steps on it, in a subflow run
+        return pipeline_for(recipe)(recipe_path, from_step, only, refresh, retry_failed, plan_only)
     return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed}, plan_only).run()
 
 
@@ -280,11 +285,14 @@ class Pipeline:
         res.rejects, res.report = refs["rejects"], refs["report"]
         self.done[node.name] = res.outputs
         self.results[node.name] = res.to_dict()
+        stats = dict(res.stats)
+        files = stats.pop("input_files", None)  # what a step read from outside the pipeline (parse: the folder)
         self.manifest.record(node.name, {
             "key": key, "state": state.name, "code_version": node.step.code_version(),
             "config": self._config(node), "inputs": {k: v["sha256"] for k, v in inputs.items()},
             "inputs_from": {k: f"{p}.{a}" for k, (p, a) in node.inputs.items()},
-            "outputs": res.outputs, "rejects": res.rejects, "report": res.report, "stats": res.stats,
+            "outputs": res.outputs, "rejects": res.rejects, "report": res.report, "stats": stats,
+            **({"input_files": files} if files is not None else {}),
         })
         out = next(iter(res.outputs.values()), res.report)
         self.summary.append(f"| {node.name} | {state.name} | {out['rows']} | {res.stats.get('rejected', 0)} | "
@@ -308,7 +316,8 @@ class Pipeline:
     def _publish_summary(self, status: str) -> None:
         md = [f"# infuse run `{self.recipe.name}`: {status}", "",
               "| step | state | rows out | rejected | wall s | output |", "|---|---|---|---|---|---|", *self.summary,
-              "", f"manifest: `{self.store.display(self.store.url('manifests', self.manifest.run_id + '.json'))}`"]
+              "", f"manifest: `{self.store.display(self.store.url('manifests', self.manifest.run_id + '.json'))}`",
+              "", lineage_markdown(self.manifest.steps)]
         try:
             create_markdown_artifact(key="run-summary", markdown="\n".join(md),
                                      description="every step of this run, its state and outputs")

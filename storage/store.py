@@ -231,7 +231,9 @@ class ArtifactStore:
 
     def __init__(self, root: str) -> None:
         self.root = str(root).rstrip("/")
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        # an object store's listings are not cached: other processes (cluster workers, other runs) write there
+        remote = "://" in self.root and not self.root.startswith("file://")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **({"use_listings_cache": False} if remote else {}))
         self.fs.makedirs(self._base, exist_ok=True)
         self._protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
 
@@ -484,7 +486,8 @@ class ArtifactStore:
         if self.is_local:
             return Path(ref.path)
         cache = _local_cache() / "artifacts" / ref.sha256
-        if (cache / ".complete").exists():
+        done = cache.with_name(f"{ref.sha256}.complete")  # beside it: the copy holds the artifact's files only
+        if done.exists() and cache.is_dir():
             return cache
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cache.parent))
@@ -492,10 +495,10 @@ class ArtifactStore:
         if dir_sha(dir_manifest(tmp)) != ref.sha256:
             shutil.rmtree(tmp, ignore_errors=True)
             raise OSError(f"{self.display(ref.path)}: downloaded files do not match the committed sha256")
-        (tmp / ".complete").write_text("")
         if cache.exists():
             shutil.rmtree(cache, ignore_errors=True)
         os.replace(tmp, cache)
+        done.write_text("")
         return cache
 
     def read_meta(self, step: str, key: str, name: str) -> dict[str, Any] | None:

@@ -52,6 +52,9 @@ class Parse(Step):
         # no hashing here: each file is hashed once, as it is read for parsing
         entries, scan_rejects = scan(Path(ctx.cfg["input_dir"]), _max_bytes(ctx.cfg), hash_files=False)
         rejects = list(scan_rejects)
+        # lineage: every file of the folder, the sha256 of the bytes read (files never read have none), its fate
+        files = {r.id: {"path": r.id, "sha256": "", "bytes": (r.detail or {}).get("size"), "fate": r.reason}
+                 for r in scan_rejects}
         code = self.code_version()
         seen: dict[str, str] = {}
         kept_files = reused = parsed = 0
@@ -63,12 +66,16 @@ class Parse(Step):
                 bar.update()
                 reused += hit
                 parsed += not hit
+                fate = {"path": entry.path_rel, "sha256": sha, "bytes": entry.size}
+                files[entry.path_rel] = fate
                 if sha in seen:  # the same bytes under two names: keep the first, say so
                     rejects.append(duplicate_file(entry.path_rel, seen[sha]))
+                    fate["fate"] = "duplicate_file"
                     continue
                 seen[sha] = entry.path_rel
                 rejects += file_rejects  # ids are the file's path, or path#index for one bad record
                 kept_files += bool(rows)
+                fate["fate"] = "kept" if rows else (file_rejects[0].reason if file_rejects else "no_documents")
                 for row in rows:  # a cached parse may have been made under another name
                     row["path"] = entry.path_rel
                     formats[row["format"]] = formats.get(row["format"], 0) + 1
@@ -79,7 +86,7 @@ class Parse(Step):
             rows_in=files_in, kept=kept_files, unit_in="files", unit_out="files",
             markdown=f"{docs.rows} documents; parsed {parsed} file(s), {reused} from the per-file cache",
             stats={"files_in": files_in, "files_parsed": parsed, "files_from_cache": reused, "documents": docs.rows,
-                   "documents_by_format": formats}))
+                   "documents_by_format": formats, "input_files": [files[k] for k in sorted(files)]}))
 
 
 def _max_bytes(cfg: dict[str, Any]) -> int:

@@ -62,9 +62,11 @@ def _map(fn: Callable[[Any], Any], shards: Iterable[Any], runtime: dict[str, Any
         return
     if kind != "dask":
         raise ValueError(f"runner {kind!r} cannot fan out shards; use local, dask or ray")
-    from prefect_dask import get_dask_client
+    from distributed import worker_client
 
-    with get_dask_client() as client:
+    # the step runs on a Dask worker: worker_client leaves that worker's thread while the shards run,
+    # so a cluster of one worker does not wait on itself
+    with worker_client() as client:
         pending: deque[Any] = deque()
         for shard in shards:
             check_stop()
