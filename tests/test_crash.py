@@ -42,7 +42,8 @@ def kill(proc) -> None:
 
 def test_sigkill_mid_clean_then_rerun_is_cached_upstream_and_identical(tmp_path):
     docs = corpus(tmp_path)
-    steps = {"synthesize": {"max_llm_items": 0, "paraphrase": {"enabled": False}}}
+    steps = {"synthesize": {"max_llm_items": 0, "paraphrase": {"enabled": False}},
+             "mix": {"enabled": False}}  # no LLM: qa is empty, and mix refuses to mix nothing
     ref = write_recipe(tmp_path / "ref.yaml", docs, tmp_path / "ref", steps=steps)
     recipe = write_recipe(tmp_path / "r.yaml", docs, tmp_path / "runs", steps=steps, runner={"shard_rows": 20})
     done = infuse(["run", str(ref)], cwd=tmp_path)
@@ -145,7 +146,7 @@ def test_sigkill_mid_model_write_is_never_trusted(tmp_path, examples_copy):
     recipe = write_recipe(tmp_path / "r.yaml", examples_copy, tmp_path / "runs", plugins=[PLUGIN],
                           steps={"synthesize": {"enabled": False}, "qa_filter": {"enabled": False},
                                  "clean": {"enabled": False}, "filter": {"enabled": False},
-                                 "dedup": {"enabled": False}})
+                                 "dedup": {"enabled": False}, "mix": {"enabled": False}})
     proc = spawn(["run", str(recipe)], cwd=tmp_path)
     model_dir = tmp_path / "runs" / "artifacts" / "slow_model"
     wait_for(lambda: any(p.name.startswith(".model.tmp-") and len(list(p.iterdir())) > 3

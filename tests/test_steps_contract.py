@@ -192,12 +192,12 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
         states = _run_copy(copy, recipe, tmp_path)
         assert {s for s, st in states.items() if st != "Cached"} == importers, states
 
-        # 2. edit the prompt override file: synthesize and what follows recompute
+        # 2. edit the prompt override file: synthesize and what follows recompute (mix mixes the new qa)
         text = override.read_text()
         override.write_text(text.replace("system: |-\n  ", "system: |-\n  (Answer as an expert.) ", 1))
         assert override.read_text() != text
         states = _run_copy(copy, recipe, tmp_path)
-        assert {s for s, st in states.items() if st != "Cached"} == {"synthesize", "qa_filter"}, states
+        assert {s for s, st in states.items() if st != "Cached"} == {"synthesize", "qa_filter", "mix"}, states
 
         # 3. change retries (how a step runs, not what it makes): nothing recomputes
         data = yaml.safe_load(recipe.read_text())
