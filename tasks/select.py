@@ -28,10 +28,36 @@ class SelectOptions(StepOptions, SelectConfig):
     enabled: bool = runtime(False, description="run this step (off by default); when off, mix reads qa_filter's qa")
 
 
-def train_fn() -> Callable[[list[dict[str, Any]], str, str], str] | None:
-    """The training step's fine-tuning, for MoDS necessity (`TrainFn`: rows, base model dir, out dir ->
-    model dir). None until the training step is installed: necessity then needs `necessity.model`."""
-    return None
+def seed_model(ctx: StepContext, opts: SelectConfig, seed_rows: list[dict[str, Any]], base: str) -> str:
+    """MoDS necessity's seed model: LoRA on the seed rows with the sft step's worker (a subprocess), merged
+    into a plain directory the transformers backend loads. Kept in the step's work dir: a re-run after a
+    kill resumes the training from its checkpoint, and a finished merge is reused."""
+    import pyarrow.parquet as pq
+
+    from infuse.operators.train.config import Job, LaunchOptions
+    from infuse.operators.train.merge import merge_model
+    from infuse.tasks import training
+
+    nec = opts.mods.necessity
+    folder = ctx.work_dir() / "necessity-model"
+    merged = folder / "merged"
+    if (merged / "config.json").is_file():
+        return str(merged)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "seed.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "messages": r["messages"]} for r in seed_rows]), data)
+    job = Job(kind="sft", base=base, output_dir=str(folder / "train"), data={"train": str(data), "eval": None},
+              model=ctx.cfg.get("model") or {}, train=nec.train, method="lora", lora=nec.lora,
+              card={"base": {"source": "model"}, "data": {"seed_rows": len(seed_rows)}})
+    training.train(ctx, job, LaunchOptions(), "select: MoDS seed model")
+    tmp = folder / "merged.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    merge_model(folder / "train" / "final", tmp, dtype="float32")
+    tmp.replace(merged)
+    return str(merged)
 
 
 def scorer_choice(opts: SelectConfig, model: dict[str, Any]) -> tuple[str, str | None, str]:
@@ -82,11 +108,6 @@ class Select(Step):
         rows = qa.to_pylist()
         timing: dict[str, Any] = {}
         scorer_info: dict[str, Any] = {}
-        if opts.method == "mods" and opts.mods.necessity.enabled and not opts.mods.necessity.model and train_fn() is None:
-            raise ValueError("select: MoDS necessity needs a model fine-tuned on the seed set: set "
-                             "steps.select.mods.necessity.model (fine-tuning it here needs the training step, not "
-                             "installed), or set mods.necessity.enabled: false")
-
         def ifd(conversations: list[Any]) -> IFDScores:
             path, template_name, dtype = scorer_choice(opts, model)
             scorer_info.update(path=path, template=template_name or "(the model's own)", dtype=dtype,
@@ -161,11 +182,7 @@ def _necessity_fn(ctx: StepContext, opts: SelectConfig, model: dict[str, Any]) -
         from infuse.operators.models import model_dir
         from infuse.operators.select.mods import necessity_scores
 
-        tuned = nec.model
-        if not tuned:
-            fit = train_fn()
-            assert fit is not None  # checked before any work
-            tuned = fit(seed_rows, model_dir(model.get("path")), str(ctx.work_dir() / "necessity-model"))
+        tuned = nec.model or seed_model(ctx, opts, seed_rows, model_dir(model.get("path")))
         backend = make_backend(nec.llm.model_copy(update={"model": tuned}))
         return necessity_scores(backend, conversations, nec.max_tokens, nec.method)
 

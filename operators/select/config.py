@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from infuse.operators.base import Strict, runtime
 from infuse.operators.llm import LLMConfig
 from infuse.operators.synth.config import TEMPLATE_STRATEGIES
+from infuse.operators.train.config import LoraOptions, TrainOptions
 
 METHODS = ("ifd", "superfilter", "mods", "kcenter", "facility_location", "longest", "diversity", "random")
 Method = Literal["ifd", "superfilter", "mods", "kcenter", "facility_location", "longest", "diversity", "random"]
@@ -98,7 +99,10 @@ class QualityOptions(Strict):
 class NecessityOptions(Strict):
     enabled: bool = True
     model: str | None = Field(None, description="the base model fine-tuned on the seed set; empty: fine-tune it here "
-                                                "with the training step's code (once that step is installed)")
+                                                "(LoRA on the recipe's model, with the sft step's code, then merged)")
+    train: TrainOptions = Field(default_factory=lambda: TrainOptions(epochs=2, learning_rate=2e-4, warmup_ratio=0.0),
+                                description="how the seed model is fine-tuned when `model` is empty")
+    lora: LoraOptions = Field(default_factory=LoraOptions)
     llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"),
                            description="generation settings (backend transformers; model = necessity.model)")
     max_tokens: int = Field(256, ge=8)

@@ -12,9 +12,9 @@
    `max_added`, k-center (starting from the seed) picks which badly answered
    rows are added.
 
-Fine-tuning belongs to the training step. Its code plugs in as a `TrainFn`;
-until it is installed, `necessity.model` names a model already fine-tuned on
-the seed set.
+The seed model's fine-tuning is the training step's (tasks/select.seed_model
+runs the sft worker on the seed rows); `necessity.model` can name a model
+already fine-tuned on the seed set instead.
 """
 from __future__ import annotations
 
