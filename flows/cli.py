@@ -43,11 +43,11 @@ def _load(recipe: Path):
     return r
 
 
-def _graph(recipe_path: Path, r):
+def _graph(recipe_path: Path, r, skipped: dict[str, str] | None = None):
     from infuse.flows.graph import GraphError, build_graph
 
     try:
-        nodes = build_graph(r)
+        nodes = build_graph(r, skipped)
         problems = [f"steps.{n.name}: {p}" for n in nodes for p in n.step.check(n.step.config(r))]
         if problems:
             raise GraphError(problems)
@@ -71,7 +71,8 @@ def _check_steps(nodes, *names: str | None) -> None:
 def validate(recipe: Path) -> None:
     """Check a recipe: every problem with the field it is in, and how its steps are wired."""
     r = _load(recipe)
-    nodes = _graph(recipe, r)
+    skipped: dict[str, str] = {}
+    nodes = _graph(recipe, r, skipped)
     typer.secho(f"{recipe}: ok", fg=typer.colors.GREEN)
     typer.echo(f"input: {r.input}\nstorage: {r.storage}\nmodel: {r.model.path or '(packaged Gemma 3 270M)'}")
     from infuse.tasks.base import ordered_steps
@@ -80,6 +81,8 @@ def validate(recipe: Path) -> None:
     for cls in ordered_steps(r.plugins):
         node = wired.get(cls.name)
         reads = ", ".join(f"{name} <- {p}" for name, (p, _) in node.inputs.items()) if node else ""
+        if cls.name in skipped:
+            reads = f"(skipped: {skipped[cls.name]})"
         typer.echo(f"  {cls.name:12s} {'on ' if node else 'off'} {reads}")
 
 

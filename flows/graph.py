@@ -4,7 +4,10 @@ The enabled steps, in stage order. Each input resolves to a producer: `chunks`
 to the nearest enabled step before it that writes `chunks`; `sft.model` to that
 step only. A disabled step is skipped over (dedup off: qa_filter reads
 filter's chunks); an optional input with no producer is simply absent; a
-required one is an error that `infuse validate` reports.
+required one is an error that `infuse validate` reports, except for a step that
+is on by default and was not turned on by the recipe: with its input turned off
+upstream (synthesize off: no `qa` for mix), it is skipped, with the reason in
+`skipped`.
 """
 from __future__ import annotations
 
@@ -34,17 +37,20 @@ class Node:
         return {producer for producer, _ in self.inputs.values()}
 
 
-def build_graph(recipe: Any) -> list[Node]:
-    """The enabled steps in order, each with its inputs resolved; GraphError lists what is missing."""
+def build_graph(recipe: Any, skipped: dict[str, str] | None = None) -> list[Node]:
+    """The enabled steps in order, each with its inputs resolved; GraphError lists what is missing.
+    Steps on by default whose required inputs no enabled step makes go to `skipped` (name -> why)."""
     nodes: list[Node] = []
     latest: dict[str, str] = {}  # artifact name -> the last enabled step so far that writes it
     enabled: dict[str, Step] = {}
     problems = []
     for cls in ordered_steps(recipe.plugins):
         step = cls()
-        if not recipe.step_options(step.name).enabled:
+        opts = recipe.step_options(step.name)
+        if not opts.enabled:
             continue
         node = Node(step)
+        missing = []
         for spec in cls.input_specs():
             producer = _producer(spec, latest, enabled)
             if producer is not None:
@@ -52,7 +58,12 @@ def build_graph(recipe: Any) -> list[Node]:
             elif not spec.optional:
                 why = (f"step {spec.producer!r} is disabled or does not write {spec.artifact!r}" if spec.producer
                        else f"no enabled step before it writes {spec.artifact!r}")
-                problems.append(f"steps.{step.name}: needs `{spec.name}`, but {why}")
+                missing.append(f"needs `{spec.name}`, but {why}")
+        if missing and "enabled" not in opts.model_fields_set:  # on by default, not asked for: skip it
+            if skipped is not None:
+                skipped[step.name] = "; ".join(missing)
+            continue
+        problems += [f"steps.{step.name}: {m}" for m in missing]
         nodes.append(node)
         enabled[step.name] = step
         for out in cls.outputs:

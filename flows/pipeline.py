@@ -124,7 +124,10 @@ class Pipeline:
         STOP.clear()  # a new run (tests run many in one process)
         self.log = get_run_logger()
         self.recipe, self.flags, self.plan_only = recipe, flags, plan_only
-        self.nodes = build_graph(recipe)
+        skipped: dict[str, str] = {}
+        self.nodes = build_graph(recipe, skipped)
+        for name, why in skipped.items():
+            self.log.info(f"{name}: skipped (on by default, but it {why})")
         self.by_name = {n.name: n for n in self.nodes}
         self.run_names, self.fresh = plan_steps(self.nodes, from_step, only, refresh)
         self.only = only

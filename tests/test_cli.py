@@ -20,6 +20,22 @@ def test_validate_ok_and_errors(tmp_path):
     assert "steps.chunk.size: unknown key; allowed here:" in res.output
 
 
+def test_a_default_step_without_its_input_is_skipped_but_an_asked_for_one_is_an_error(tmp_path):
+    from conftest import EXAMPLES
+
+    off = tmp_path / "off.yaml"
+    off.write_text(f"input: {EXAMPLES}\nsteps:\n  synthesize: {{enabled: false}}\n")
+    res = runner.invoke(app, ["validate", str(off)])
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.startswith("  ")}
+    assert "off (skipped: needs `qa`" in lines["mix"] and "off (skipped" in lines["qa_filter"]
+    assert "on " in lines["dedup"]
+    asked = tmp_path / "asked.yaml"
+    asked.write_text(f"input: {EXAMPLES}\nsteps:\n  synthesize: {{enabled: false}}\n  mix: {{enabled: true}}\n")
+    res = runner.invoke(app, ["validate", str(asked)])
+    assert res.exit_code == 2 and "steps.mix: needs `qa`, but no enabled step before it writes 'qa'" in res.output
+
+
 def test_steps_lists_pipeline_in_order():
     from infuse.tasks.base import REGISTRY
 
