@@ -190,15 +190,22 @@ def vllm_command(served: Served, host: str, port: int, vllm: str = "vllm") -> li
 
 
 def transformers_command(served: Served, host: str, port: int, transformers: str = "transformers",
-                         continuous_batching: bool = True) -> list[str]:
-    """`transformers serve` for a merged (or full) model directory, the only kind it loads here."""
+                         kv_cache_tokens: int = 8192) -> list[str]:
+    """`transformers serve` for a merged (or full) model directory, the only kind it loads here.
+
+    Continuous batching serves concurrent requests; its paged KV cache is sized explicitly
+    (`kv_cache_tokens`), since left to itself on a CPU it takes most of the machine's free RAM.
+    """
     if not served.merged:
         raise ServeError(f"transformers serve needs a merged model and {served.path} is a "
                          f"{served.card.get('layout', 'adapter')}: pass --merged (turn merge on in the recipe "
                          f"first), or serve the adapter with --engine vllm on a GPU")
     template_file(served.path)  # transformers serve applies the tokenizer's own template, i.e. this one
-    cmd = [transformers, "serve", "--host", host, "--port", str(port), str(served.path)]  # the model, pinned
-    return cmd + (["--continuous-batching"] if continuous_batching else [])
+    block = 32
+    return [transformers, "serve", "--host", host, "--port", str(port), str(served.path),  # the model, pinned
+            "--continuous-batching", "--cb-block-size", str(block),
+            "--cb-num-blocks", str(max(1, kv_cache_tokens // block)),
+            "--cb-max-batch-tokens", str(min(2048, kv_cache_tokens))]
 
 
 def executable(name: str) -> str:
