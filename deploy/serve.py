@@ -103,7 +103,7 @@ def find_model(store, model: str = "sft", merged: bool = False) -> Served:
                 path = store.local_dir(ref).resolve()
                 return Served(model, step, doc["run_id"], path, read_card(path) or {})
     steps = sorted({s for d in runs for s in d.get("steps", {})})
-    what = f"a merge of `{model}.model`" if merged else f"`{model}.model`"
+    what = f"merge of `{model}.model`" if merged else f"`{model}.model`"
     hint = {"sft": "turn sft on (steps.sft.enabled: true)", "dpo": "turn dpo on (steps.dpo.enabled: true)"}[model]
     hint += ", and merge (steps.merge.enabled: true)" if merged else ""
     raise ServeError(f"no committed {what} in the runs under this storage root (steps run: {', '.join(steps)}); "

@@ -7,6 +7,7 @@ facts (in-process, a second or two), saved with infuse's Gemma template and end-
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -93,7 +94,7 @@ def test_the_newest_sft_dpo_and_their_merges_are_found_and_a_missing_dpo_is_a_cl
                                   "merge": ("merged", {"model": "sft.model"}, full_copy(base))})
     with pytest.raises(S.ServeError, match=r"no committed `dpo.model`.*steps run: merge, sft.*steps.dpo.enabled"):
         S.find_model(store, "dpo")
-    with pytest.raises(S.ServeError, match=r"a merge of `dpo.model`.*steps.merge.enabled"):
+    with pytest.raises(S.ServeError, match=r"no committed merge of `dpo.model`.*steps.merge.enabled"):
         S.find_model(store, "dpo", merged=True)
     time.sleep(0.01)
     new = commit(store, "run-2", {"dpo": ("model", {"model": "sft.model"}, adapter(base)),
@@ -155,13 +156,36 @@ def test_a_template_edited_after_training_or_an_adapter_on_cpu_is_refused(tmp_pa
     dirs = commit(store, "run-1", {"sft": ("model", {}, adapter(base))})
     with pytest.raises(S.ServeError, match=r"needs a merged model.*pass --merged"):
         S.transformers_command(S.find_model(store, "sft"), "127.0.0.1", 8000)
-    with pytest.raises(S.ServeError, match=r"no committed a merge of|a merge of `sft.model`"):
+    with pytest.raises(S.ServeError, match=r"no committed merge of `sft.model`"):
         S.plan(str(tmp_path / "runs"), engine="transformers")
     tpl = dirs["sft"] / "chat_template.jinja"
     tpl.write_text(tpl.read_text() + " ", encoding="utf-8")
     with pytest.raises(S.ServeError, match="not the one the model was trained with"):
         S.vllm_command(S.Served("sft", "sft", "r", dirs["sft"], json.loads((dirs["sft"] / "card.json").read_text())),
                        "127.0.0.1", 8000)
+
+
+def test_the_cli_prints_the_command_and_curl_line_and_says_what_is_missing(tmp_path, base):
+    from typer.testing import CliRunner
+
+    from infuse.flows.cli import app
+
+    store = ArtifactStore(str(tmp_path / "runs"))
+    merged = commit(store, "run-1", {"merge": ("merged", {"model": "sft.model"}, full_copy(base))})["merge"].resolve()
+    runner = CliRunner()
+    ok = runner.invoke(app, ["serve", str(tmp_path / "runs"), "--engine", "transformers", "--port", "8123",
+                             "--dry-run"])
+    assert ok.exit_code == 0, ok.output
+    assert f"serve --host 127.0.0.1 --port 8123 {merged} --continuous-batching --cb-block-size 32 " \
+           f"--cb-num-blocks 256" in ok.output
+    assert f"base URL: http://127.0.0.1:8123/v1   model: {merged}" in ok.output
+    assert f"curl http://127.0.0.1:8123/v1/chat/completions" in ok.output and f'"model": "{merged}"' in ok.output
+    dpo = runner.invoke(app, ["serve", str(tmp_path / "runs"), "--model", "dpo", "--engine", "transformers"])
+    assert dpo.exit_code == 2 and "no committed merge of `dpo.model`" in dpo.output  # CPU: the merge of it
+    assert "steps.dpo.enabled" in dpo.output
+    if importlib.util.find_spec("vllm") is None:  # the CPU install: a clear word, not a traceback
+        gpu = runner.invoke(app, ["serve", str(tmp_path / "runs"), "--engine", "vllm"])
+        assert gpu.exit_code == 2 and "vllm is not installed" in gpu.output
 
 
 # ---- transformers serve, for real ------------------------------------------------------------------------------
