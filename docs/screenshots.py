@@ -72,7 +72,7 @@ def main() -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     run = finished[0]
-    shoot(chromium, f"{args.ui}/runs/flow-run/{run['id']}", args.out / "flow-run.png", 1000, args.wait_ms)
+    shoot(chromium, f"{args.ui}/runs/flow-run/{run['id']}", args.out / "flow-run.png", 540, args.wait_ms)  # the graph
     print(f"flow-run.png          run {run['name']} ({run.get('state_name')})")
     for name, (key, height) in ARTIFACTS.items():
         found = api(base, "/artifacts/filter", {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC",
