@@ -258,9 +258,15 @@ def plan(run: str | Path, model: str = "sft", merged: bool = False, engine: Engi
     """Find the model and build the engine's command line (nothing starts)."""
     engine = pick_engine(engine)
     store = open_store(run)
-    if engine == "transformers" and not merged:
-        merged = True  # transformers serve loads whole models only: the merge of the model asked for
-    served = find_model(store, model, merged)
+    if engine == "transformers" and not merged:  # it loads whole models only: the merge of the model asked
+        try:                                       # for, or the model itself when it is whole (method full)
+            served = find_model(store, model, merged=True)
+        except ServeError:
+            served = find_model(store, model)
+            if not served.merged:
+                raise
+    else:
+        served = find_model(store, model, merged)
     if engine == "vllm":
         cmd = vllm_command(served, host, port, executable("vllm"))
         name = served.name
