@@ -21,7 +21,7 @@ from pathlib import Path
 ARTIFACTS = {
     "artifacts.png": ("filter-summary", 2200),       # thresholds and a histogram per statistic
     "filter-counts.png": ("filter-counts", 900),     # rows in / kept / rejected by reason
-    "sft-summary.png": ("sft-summary", 1800),        # the loss curve and the run's numbers
+    "sft-summary.png": ("sft-summary", 1000),        # the loss curve and the run's numbers
     "evaluate-summary.png": ("evaluate-summary", 1800),  # the eval report, once evaluate exists
 }
 WIDTH = 1400
