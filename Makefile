@@ -9,7 +9,7 @@ export PREFECT_HOME   := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export INFUSE_PREFECT_PORT ?= 4200
 
-.PHONY: install demo demo-stop server deploy test bench clean-runs
+.PHONY: install demo demo-stop server deploy serve screenshots test bench clean-runs
 
 install: $(STAMP)
 
@@ -38,6 +38,14 @@ demo: server
 # then start a worker: .venv/bin/prefect worker start --pool infuse
 deploy: server
 	PREFECT_API_URL=http://127.0.0.1:$(INFUSE_PREFECT_PORT)/api $(BIN)/infuse deploy $(RECIPE)
+
+# The demo's merged model behind an OpenAI-compatible API (vLLM on a GPU, transformers serve on CPU)
+serve: install
+	$(BIN)/infuse serve $(RECIPE) --merged
+
+# docs/img/*.png from the Prefect UI of the last `make demo` (headless Chromium: apt-get install chromium)
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 demo-stop:
 	-$(BIN)/infuse server stop

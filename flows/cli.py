@@ -1,4 +1,4 @@
-"""The `infuse` command line: run, steps, show, validate, plan, deploy and server."""
+"""The `infuse` command line: run, steps, show, validate, plan, deploy, serve and server."""
 from __future__ import annotations
 
 import json
@@ -278,6 +278,39 @@ def deploy(
                f"work pool: {done.pool}; GPU steps at once: {gpu_slots}\n\n"
                f"start a worker:  prefect worker start --pool {done.pool}\n"
                f"run one now:     prefect deployment run '{full}'")
+
+
+@app.command()
+def serve(
+    run: str = typer.Argument(..., help="a recipe file (its storage) or a storage root such as runs/demo"),
+    model: str = typer.Option("sft", "--model", help="the trained model to serve: sft or dpo"),
+    merged: bool = typer.Option(False, "--merged", help="serve merge's output of that model, not the adapter"),
+    port: int = typer.Option(8000, "--port", help="port of the OpenAI-compatible server"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address it listens on (0.0.0.0: every interface)"),
+    engine: str = typer.Option("auto", "--engine", help="auto (vllm on a GPU, else transformers), vllm or "
+                                                        "transformers"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the server's command line and exit"),
+) -> None:
+    """Serve a run's trained model behind an OpenAI-compatible API (vLLM on a GPU, transformers serve on CPU)."""
+    from infuse.deploy import serve as S
+
+    if engine not in ("auto", "vllm", "transformers"):
+        typer.secho(f"--engine {engine!r}: one of auto, vllm, transformers", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        p = S.plan(run, model=model, merged=merged, engine=engine, host=host, port=port)  # type: ignore[arg-type]
+    except (S.ServeError, RecipeError) as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    what = "merged model" if p.served.merged else "adapter"
+    typer.echo(f"serving {p.served.model} {what} {p.served.path}\n  (step {p.served.step} of run {p.served.run_id}, "
+               f"chat template {p.served.card.get('template', {}).get('name', '?')}) with {p.engine}\n"
+               f"  $ {' '.join(p.command)}\n\n"
+               f"base URL: {p.base_url}   model: {p.model_name}\n"
+               f"try:\n  {p.curl()}\n", err=False)
+    if dry_run:
+        return
+    raise typer.Exit(S.serve(p))
 
 
 @server_app.command("start")

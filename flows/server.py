@@ -41,7 +41,7 @@ def start(wait_s: float = 90.0) -> str:
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "true"}
+           "PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": API_URL}  # the UI calls this port, not 4200
     env.pop("PREFECT_API_URL", None)  # the server itself must not point at a server
     log = open(home / "server.log", "ab")
     proc = subprocess.Popen(
