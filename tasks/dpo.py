@@ -58,6 +58,11 @@ class Dpo(Step):
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options
         base, base_info = training.base_model(ctx)
+        n_pairs = ctx.input("pairs").rows
+        if not n_pairs:
+            raise ValueError("dpo: the preference step made no pairs (see its rejects: every sampled reply was "
+                             "grounded, truncated or empty?); raise preference.max_new_tokens or samples_per_prompt, "
+                             "or add preference.user_data")
         data, hashes = training.write_inputs(ctx, ["pairs"])
         sft = ctx.input_dir("sft.model")
         job = Job(kind="dpo", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],

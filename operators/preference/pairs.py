@@ -145,10 +145,10 @@ def judge(c: Candidate, p: Prompt, o: PairOptions) -> str:
     if c.error or c.text is None:
         return "failed"
     text = c.text.strip()
-    if len(tokens(text)) < o.min_tokens:
-        return "empty"
     if c.finish_reason == "length":
         return "truncated"
+    if len(tokens(text)) < o.min_tokens:
+        return "empty"
     c.scores["grounding"] = grounding_score(text, p.source, o.grounding_method, o.grounding_n)
     c.scores["similarity"] = grounding_score(text, p.chosen, "max", 2)
     c.scores["fluency"] = fluency(text)

@@ -25,7 +25,7 @@ from transformers import PrinterCallback
 from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
 from infuse.operators.train.merge import materialize
-from infuse.operators.train.modeling import apply_liger, load_model, lora_config, param_count
+from infuse.operators.train.modeling import VARLEN, apply_liger, load_model, lora_config, param_count
 from infuse.operators.train.session import Session, atomic_json, last_checkpoint, link_tree
 from infuse.operators.train.trainer import EventCallback, say
 
@@ -91,6 +91,8 @@ def train_dpo(job: Job) -> None:
     from trl import DPOConfig, DPOTrainer
 
     s = Session(job)
+    if s.attn == VARLEN:  # DPO batches are padded (trl's padding-free DPO is off); varlen needs one flat row
+        s.attn = "sdpa"
     t, x = job.train, job.extra
     sets, info = s.prepared(lambda: build_pair_sets(s))
     rows_per_step = t.batch_size * t.grad_accum * s.world
