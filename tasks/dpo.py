@@ -28,9 +28,11 @@ class DpoOptions(training.TrainStepOptions):
 
     enabled: bool = runtime(False, description="off by default, like sft: turn on with preference and merge")
     method: Literal["lora", "dora"] = Field("lora", description="the new adapter over the SFT model")
-    loss_type: Literal["sigmoid", "ipo", "hinge", "simpo"] = Field(
-        "sigmoid", description="sigmoid (DPO) | ipo | hinge | simpo (length-normalised sigmoid, trl sigmoid_norm)")
-    beta: float = Field(0.1, gt=0, description="how far the policy may move from the SFT model (IPO: tau)")
+    loss_type: Literal["sigmoid", "ipo", "hinge", "simpo", "orpo"] = Field(
+        "sigmoid", description="sigmoid (DPO) | ipo | hinge | simpo (length-normalised sigmoid, trl sigmoid_norm) | "
+                               "orpo (odds-ratio, no reference; trl.experimental)")
+    beta: float = Field(0.1, gt=0, description="how far the policy may move from the SFT model (IPO: tau; ORPO: "
+                                                "lambda)")
     precompute_ref_log_probs: bool = Field(False, description="score the pairs with the reference once, before "
                                                               "training, instead of on every step")
     learning_rate: float = Field(5e-6, gt=0, description="DPO wants a small LR: ~5e-6 full, ~5e-5 LoRA")

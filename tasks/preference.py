@@ -108,7 +108,7 @@ class Preference(Step):
         requests = [ChatRequest(f"{p.sample_id}#{k}", p.prompt, max_tokens=o.max_new_tokens, temperature=o.temperature,
                                 top_p=o.top_p) for p in prompts for k in range(o.samples_per_prompt)]
         out: list[Candidate] = []
-        step = max(getattr(backend.cfg if hasattr(backend, "cfg") else o.llm, "batch_size", 8), 1)
+        step = max(o.llm.batch_size, o.llm.concurrency)  # a batch per call: progress, and a stop between calls
         with ctx.progress(len(requests), f"preference: sampling {source}", "replies") as bar:
             for i in range(0, len(requests), step):
                 check_stop()
@@ -116,9 +116,7 @@ class Preference(Step):
                     sid, k = req.id.rsplit("#", 1)
                     out.append(Candidate(sid, source, int(k), res.text, res.finish_reason, res.error))
                 bar.update(len(requests[i:i + step]))
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
+        del backend  # the model leaves memory before the next one loads
         tmp = cache.with_suffix(".tmp")
         pq.write_table(pa.Table.from_pylist([{"sample_id": c.sample_id, "model": c.model, "k": c.k, "text": c.text,
                                               "finish_reason": c.finish_reason, "error": c.error} for c in out]), tmp)

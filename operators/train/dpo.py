@@ -4,7 +4,7 @@ The reference model is the SFT model, and it is loaded once: the SFT result is
 materialised in memory (its adapter merged into the base, or its full weights),
 a fresh adapter is attached on top, and trl takes the reference log-probs with
 that adapter disabled. `precompute_ref_log_probs` scores the data once up
-front instead of on every step. The output is the DPO adapter in `final/`
+front instead of on every step. ORPO (trl.experimental) needs no reference. The output is the DPO adapter in `final/`
 with the SFT model it was trained over in `final/sft/` (hard links), layout
 `adapter+sft`: merge folds base, SFT and DPO into one model.
 
@@ -105,16 +105,27 @@ def train_dpo(job: Job) -> None:
     ckpts = s.out / "checkpoints"
     resume = last_checkpoint(ckpts)
     events = EventCallback(total)
-    args = DPOConfig(**s.args(ckpts, total, False), beta=float(x.get("beta", 0.1)),
-                     loss_type=LOSSES[x.get("loss_type", "sigmoid")], max_length=t.max_length,
-                     precompute_ref_log_probs=bool(x.get("precompute_ref_log_probs", False)),
-                     dataset_num_proc=None, disable_dropout=True)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=train_rows, processing_class=s.tokenizer,
-                         peft_config=lora_config(job.lora, dora=job.method == "dora"), callbacks=[events])
+    peft = lora_config(job.lora, dora=job.method == "dora")
+    if x.get("loss_type") == "orpo":  # no reference model at all: trl's (experimental) ORPOTrainer
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        args = ORPOConfig(**s.args(ckpts, total, False), beta=float(x.get("beta", 0.1)), max_length=t.max_length,
+                          disable_dropout=True, dataset_num_proc=None)
+        trainer = ORPOTrainer(model=model, args=args, train_dataset=train_rows.remove_columns(["pair_id"]),
+                              processing_class=s.tokenizer, peft_config=peft, callbacks=[events])
+    else:
+        args = DPOConfig(**s.args(ckpts, total, False), beta=float(x.get("beta", 0.1)),
+                         loss_type=LOSSES[x.get("loss_type", "sigmoid")], max_length=t.max_length,
+                         precompute_ref_log_probs=bool(x.get("precompute_ref_log_probs", False)),
+                         dataset_num_proc=None, disable_dropout=True)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=train_rows, processing_class=s.tokenizer,
+                             peft_config=peft, callbacks=[events])
     trainer.remove_callback(PrinterCallback)
     check_path = s.out / "ref_check.json"
     if check_path.is_file():
         check = json.loads(check_path.read_text(encoding="utf-8"))
+    elif x.get("loss_type") == "orpo":
+        check = {}
     else:
         check = ref_check(trainer, trainer.train_dataset, int(x.get("ref_check", 4)))
         if s.is_main:
@@ -122,7 +133,7 @@ def train_dpo(job: Job) -> None:
     if resume:
         say(f"dpo: resuming from {Path(resume).name}")
     trainer.train(resume_from_checkpoint=resume)
-    ranks_tokens = trainer._total_train_tokens
+    ranks_tokens = getattr(trainer, "_total_train_tokens", 0)  # ORPOTrainer does not count them
     final = s.final_dir()
     trainer.save_model(str(final))
     if s.is_main:
