@@ -10,7 +10,8 @@ with the SFT model it was trained over in `final/sft/` (hard links), layout
 
 Before training, the reference log-probs of the first pairs are taken through
 the trainer's own reference path and written to result.json (`ref_check`), so
-a test can hold them against the SFT model scored independently.
+a test can hold them against the SFT model scored independently. On CPU the
+LM head scores only the completion tokens (see `compact_head_on_cpu`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ from infuse.operators.train.session import Session, atomic_json, last_checkpoint
 from infuse.operators.train.trainer import EventCallback, say
 
 LOSSES = {"sigmoid": ["sigmoid"], "ipo": ["ipo"], "hinge": ["hinge"], "simpo": ["sigmoid_norm"]}
+
+
+def compact_head_on_cpu() -> None:
+    """Score only the completion positions on CPU too. trl's fused LM head picks them out only where Triton runs
+    (elsewhere a varying count would recompile kernels), so on CPU every prompt and padding position went through
+    the LM head: for a 262k-token vocabulary, most of a step. Its torch tiles take any count on CPU."""
+    import trl.trainer.utils as fused
+    from trl.kernels.chunked_logprob import _use_triton
+
+    fused._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
 def build_pair_sets(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,6 +104,8 @@ def train_dpo(job: Job) -> None:
     s = Session(job)
     if s.attn == VARLEN:  # DPO batches are padded (trl's padding-free DPO is off); varlen needs one flat row
         s.attn = "sdpa"
+    if not s.gpu:
+        compact_head_on_cpu()
     t, x = job.train, job.extra
     sets, info = s.prepared(lambda: build_pair_sets(s))
     rows_per_step = t.batch_size * t.grad_accum * s.world
