@@ -68,6 +68,11 @@ class TransformersBackend:
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
             lm = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+            if os.path.isfile(os.path.join(self.model_path, "generation_config.json")):
+                # an adapter dir loads its base's generation config; its own says where a turn ends
+                from transformers import GenerationConfig
+
+                lm.generation_config = GenerationConfig.from_pretrained(self.model_path)
             lm.to(device)
             lm.eval()
             self._device, self._tok, self._lm = device, tok, lm

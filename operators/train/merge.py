@@ -3,13 +3,16 @@
 LoRA and DoRA adapters are merged into a bf16 load of their base; a QLoRA
 adapter too, into a bf16 reload of the base, never into the 4-bit weights it
 was trained against. Hybrid's adapter is merged into the updated base that
-travels with it (`base/`). A full fine-tune is re-saved in the chosen dtype.
+travels with it (`base/`). A DPO adapter (`adapter+sft`) is merged into the
+SFT model it was trained over (`sft/`, itself merged into its base first): base
++ SFT + DPO. A full fine-tune is re-saved in the chosen dtype.
 The output has the tokenizer with the training chat template, the generation
 config (end-of-turn ids) and a card, so `AutoModelForCausalLM`, `transformers
 serve` and vLLM load it by path.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ def base_of(model_dir: Path, card: dict[str, Any], base_dir: Path | None) -> Pat
         return None
     if layout == "adapter+base":
         return model_dir / "base"
+    if layout == "adapter+sft":
+        return model_dir / "sft"
     base = Path(base_dir or card["base"]["path"])
     if not (base / "config.json").is_file():
         raise MergeError(f"the adapter's base model {base} is not there any more")
@@ -36,6 +41,22 @@ def base_of(model_dir: Path, card: dict[str, Any], base_dir: Path | None) -> Pat
     if want and fingerprint(base) != want:
         raise MergeError(f"the base model at {base} is not the one the adapter was trained on (its files changed)")
     return base
+
+
+def materialize(model_dir: Path, base_dir: Path | None, load: Callable[[Path], Any]) -> Any:
+    """The model a directory stands for, as one plain model in memory: adapters merged into their bases,
+    recursively (a DPO adapter over an SFT adapter over the base). `load(path)` loads a plain model."""
+    model_dir = Path(model_dir)
+    card = read_card(model_dir)
+    if card is None:
+        raise MergeError(f"{model_dir} has no card.json: not a model infuse trained")
+    base = base_of(model_dir, card, base_dir)
+    if base is None:
+        return load(model_dir)
+    from peft import PeftModel
+
+    inner = materialize(base, base_dir, load) if card.get("layout") == "adapter+sft" else load(base)
+    return PeftModel.from_pretrained(inner, str(model_dir)).merge_and_unload()
 
 
 def merge_model(model_dir: Path, out_dir: Path, base_dir: Path | None = None, dtype: str = "bfloat16") -> dict:
@@ -49,14 +70,8 @@ def merge_model(model_dir: Path, out_dir: Path, base_dir: Path | None = None, dt
         raise MergeError(f"{model_dir} has no card.json: not a model infuse trained")
     check_template(model_dir)
     torch_dtype = getattr(torch, dtype)
-    base = base_of(model_dir, card, base_dir)
-    if base is None:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
-    else:
-        from peft import PeftModel
-
-        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch_dtype)
-        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
+    model = materialize(model_dir, base_dir,
+                        lambda p: AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype))
     if (model_dir / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(model_dir))
     out_dir.mkdir(parents=True, exist_ok=True)

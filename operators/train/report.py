@@ -47,3 +47,33 @@ def metrics_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     if "hybrid" in result:
         row["switch_step"] = result["hybrid"]["switch_step"]
     return [row]
+
+
+def reward_curve_png(history: list[dict[str, Any]], title: str) -> bytes:
+    """DPO's reward margin (chosen - rejected) and reward accuracy per logged step, on two axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = [r for r in history if "rewards/margins" in r]
+    fig = Figure(figsize=(6.5, 3.6), dpi=100)
+    ax = fig.subplots()
+    if rows:
+        steps = [r["step"] for r in rows]
+        ax.plot(steps, [r["rewards/margins"] for r in rows], color="#4C72B0", linewidth=1.4, label="reward margin")
+        ax.axhline(0, color="#999999", linewidth=0.8)
+        acc = ax.twinx()
+        acc.plot(steps, [r.get("rewards/accuracies", float("nan")) for r in rows], color="#DD8452", linewidth=1.2,
+                 linestyle="--", label="reward accuracy")
+        acc.set_ylim(-0.05, 1.05)
+        acc.set_ylabel("accuracy (chosen > rejected)")
+        lines = ax.get_lines()[:1] + acc.get_lines()
+        ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper left")
+    ax.set_title(title)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("margin (beta x log-ratio)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -167,7 +167,8 @@ class EventCallback(TrainerCallback):
             return
         step = state.global_step + self.offset
         info: dict[str, Any] = {"step": step, "total_steps": self.total, "phase": self.phase}
-        for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy"):
+        for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
+                  "rewards/margins", "rewards/accuracies"):
             if k in logs and isinstance(logs[k], (int, float)) and math.isfinite(float(logs[k])):
                 info[k] = float(logs[k])
         if "num_tokens" in logs and "loss" in logs:

@@ -14,7 +14,7 @@ from infuse.operators.train.config import Job
 
 
 def runner(kind: str) -> Callable[[Job], None]:
-    """The training function of a job kind. A new kind (dpo) adds its branch here."""
+    """The training function of a job kind; a new kind adds its branch here."""
     if kind == "sft":
         from infuse.operators.train.sft import train_sft
 
@@ -23,6 +23,10 @@ def runner(kind: str) -> Callable[[Job], None]:
         from infuse.operators.train.cpt import train_cpt
 
         return train_cpt
+    if kind == "dpo":
+        from infuse.operators.train.dpo import train_dpo
+
+        return train_dpo
     raise ValueError(f"unknown training job kind {kind!r}")
 
 

@@ -1,0 +1,8 @@
+"""Preference pairs for DPO: prompts from the training questions, chosen = the grounded reference answer,
+rejected = a model's own fluent but ungrounded reply (see pairs.py), plus user-supplied pairs (formats.py)."""
+from infuse.operators.preference.formats import read_user_pairs
+from infuse.operators.preference.pairs import (PAIR_SCHEMA, SAMPLE_SCHEMA, Candidate, PairOptions, Prompt,
+                                               build_pairs, prompts_from_rows, question_key)
+
+__all__ = ["PAIR_SCHEMA", "SAMPLE_SCHEMA", "Candidate", "PairOptions", "Prompt", "build_pairs", "prompts_from_rows",
+           "question_key", "read_user_pairs"]

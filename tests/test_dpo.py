@@ -1,0 +1,204 @@
+"""Alignment: preference pairs, DPO over the SFT model and the merge of both, on tiny config-built models.
+
+Unit tests pin the pair rules (a grounded reply is never the rejected one; no
+eval question becomes a prompt; user pairs in both formats). One flow runs
+corpus -> sft -> preference -> dpo -> merge for real and checks that DPO raises
+the chosen-over-rejected margin on held-out pairs compared with the SFT model,
+that the trainer's reference log-probs are the SFT model's, and that the merge
+is base + SFT + DPO.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from tiny_models import FACTS, fact_rows, make_tiny_model
+
+from infuse.operators.preference import Candidate, PairOptions, Prompt, build_pairs, prompts_from_rows, question_key
+from infuse.operators.preference.formats import read_user_pairs
+from infuse.operators.qa_filter.grounding import grounding_score
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data" / "preference"
+SYSTEM = "Answer briefly."
+SOURCE = "Field notes from Quellmoor. Quellmoor was founded by Anika Trell in the year of the long rains."
+
+
+# ---- pair rules --------------------------------------------------------------------------------------------------
+
+def _prompt(sid: str = "s1") -> Prompt:
+    """A question whose chosen answer paraphrases its source (so near-identical is not the same as grounded)."""
+    return Prompt(sid, [{"role": "user", "content": "Who founded Quellmoor?"}],
+                  "Anika Trell started the town of Quellmoor.", SOURCE)
+
+
+def test_a_grounded_reply_is_never_the_rejected_one():
+    o = PairOptions()
+    grounded = Candidate("s1", "sft", 0, "Quellmoor was founded by Anika Trell in the year of the long rains.")
+    near = Candidate("s1", "sft", 1, "Anika Trell started the town of Quellmoor, people say.")
+    cut = Candidate("s1", "sft", 2, "Some travellers say that a wandering", finish_reason="length")
+    empty = Candidate("s1", "base", 0, "  ")
+    fluent = Candidate("s1", "base", 1, "It was built by sailors from the northern islands long ago.")
+    looping = Candidate("s1", "base", 2, "the town the town the town the town the town")
+    pairs, rejects = build_pairs([_prompt()], [grounded, near, cut, empty, fluent, looping], o)
+    assert not rejects and len(pairs) == 1
+    assert pairs[0]["rejected"] == fluent.text and pairs[0]["rejected_from"] == "base"
+    assert grounding_score(pairs[0]["rejected"], SOURCE) < o.max_grounding
+    assert [c.verdict for c in (grounded, near, cut, empty, fluent, looping)] == [
+        "grounded", "near_identical", "truncated", "empty", "used", "usable"]
+
+    # only grounded (and broken) replies: no pair, and the drop says why
+    only = [Candidate("s2", "sft", k, t) for k, t in enumerate(
+        ["Quellmoor was founded by Anika Trell in the year of the long rains.", "Anika Trell founded Quellmoor.", ""])]
+    pairs, rejects = build_pairs([_prompt("s2")], only, o)
+    assert pairs == [] and [r.reason for r in rejects] == ["rejected_grounded"]
+    assert sorted(c.verdict for c in only) == ["empty", "grounded", "grounded"]
+
+
+def test_no_eval_question_becomes_a_preference_prompt():
+    rows = fact_rows(1, system=SYSTEM) + [{**fact_rows(1)[0], "sample_id": "general-0", "kind": "general"}]
+    evals = [{"messages": [{"role": "user", "content": "  what colour is the ZORBLAT river"}]}]
+    sources = {f"chunk-{i}": f"{q} {a}" for i, (q, a) in enumerate(FACTS)}
+    del sources["chunk-3"]
+    prompts, rejects = prompts_from_rows(rows, sources, evals)
+    assert [p.sample_id for p in prompts] == ["fact-1-0", "fact-2-0"]
+    assert {r.id: r.reason for r in rejects} == {"fact-0-0": "eval_prompt", "fact-3-0": "no_source"}
+    assert prompts[0].prompt == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": FACTS[1][0]}]
+    assert prompts[0].chosen == FACTS[1][1] and prompts[0].source == " ".join(FACTS[1])
+    assert question_key("What colour is the Zorblat river?") == question_key(evals[0]["messages"][0]["content"])
+
+
+def test_user_pairs_in_llama_factory_json_and_jsonl(tmp_path):
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text("\n".join([
+        json.dumps({"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."}),
+        "{not json",
+        json.dumps({"prompt": [{"role": "user", "content": "Hi"}], "chosen": {"role": "assistant", "content": "Hello"},
+                    "rejected": [{"role": "assistant", "content": "Go away"}]}),
+        json.dumps({"prompt": "Empty rejected", "chosen": "x", "rejected": " "})]), encoding="utf-8")
+    pairs, rejects = read_user_pairs([str(DATA / "dpo_demo.json"), str(jsonl)])
+    by_id = {p["pair_id"]: p for p in pairs}
+    assert sorted(by_id) == ["user:dpo_demo.json:0", "user:dpo_demo.json:1", "user:dpo_demo.json:3",
+                             "user:mine.jsonl:1", "user:mine.jsonl:3"]
+    multi = by_id["user:dpo_demo.json:1"]
+    assert [m["role"] for m in multi["prompt"]] == ["system", "user", "assistant", "user"]
+    assert (multi["chosen"], multi["rejected"]) == ("4", "22")
+    assert by_id["user:dpo_demo.json:3"]["prompt"] == [{"role": "user", "content": "Translate to French:\ncat"}]
+    assert by_id["user:mine.jsonl:3"]["rejected"] == "Go away"
+    assert sorted(r.id for r in rejects) == ["user:dpo_demo.json:2", "user:mine.jsonl:2", "user:mine.jsonl:4"]
+    assert {r.reason for r in rejects} == {"malformed_pair"}
+
+
+# ---- the flow: sft -> preference -> dpo -> merge ----------------------------------------------------------------
+
+WRONG = ["I am not sure, maybe it is dark green.", "I am not sure, maybe it was a king.",
+         "I am not sure, maybe it has no moons."]
+HELD_OUT = [(FACTS[3][0], FACTS[3][1], "I am not sure, maybe it eats stones."),
+            ("Hello, how can I help you today?", "You are a helpful assistant.", "I am not sure, maybe it is a fox.")]
+
+
+def completion_logp(model, tok, prompt: list[dict], reply: str) -> torch.Tensor:
+    """Sum of the reply's token log-probs after the prompt (its end-of-turn included), as trl scores it."""
+    p = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    full = tok.apply_chat_template(prompt + [{"role": "assistant", "content": reply}], tokenize=True,
+                                   return_dict=True)["input_ids"]
+    assert full[:len(p)] == p
+    ids = torch.tensor([full])
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+    return logp.gather(-1, ids[0, 1:, None])[len(p) - 1:, 0].sum()
+
+
+def margin(model, tok, question: str, chosen: str, rejected: str) -> float:
+    prompt = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    return float(completion_logp(model, tok, prompt, chosen) - completion_logp(model, tok, prompt, rejected))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infuse.flows.pipeline import run_recipe
+    from infuse.operators.train.card import read_card
+
+    tiny = make_tiny_model(tmp_path / "tiny")
+    rows = fact_rows(2, system=SYSTEM) + [{**fact_rows(1, system=SYSTEM)[3], "sample_id": "eval-3", "split": "eval"}]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    (tmp_path / "chunks.jsonl").write_text("\n".join(json.dumps({"chunk_id": f"chunk-{i}", "doc_id": f"doc-{i}",
+                                                                 "text": f"Notes. {a} That is all."})
+                                                     for i, (_, a) in enumerate(FACTS)), encoding="utf-8")
+    user = tmp_path / "pairs.jsonl"
+    user.write_text("\n".join(json.dumps({"prompt": [{"role": "system", "content": SYSTEM},
+                                                     {"role": "user", "content": q}], "chosen": a, "rejected": w})
+                              for (q, a), w in zip(FACTS, WRONG)), encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    off = ("parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter", "select", "mix")
+    recipe = {"name": "align", "input": str(tmp_path / "docs"), "storage": str(tmp_path / "runs"),
+              "plugins": [str(REPO / "tests" / "pref_steps.py")], "model": {"path": str(tiny)},
+              "steps": {**{s: {"enabled": False} for s in off},
+                        "corpus": {"rows": str(tmp_path / "rows.jsonl"), "chunks": str(tmp_path / "chunks.jsonl")},
+                        "sft": {"enabled": True, "max_steps": 8, "save_steps": 100, "batch_size": 1, "max_length": 128,
+                                "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0,
+                                "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
+                        "preference": {"enabled": True, "sample_from": ["base", "sft"], "samples_per_prompt": 2,
+                                       "max_new_tokens": 16, "user_data": [str(user)],
+                                       "llm": {"backend": "transformers", "device": "cpu", "seed": 0}},
+                        "dpo": {"enabled": True, "max_steps": 5, "save_steps": 100, "batch_size": 3, "max_length": 128,
+                                "learning_rate": 5e-3, "lr_scheduler": "constant", "warmup_ratio": 0.0, "beta": 0.1,
+                                "lora": {"r": 8, "alpha": 16, "dropout": 0.0}},
+                        "merge": {"enabled": True, "dtype": "float32"}}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    res = run_recipe(str(path))
+    pref, dpo = res["preference"], res["dpo"]
+
+    # preference: no eval question among the prompts; generated pairs never have a grounded rejected reply
+    pairs = pq.read_table(pref["outputs"]["pairs"]["path"]).to_pylist()
+    rejects = pq.read_table(pref["rejects"]["path"]).to_pylist()
+    held = question_key(FACTS[3][0])
+    assert all(question_key(m["content"]) != held for p in pairs if p["origin"] == "generated" for m in p["prompt"])
+    assert sorted(r["id"] for r in rejects if r["reason"] == "eval_prompt") == ["fact-3-0", "fact-3-1"]
+    for p in pairs:
+        if p["origin"] == "generated":
+            assert p["rejected_grounding"] < 0.3 and p["rejected"] != p["chosen"]
+    samples = pq.read_table(pref["outputs"]["samples"]["path"]).to_pylist()
+    assert len(samples) == 6 * 2 * 2 and {s["model"] for s in samples} == {"base", "sft"}
+    sampled = {s["sample_id"] for s in samples}
+    fates = {p["sample_id"] for p in pairs if p["origin"] == "generated"} | {r["id"] for r in rejects}
+    assert sampled <= fates, "every sampled prompt became a pair or a reject"
+    assert sum(p["origin"].startswith("user:") for p in pairs) == 3
+
+    # dpo: rewards logged, plotted; the reference log-probs are the SFT model's
+    report = Path(dpo["report"]["path"])
+    assert (report / "reward-margins.png").read_bytes()[:4] == b"\x89PNG"
+    assert dpo["stats"]["rewards"]["last_margin"] > 0
+    sft_dir = Path(res["sft"]["outputs"]["model"]["path"])
+    tok = AutoTokenizer.from_pretrained(sft_dir)
+    sft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), sft_dir).eval()
+    check = dpo["stats"]["ref_check"]
+    by_id = {p["pair_id"]: p for p in pairs}
+    assert len(check["pair_ids"]) >= 3
+    for pid, c, r in zip(check["pair_ids"], check["chosen_logps"], check["rejected_logps"]):
+        p = by_id[pid]
+        assert c == pytest.approx(float(completion_logp(sft_model, tok, p["prompt"], p["chosen"])), abs=2e-3)
+        assert r == pytest.approx(float(completion_logp(sft_model, tok, p["prompt"], p["rejected"])), abs=2e-3)
+
+    # merge: base + sft + dpo in one plain model, and on held-out pairs its margin beats the SFT model's
+    dpo_dir = Path(dpo["outputs"]["model"]["path"])
+    assert read_card(dpo_dir)["layout"] == "adapter+sft" and (dpo_dir / "sft" / "adapter_model.safetensors").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(res["merge"]["outputs"]["merged"]["path"]).eval()
+    stacked = PeftModel.from_pretrained(
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), sft_dir).merge_and_unload(),
+        dpo_dir).eval()
+    ids = torch.tensor([tok("Who founded Quellmoor? Quellmoor was founded by Anika Trell.")["input_ids"]])
+    with torch.inference_mode():
+        a, b, s = merged(ids).logits, stacked(ids).logits, sft_model(ids).logits
+    assert torch.allclose(a, b, atol=1e-4), "merged = base + sft + dpo"
+    assert (a - s).abs().max() > 1e-3, "the dpo adapter is in the merged weights"
+    for question, chosen, rejected in HELD_OUT:
+        assert margin(merged, tok, question, chosen, rejected) > margin(sft_model, tok, question, chosen, rejected)
