@@ -68,6 +68,7 @@ class EvaluateOptions(StepOptions):
     max_domain_items: int = Field(200, ge=0, description="domain items asked (from mix's eval split)")
     max_general_items: int = Field(100, ge=0, description="general items asked (forgetting)")
     paraphrases: int = Field(3, ge=0, le=10, description="reworded variants per domain item (synthesis backend)")
+    paraphrase_max_tokens: int = Field(160, ge=16, description="reply cap of one paraphrase request")
     user_questions: str | None = Field(None, description="your own eval JSONL: question, answer, doc?, aliases?")
     max_new_tokens: int = Field(128, ge=1, description="answer length cap for every model")
     loss: bool = Field(True, description="loss per token on the general items (base vs each tuned model)")
@@ -143,8 +144,13 @@ class Evaluate(Step):
         with ctx.progress(total, "evaluate: answers", "answers") as bar:
             for a, its in jobs:
                 bar.update(0, model=a.name)
-                results = ans.answer(a, its, o.llm, o.max_new_tokens, rag_prompts if a.rag else None,
-                                     served=o.served.get(a.name), on_batch=lambda n: bar.update(n))
+                if o.llm.backend == "vllm":  # one process per model: the GPU is whole for each, and freed
+                    results = ans.isolated(ans.answer, a, its, o.llm, o.max_new_tokens,
+                                           rag_prompts if a.rag else None, o.served.get(a.name))
+                    bar.update(len(results))
+                else:
+                    results = ans.answer(a, its, o.llm, o.max_new_tokens, rag_prompts if a.rag else None,
+                                         served=o.served.get(a.name), on_batch=lambda n: bar.update(n))
                 for it, res in zip(its, results):
                     s = score(res.text if res.ok else "", it.reference, it.aliases)
                     scores.append({"model": a.name, "item_id": it.item_id, "group": it.group, "question": it.question,
@@ -176,7 +182,7 @@ class Evaluate(Step):
             else:
                 backend = make_backend(ctx.cfg["synth_llm"] or LLMConfig(backend="transformers"))
                 with ctx.progress(len(domain), "evaluate: paraphrases", "items") as bar:
-                    para, prej = paraphrase(domain, backend, o.paraphrases, seed=o.seed)
+                    para, prej = paraphrase(domain, backend, o.paraphrases, o.paraphrase_max_tokens, seed=o.seed)
                     bar.update(len(domain))
                 del backend
                 tmp = cache.with_suffix(".tmp")
@@ -224,13 +230,7 @@ class Evaluate(Step):
             src = ctx.input_dir(f"{name}.model")
             path = merged.get(name)
             if path is None:
-                from infuse.operators.train.card import read_card
-
-                source = ((read_card(src) or {}).get("base") or {}).get("source")
-                base_dir = dirs.get(source.split(".")[0]) if source and source != "model" else Path(base)
-                if name == "dpo" and source in (None, "model") and "sft" in dirs:
-                    base_dir = None  # its card names its base
-                path = ans.loadable(src, work / name, base_dir)
+                path = ans.loadable(src, work / name, self._root_base(ctx, src, base))
             dirs[name] = Path(path)
             tuned.append(ans.Answerer(name, str(path)))
         template_from = dirs.get("sft") or dirs.get("dpo") or dirs.get("cpt")
@@ -239,6 +239,20 @@ class Evaluate(Step):
         if o.rag.enabled and ctx.has("chunks"):
             out.append(ans.Answerer("base+rag", str(view), rag=True))
         return out
+
+    @staticmethod
+    def _root_base(ctx: StepContext, src: Path, base: str) -> Path:
+        """The plain model under an adapter (a DPO adapter's SFT model under `sft/` goes back to it too): the
+        cpt model when the chain started there, else the recipe's base model."""
+        from infuse.operators.train.card import read_card
+
+        card = read_card(src) or {}
+        if card.get("layout") == "adapter+sft" and (src / "sft").is_dir():
+            card = read_card(src / "sft") or {}
+        source = (card.get("base") or {}).get("source")
+        if source == "cpt.model" and ctx.has("cpt.model"):
+            return ctx.input_dir("cpt.model")
+        return Path(base)
 
     def _merged(self, ctx: StepContext) -> dict[str, Path]:
         """The run's merged model stands in for the adapter it was merged from (no second merge)."""
@@ -286,7 +300,9 @@ class Evaluate(Step):
         for a in answerers:
             if a.rag:
                 continue
-            for it, (nll, n) in zip(general, ans.token_loss(a.path, convs, device)):
+            losses = (ans.isolated(ans.token_loss, a.path, convs, device) if o.llm.backend == "vllm"
+                      else ans.token_loss(a.path, convs, device))
+            for it, (nll, n) in zip(general, losses):
                 s = at.get((a.name, it.item_id))
                 if s is not None and n:
                     s["loss_sum"], s["loss_tokens"] = nll, n

@@ -161,5 +161,15 @@ def token_loss(model_path: str | Path, convs: list[list[dict[str, str]]], device
     return out
 
 
+def isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run fn(*args) in a fresh (spawned) process: on a GPU each model gets the whole device and gives it back
+    when the process ends, which in-process vLLM engines do not reliably do one after another."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def describe(answerers: list[Answerer]) -> str:
     return json.dumps([{"name": a.name, "path": a.path, "rag": a.rag} for a in answerers])

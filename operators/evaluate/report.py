@@ -161,7 +161,10 @@ def markdown(rows: list[dict[str, Any]], head: dict[str, Any], forget: list[dict
     md = ["## Evaluation", ""]
     for m, h in head.items():
         c, f = h.get("contains", {}), h.get("f1", {})
-        frac = f"{c['of_rag']:.0%}" if c.get("of_rag") is not None else "n/a (base+RAG answered none)"
+        if c.get("of_rag") is not None:
+            frac = f"{c['of_rag']:.0%}"
+        else:
+            frac = "n/a (no base+RAG row)" if c.get("base+rag") is None else "n/a (base+RAG answered none)"
         md.append(f"**{m}** closed-book accuracy {c.get('tuned')} vs base {c.get('base')} and base+RAG "
                   f"{c.get('base+rag')}: **{frac} of the RAG ceiling** (F1 {f.get('tuned')} vs base+RAG "
                   f"{f.get('base+rag')}).")
