@@ -44,8 +44,8 @@ CLOSED_BOOK = rep.CLOSED_BOOK
 
 class LeakageOptions(Strict):
     n: int = Field(3, ge=1, description="token n-gram size (characters for Chinese, words for English)")
-    threshold: float = Field(0.8, gt=0, le=1, description="share of a question's n-grams found in one training "
-                                                          "prompt that counts as leaked")
+    threshold: float = Field(0.9, gt=0, le=1, description="Jaccard overlap of a question's n-grams with one "
+                                                          "training prompt's that counts as leaked")
     action: Literal["fail", "warn"] = Field("fail", description="fail: the step fails listing the pairs; warn: "
                                                                 "scored anyway, flagged `leaked`")
 

@@ -1,9 +1,12 @@
 """Leakage: an eval question (or paraphrase) that is also, nearly word for word, a training prompt.
 
-A question leaks when at least `threshold` of its token n-grams occur in one
-training prompt (a user turn of a `train` row). Tokens are characters for
-Chinese and words for English (infuse.operators.tokens), so one threshold
-serves both. An inverted index over the training n-grams keeps it linear.
+A question leaks when the Jaccard overlap of its token n-grams with those of
+one training prompt (a user turn of a `train` row) reaches `threshold`.
+Jaccard, not containment: template questions share their frame ("X的返回值是什么？"
+for X and for Y, a section and its sub-section) and are not the same question.
+Tokens are characters for Chinese and words for English
+(infuse.operators.tokens), so one threshold serves both. An inverted index over
+the training n-grams keeps it linear.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class Leak:
 
     def line(self) -> str:
         return (f"{self.item_id} {self.question[:80]!r} ~ train {self.train_id} {self.train_prompt[:80]!r} "
-                f"({self.overlap:.0%} of its n-grams)")
+                f"(n-gram Jaccard {self.overlap:.2f})")
 
 
 class LeakageError(ValueError):
@@ -35,7 +38,7 @@ class LeakageError(ValueError):
         self.leaks = leaks
         lines = "\n".join(f"  - {lk.line()}" for lk in leaks[:50])
         more = f"\n  … and {len(leaks) - 50} more" if len(leaks) > 50 else ""
-        super().__init__(f"{len(leaks)} eval question(s) appear in the training data ({n}-gram overlap >= "
+        super().__init__(f"{len(leaks)} eval question(s) appear in the training data ({n}-gram Jaccard >= "
                          f"{threshold}):\n{lines}{more}\nremove them from the train split (or the eval file), or "
                          f"set steps.evaluate.leakage.action: warn")
 
@@ -51,10 +54,13 @@ def prompts_of(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def find_leaks(items: list[Item], train_prompts: list[tuple[str, str]], n: int = 3,
-               threshold: float = 0.8) -> list[Leak]:
+               threshold: float = 0.9) -> list[Leak]:
     index: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    sizes = []
     for j, (_, text) in enumerate(train_prompts):
-        for g in set(ngrams(tokens(text), n)):
+        grams = set(ngrams(tokens(text), n))
+        sizes.append(len(grams))
+        for g in grams:
             index[g].append(j)
     leaks = []
     for it in items:
@@ -66,8 +72,8 @@ def find_leaks(items: list[Item], train_prompts: list[tuple[str, str]], n: int =
             hits.update(index.get(g, ()))
         if not hits:
             continue
-        j, count = max(hits.items(), key=lambda kv: (kv[1], -kv[0]))
-        overlap = count / len(grams)
+        j, overlap = max(((j, c / (len(grams) + sizes[j] - c)) for j, c in hits.items()),
+                         key=lambda kv: (kv[1], -kv[0]))
         if overlap >= threshold:
             tid, text = train_prompts[j]
             leaks.append(Leak(it.item_id, it.question, tid, text, round(overlap, 4)))
