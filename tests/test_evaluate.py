@@ -209,3 +209,33 @@ def test_compare_prints_both_runs_side_by_side_with_deltas(facts_run, rag_run):
     assert lines[("base+rag", "domain", "contains")].rstrip().endswith("-")  # RAG only in B
     bad = CliRunner().invoke(app, ["compare", str(facts), str(facts_run[0] / "nowhere")])
     assert bad.exit_code == 2 and "no such runs dir" in bad.output
+
+
+def test_paraphrases_keep_their_item_and_reference_and_the_judge_grades_or_leaves_ungraded():
+    """Through the openai backend against a real local server: variants equal to the question are dropped, a
+    reply that is not JSON fails only its item; the judge's grade is parsed, a malformed one is None."""
+    from infuse.operators.evaluate.judge import judge
+    from infuse.operators.evaluate.questions import Item, paraphrase
+    from infuse.operators.llm import make_backend
+
+    def content(body: dict) -> str:
+        last = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        if "Answer to grade" in last:
+            return '{"score": 4, "reason": "main fact"}' if "violet" in last else "no idea"
+        if "Zorblat" in last:
+            return json.dumps([{"question": "What colour is the Zorblat river?", "answer": "x"},
+                               {"question": "Which colour does the Zorblat river have?", "answer": "y"},
+                               {"question": "Tell me the hue of the Zorblat river.", "answer": "z"}])
+        return "I cannot do that."
+
+    items = [Item(f"domain:{sid}", "domain", q, a, [{"role": "user", "content": q}], sample_id=sid, doc_id="d")
+             for sid, (q, a) in zip(("a", "b"), FACTS[:2])]
+    with FaultyServer(fail_rate=0.0, content_fn=content) as srv:
+        backend = make_backend({"backend": "openai", "base_url": srv.base_url, "model": "m", "max_retries": 0})
+        out, rejects = paraphrase(items, backend, k=1)
+        grades = judge([{"question": q, "reference": a, "answer": ans, "lang": "en"} for q, a, ans in
+                        [(*FACTS[0], "bright violet"), (*FACTS[1], "nobody")]], backend)
+    assert [(p.question, p.reference, p.parent_id, p.doc_id) for p in out] == [
+        ("Which colour does the Zorblat river have?", FACTS[0][1], "domain:a", "d")]
+    assert [(r.id, r.reason) for r in rejects] == [("b", "paraphrase_malformed")]
+    assert grades == [4, None]
