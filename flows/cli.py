@@ -1,4 +1,4 @@
-"""The `infuse` command line: run, steps, show, validate, plan, deploy, serve and server."""
+"""The `infuse` command line: run, steps, show, compare, validate, plan, deploy, serve and server."""
 from __future__ import annotations
 
 import json
@@ -127,6 +127,11 @@ def run(
         for name, ref in res["outputs"].items():
             typer.echo(f"{step:10s} {name:10s} {size(ref)} {where(ref['path'])}")
         typer.echo(f"{'':10s} {'rejects':10s} {size(res['rejects'])} {where(res['rejects']['path'])}")
+    if "evaluate" in results:
+        from infuse.operators.evaluate.report import table_text
+
+        typer.echo("\nevaluate: accuracy (reference in the answer), mean [95% CI]\n"
+                   + table_text(results["evaluate"]["stats"].get("table", [])))
     if os.environ.get("PREFECT_API_URL", "").startswith(prefect_server.UI_URL):
         typer.echo(f"\nPrefect UI: {prefect_server.UI_URL}/runs")
 
@@ -241,6 +246,45 @@ def show(
             typer.echo(_head(rej.select(["id", "reason", "message"]), max(rows, 20), full))
     stats = {k: v for k, v in entry.get("stats", {}).items() if not k.startswith("_")}
     typer.echo("\nstats: " + json.dumps(stats, ensure_ascii=False))
+
+
+def _eval_entry(run: Path) -> tuple[str, list[dict]]:
+    """A run's evaluate table: from a manifest file, a storage root (its newest committed evaluate) or a recipe."""
+    from infuse.storage import ArtifactStore, RunManifest
+
+    if run.suffix == ".json" and run.is_file():
+        doc = json.loads(run.read_text(encoding="utf-8"))
+        entry = doc.get("steps", {}).get("evaluate")
+        if not entry or "stats" not in entry:
+            raise typer.BadParameter(f"{run}: this run has no evaluate step")
+        return doc["run_id"], entry["stats"].get("table", [])
+    root = _load(run).storage if run.suffix in (".yaml", ".yml") else str(run)
+    if not run.exists() and "://" not in root:
+        raise typer.BadParameter(f"{run}: no such runs dir, manifest or recipe")
+    found = RunManifest.find_step(ArtifactStore(root), "evaluate")
+    if found is None:
+        raise typer.BadParameter(f"{run}: no run under it has a committed evaluate step")
+    doc, entry = found
+    return doc["run_id"], entry["stats"].get("table", [])
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="a runs dir (its newest evaluated run), a manifest .json or a recipe"),
+    run_b: Path = typer.Argument(..., help="the same for the other run"),
+    metric: list[str] = typer.Option(["contains", "f1"], "--metric", "-m",
+                                     help="contains | f1 | rouge_l | judge | loss (repeatable)"),
+) -> None:
+    """Two runs' evaluation tables side by side, with B - A per model, question group and metric."""
+    from infuse.operators.evaluate.report import compare_text
+
+    try:
+        (id_a, a), (id_b, b) = _eval_entry(run_a), _eval_entry(run_b)
+    except typer.BadParameter as e:
+        typer.secho(str(e), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"A: {run_a} (run {id_a})\nB: {run_b} (run {id_b})\n")
+    typer.echo(compare_text(a, b, ("A", "B"), tuple(metric)))
 
 
 @app.command()

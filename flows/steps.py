@@ -4,7 +4,7 @@ the flow are made from that registry. A step of your own can live outside this l
 file in the recipe's `plugins:`."""
 from infuse.tasks import chunk, clean, dedup, parse, qa_filter, synthesize  # noqa: F401
 from infuse.tasks import mix  # noqa: F401
-from infuse.tasks import cpt, merge, sft  # noqa: F401
+from infuse.tasks import cpt, evaluate, merge, sft  # noqa: F401
 from infuse.tasks import dpo, preference  # noqa: F401
 from infuse.tasks import filter as filter_  # noqa: F401
 from infuse.tasks import select as select_  # noqa: F401

@@ -1,0 +1,175 @@
+"""Who answers: every model the run produced, closed-book, and the base model with retrieval (the ceiling).
+
+All of them answer with the same chat template (the tuned model's; the base
+model gets a view of its weights with that tokenizer), greedily, in batches,
+through `infuse.operators.llm` (transformers on CPU, vllm on GPU, or an
+OpenAI-compatible endpoint serving the same directories). An adapter is merged
+into a plain directory first, so every backend loads every model the same way.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from infuse.operators.evaluate.questions import Item
+from infuse.operators.llm import ChatRequest, ChatResult, LLMConfig, make_backend
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "generation_config.json")
+RAG_USER = "{context}\n\nQuestion: {question}"
+RAG_USER_ZH = "{context}\n\n问题：{question}"
+
+
+@dataclass
+class Answerer:
+    """One row of the report: a model directory, and whether it reads retrieved chunks first."""
+
+    name: str  # base | cpt | sft | dpo | base+rag
+    path: str
+    rag: bool = False
+
+
+def base_view(base: str | Path, out: Path, template_from: str | Path | None, chat_template: str | None = None) -> Path:
+    """The base model's weights with the evaluated template: links to its files, the tokenizer of `template_from`
+    (a tuned model of this run), else the base tokenizer with the template training would give it."""
+    base, out = Path(base), Path(out)
+    if (out / "config.json").is_file():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for p in base.iterdir():
+        if p.is_file() and (template_from is None or p.name not in TOKENIZER_FILES):
+            os.symlink(p.resolve(), tmp / p.name)
+    if template_from is not None:
+        for name in TOKENIZER_FILES:
+            src = Path(template_from) / name
+            if src.is_file():
+                shutil.copyfile(src, tmp / name)
+    else:
+        _install_template(base, tmp, chat_template)
+    tmp.replace(out)
+    return out
+
+
+def _install_template(base: Path, out: Path, name: str | None) -> None:
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from infuse.operators.train.templates import eot_ids, install, resolve
+
+    tok = AutoTokenizer.from_pretrained(base)
+    tpl = resolve(tok, AutoConfig.from_pretrained(base).model_type, name)
+    for name_ in TOKENIZER_FILES:
+        (out / name_).unlink(missing_ok=True)
+    install(tok, tpl).save_pretrained(out)
+    gen = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else GenerationConfig()
+    gen.eos_token_id = eot_ids(tok, tpl)
+    gen.save_pretrained(out)
+
+
+def loadable(model_dir: str | Path, out: Path, base_dir: str | Path | None = None) -> Path:
+    """A plain model directory for a model artifact: itself when it holds full weights, else its merge."""
+    from infuse.operators.train.card import read_card
+    from infuse.operators.train.merge import merge_model
+
+    model_dir, out = Path(model_dir), Path(out)
+    card = read_card(model_dir) or {}
+    if card.get("layout", "full") == "full":
+        return model_dir
+    if not (out / "card.json").is_file():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        merge_model(model_dir, tmp, base_dir=Path(base_dir) if base_dir else None, dtype="bfloat16")
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.replace(out)
+    return out
+
+
+def rag_prompt(item: Item, chunks: list[str], max_chars: int) -> list[dict[str, str]]:
+    budget, parts = max_chars, []
+    for n, text in enumerate(chunks, 1):
+        if budget <= 0:
+            break
+        text = text[:budget]
+        budget -= len(text)
+        parts.append(f"<Context id={n}>\n{text}\n</Context>")
+    tpl = RAG_USER_ZH if item.lang == "zh" else RAG_USER
+    return [*item.prompt[:-1], {"role": "user", "content": tpl.format(context="\n".join(parts), question=item.question)}]
+
+
+def answer(answerer: Answerer, items: list[Item], llm: LLMConfig, max_new_tokens: int,
+           prompts: dict[str, list[dict[str, str]]] | None = None, served: str | None = None,
+           on_batch: Callable[[int], None] | None = None) -> list[ChatResult]:
+    """Greedy answers of one model to every item, in order (a failed request is an error result, not a raise)."""
+    cfg = llm.model_copy(update={"model": served or answerer.path, "seed": 0})
+    backend = make_backend(cfg)
+    reqs = [ChatRequest(id=it.item_id, messages=(prompts or {}).get(it.item_id, it.prompt), max_tokens=max_new_tokens,
+                        temperature=0.0, top_p=1.0, seed=0) for it in items]
+    step = max(cfg.batch_size, 64 if cfg.backend == "vllm" else cfg.batch_size * 2)
+    out: list[ChatResult] = []
+    try:
+        for b in range(0, len(reqs), step):
+            done = backend.generate(reqs[b : b + step])
+            out += done
+            if on_batch:
+                on_batch(len(done))
+    finally:
+        del backend
+        gc.collect()
+    return out
+
+
+def token_loss(model_path: str | Path, convs: list[list[dict[str, str]]], device: str = "auto") -> list[tuple[float, int]]:
+    """(summed NLL, tokens) of each conversation's first answer given its prompt, with the model's template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = AutoTokenizer.from_pretrained(model_path)
+    lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+    lm.to(device).eval()
+    out = []
+    try:
+        for msgs in convs:
+            first = next(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+            prompt = tok.apply_chat_template(msgs[:first], tokenize=False, add_generation_prompt=True)
+            full = tok.apply_chat_template(msgs[: first + 1], tokenize=False)
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            ids = tok(full, add_special_tokens=False)["input_ids"]
+            if len(ids) <= len(p_ids) or ids[: len(p_ids)] != p_ids:
+                out.append((float("nan"), 0))
+                continue
+            ids = ids[: int(getattr(lm.config, "max_position_embeddings", 4096) or 4096)]
+            x = torch.tensor([ids], device=device)
+            labels = x.clone()
+            labels[0, : len(p_ids)] = -100
+            with torch.inference_mode():
+                logits = lm(input_ids=x).logits[0, :-1].float()
+            tgt = labels[0, 1:]
+            nll = torch.nn.functional.cross_entropy(logits, tgt, ignore_index=-100, reduction="sum")
+            n = int((tgt != -100).sum())
+            out.append((float(nll), n))
+    finally:
+        del lm
+        gc.collect()
+    return out
+
+
+def isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run fn(*args) in a fresh (spawned) process: on a GPU each model gets the whole device and gives it back
+    when the process ends, which in-process vLLM engines do not reliably do one after another."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def describe(answerers: list[Answerer]) -> str:
+    return json.dumps([{"name": a.name, "path": a.path, "rag": a.rag} for a in answerers])
