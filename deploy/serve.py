@@ -253,11 +253,18 @@ class Plan:
                 f"-d {shlex.quote(body)}")
 
 
-def plan(run: str | Path, model: str = "sft", merged: bool = False, engine: Engine = "auto",
+def plan(run: str | Path, model: str | None = None, merged: bool = False, engine: Engine = "auto",
          host: str = "127.0.0.1", port: int = 8000) -> Plan:
-    """Find the model and build the engine's command line (nothing starts)."""
+    """Find the model and build the engine's command line (nothing starts). No `model`: the run's last
+    trained one, dpo's when dpo ran (the demo aligns after sft), else sft's."""
     engine = pick_engine(engine)
     store = open_store(run)
+    if model is None:
+        try:
+            find_model(store, "dpo")
+            model = "dpo"
+        except ServeError:
+            model = "sft"
     if engine == "transformers" and not merged:  # it loads whole models only: the merge of the model asked
         try:                                       # for, or the model itself when it is whole (method full)
             served = find_model(store, model, merged=True)

@@ -327,7 +327,8 @@ def deploy(
 @app.command()
 def serve(
     run: str = typer.Argument(..., help="a recipe file (its storage) or a storage root such as runs/demo"),
-    model: str = typer.Option("sft", "--model", help="the trained model to serve: sft or dpo"),
+    model: Optional[str] = typer.Option(None, "--model", help="the trained model to serve: sft or dpo (default: "
+                                                               "dpo when the run has one, else sft)"),
     merged: bool = typer.Option(False, "--merged", help="serve merge's output of that model, not the adapter"),
     port: int = typer.Option(8000, "--port", help="port of the OpenAI-compatible server"),
     host: str = typer.Option("127.0.0.1", "--host", help="address it listens on (0.0.0.0: every interface)"),
