@@ -18,6 +18,7 @@ from pathlib import Path
 CPU_POOL = "infuse"
 GPU_POOL = "infuse-gpu"
 GPU_TAG = "gpu"
+from infuse.tasks.prefect_task import GPU_LIMIT  # the global concurrency limit every gpu step takes a slot of
 PREFECT_FILE = Path(__file__).with_name("prefect.yaml")
 
 
@@ -61,7 +62,8 @@ def ensure_gpu_limit(slots: int) -> None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=slots)
+        client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=slots)  # shown on the task runs' tag
+        client.upsert_global_concurrency_limit_by_name(GPU_LIMIT, slots)  # what the gpu steps wait on
 
 
 def deploy(recipe: str | Path, cron: str = "0 2 * * *", timezone: str = "UTC", pool: str = CPU_POOL,

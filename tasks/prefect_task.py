@@ -14,6 +14,8 @@ from typing import Any
 from infuse.storage import ArtifactRef, ArtifactStore
 from infuse.tasks.base import StepContext, get_step, load_plugin
 
+GPU_LIMIT = "infuse-gpu"  # the global concurrency limit `infuse deploy` creates (deploy/deployments.py)
+
 _TASKS: dict[str, Any] = {}
 
 
@@ -34,7 +36,14 @@ def run_step(spec_name: str, key: str, root: str, cfg: dict[str, Any], inputs: d
     step = get_step(spec_name)()
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
     ctx = StepContext(step, key, ArtifactStore(root), cfg, refs, runtime, log=get_run_logger())
-    return step.execute(ctx).to_dict()
+    if not step.gpu:
+        return step.execute(ctx).to_dict()
+    from prefect.concurrency.sync import concurrency
+
+    # A slot of the `infuse-gpu` limit (`infuse deploy` creates it; without it, no wait): GPU steps of all
+    # runs and workers queue instead of colliding on one device, whatever the task engine does with tags.
+    with concurrency(GPU_LIMIT, occupy=1, strict=False, lease_duration=3600):
+        return step.execute(ctx).to_dict()
 
 
 def step_task(step_cls: type) -> Any:

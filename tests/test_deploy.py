@@ -34,6 +34,10 @@ def no_gpu_limit_after():
             client.delete_concurrency_limit_by_tag("gpu")
         except ObjectNotFound:
             pass
+        try:
+            client.delete_global_concurrency_limit_by_name("infuse-gpu")
+        except ObjectNotFound:
+            pass
 
 
 def _project(root: Path, fail: bool) -> Path:
