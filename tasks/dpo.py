@@ -12,7 +12,7 @@ accuracy over training next to the loss curve.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -20,7 +20,7 @@ from infuse.operators.base import runtime
 from infuse.operators.train.config import Job
 from infuse.operators.train.report import reward_curve_png
 from infuse.tasks import training
-from infuse.tasks.base import Step, StepContext, StepOutput, model, optional
+from infuse.tasks.base import StepContext, StepOutput, model, optional
 
 
 class DpoOptions(training.TrainStepOptions):
@@ -41,21 +41,13 @@ class DpoOptions(training.TrainStepOptions):
     packing: bool = Field(False, description="not used by DPO (pairs are padded)")
 
 
-class Dpo(Step):
+class Dpo(training.TrainingStep):
     name = "dpo"
     stage = 110
-    gpu = True
     description = "direct preference optimisation (trl DPOTrainer + peft) over the SFT model"
     inputs = ("pairs", "sft.model", optional("cpt.model"))
     outputs = {"model": model("DPO adapter + the SFT model under sft/ + tokenizer + card.json")}
     Options = DpoOptions
-    operators = ("infuse.operators.train.worker",)
-
-    def config(self, recipe: Any) -> dict[str, Any]:
-        return {**super().config(recipe), "model": training.model_config(recipe)}
-
-    def check(self, cfg: dict[str, Any]) -> list[str]:
-        return training.check_training(cfg, cfg.get("method", "lora"))
 
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options

@@ -10,14 +10,13 @@ tokenizer with its chat template, and card.json.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from infuse.operators.base import runtime
 from infuse.operators.train.config import Job, Method
 from infuse.tasks import training
-from infuse.tasks.base import Step, StepContext, StepOutput, model, optional
+from infuse.tasks.base import StepContext, StepOutput, model, optional
 
 
 class SftOptions(training.TrainStepOptions):
@@ -30,22 +29,14 @@ class SftOptions(training.TrainStepOptions):
     switch_at: float = Field(0.2, gt=0, lt=1, description="hybrid: the fraction of steps trained in full")
 
 
-class Sft(Step):
+class Sft(training.TrainingStep):
     name = "sft"
     stage = 90
-    gpu = True
     description = "supervised fine-tuning (trl SFTTrainer + peft): lora, dora, qlora, full, hybrid"
     # `train`/`eval` from mix; with mix off, the qa_filter's `qa` alone (all of it trained, no eval)
     inputs = (optional("train"), optional("eval"), optional("qa"), optional("cpt.model"))
     outputs = {"model": model("adapter or weights + tokenizer with its chat template + card.json")}
     Options = SftOptions
-    operators = ("infuse.operators.train.worker",)  # the subprocess's code belongs in the key too
-
-    def config(self, recipe: Any) -> dict[str, Any]:
-        return {**super().config(recipe), "model": training.model_config(recipe)}
-
-    def check(self, cfg: dict[str, Any]) -> list[str]:
-        return training.check_training(cfg, cfg.get("method", "lora"))
 
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options

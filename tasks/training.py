@@ -19,7 +19,7 @@ from infuse.operators.train.devices import gpu_count, installed
 from infuse.operators.train.launch import preflight, run_job
 from infuse.operators.train.report import loss_curve_png, metrics_rows
 from infuse.storage import ArtifactRef
-from infuse.tasks.base import StepContext, StepOptions, StepReport
+from infuse.tasks.base import Step, StepContext, StepOptions, StepReport
 
 
 class TrainStepOptions(StepOptions, TrainOptions):
@@ -58,6 +58,20 @@ def check_training(cfg: dict[str, Any], method: str) -> list[str]:
     if cfg.get("liger") and not installed("liger_kernel"):
         problems.append("liger: true needs liger-kernel: pip install liger-kernel")
     return problems
+
+
+class TrainingStep(Step):
+    """What sft and dpo share: the recipe's `model` section in the config, the machine checks of their
+    method, and the worker's code in the cache key (it runs in a subprocess the step never imports)."""
+
+    gpu = True
+    operators = ("infuse.operators.train.worker",)
+
+    def config(self, recipe: Any) -> dict[str, Any]:
+        return {**super().config(recipe), "model": model_config(recipe)}
+
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        return check_training(cfg, cfg.get("method", "lora"))
 
 
 def base_model(ctx: StepContext) -> tuple[str, dict[str, Any]]:
