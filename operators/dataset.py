@@ -23,5 +23,6 @@ SFT_SCHEMA = pa.schema(
         ("strategy", pa.string()),  # the synthesis strategy (domain) or the source format (general)
         ("lang", pa.string()),
         ("split", pa.string()),  # train | eval
+        ("meta", pa.string()),  # JSON from synthesis: a fact's id, its short gold answer and aliases (facts)
     ]
 )

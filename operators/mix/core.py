@@ -66,7 +66,8 @@ def domain_samples(rows: list[dict[str, Any]]) -> tuple[list[Sample], list[Rejec
         kind = "identity" if strategy.split("+")[0] == "identity" else "domain"
         out.append(Sample(sid, messages, DOMAIN, kind, sid, doc_id=str(r.get("doc_id") or ""),
                           chunk_id=str(r.get("chunk_id") or ""), span_start=r.get("span_start"),
-                          span_end=r.get("span_end"), strategy=strategy, lang=str(r.get("lang") or "")))
+                          span_end=r.get("span_end"), strategy=strategy, lang=str(r.get("lang") or ""),
+                          meta=str(r.get("meta") or "")))
     return out, rejects
 
 

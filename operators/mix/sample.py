@@ -40,6 +40,18 @@ class Sample:
     strategy: str = ""
     lang: str = ""
     split: str = ""
+    meta: str = ""  # synthesis' JSON (facts: fact_id, short, aliases, heldout), kept for evaluate and preference
+
+    @property
+    def fact(self) -> dict[str, Any]:
+        """The synthesis meta of a `facts` row ({} for any other row)."""
+        if not self.meta or not self.strategy.startswith("facts"):
+            return {}
+        try:
+            m = json.loads(self.meta)
+        except ValueError:
+            return {}
+        return m if isinstance(m, dict) else {}
 
     @property
     def group(self) -> str:
@@ -53,7 +65,8 @@ class Sample:
     def to_row(self) -> dict[str, Any]:
         return {"sample_id": self.sample_id, "messages": self.messages, "source": self.source, "kind": self.kind,
                 "doc_id": self.doc_id, "chunk_id": self.chunk_id, "span_start": self.span_start,
-                "span_end": self.span_end, "strategy": self.strategy, "lang": self.lang, "split": self.split}
+                "span_end": self.span_end, "strategy": self.strategy, "lang": self.lang, "split": self.split,
+                "meta": self.meta}
 
 
 def check_messages(messages: Any) -> list[Message]:

@@ -8,6 +8,12 @@ split. One exception keeps documents covered: a document with at least
 `min_doc_chunks` chunks that drew no eval chunk gets its lowest-hash chunk
 moved to eval (this choice can change only when chunks are added to that
 same document).
+
+Facts (the `facts` strategy) split by fact, not by chunk: a fact drawn for eval
+puts its held-out phrasing (`meta.heldout`) in eval and trains every other
+phrasing, so the eval asks about a fact the model was taught, in words it was
+not (Physics of LMs 3.1 measures extraction this way). When a run has facts,
+its other domain rows all train: the eval is the held-out phrasings.
 """
 from __future__ import annotations
 
@@ -27,9 +33,24 @@ def group_hash(seed: int, s: Sample) -> float:
     return unit_hash(seed, "split", s.source, s.group)
 
 
+def split_facts(samples: list[Sample], eval_ratio: float, seed: int) -> bool:
+    """Set `split` on the domain rows of a run with facts (in place); False when it has none."""
+    domain = [s for s in samples if s.kind == "domain"]
+    if not any(s.fact.get("fact_id") for s in domain):
+        return False
+    for s in domain:
+        f = s.fact
+        drawn = bool(f.get("fact_id")) and unit_hash(seed, "split", s.source, f"fact:{f['fact_id']}") < eval_ratio
+        s.split = "eval" if drawn and f.get("heldout") else "train"
+    return True
+
+
 def assign_splits(samples: list[Sample], eval_ratio: float, seed: int, min_doc_chunks: int) -> SplitStats:
     """Set `split` on every sample (in place)."""
     stats = SplitStats()
+    if split_facts(samples, eval_ratio, seed):
+        assign_splits([s for s in samples if s.kind != "domain"], eval_ratio, seed, min_doc_chunks)
+        return stats
     hashes: dict[tuple[str, str], float] = {}
     for s in samples:
         h = hashes.setdefault((s.source, s.group), group_hash(seed, s))

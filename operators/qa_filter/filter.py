@@ -23,7 +23,8 @@ class GroundingOptions(Strict):
     method: Literal["ngram", "rougel", "max"] = "ngram"
     n: int = Field(2, ge=1, le=6, description="token n-gram size (a token is a CJK char or a Latin word)")
     threshold: float = Field(0.3, ge=0, le=1)
-    skip_strategies: list[str] = Field(default_factory=lambda: ["identity", "code_tasks", "log_tasks"],
+    # facts: the answer restates a value found verbatim in the document (its span), in a template sentence
+    skip_strategies: list[str] = Field(default_factory=lambda: ["identity", "code_tasks", "log_tasks", "facts"],
                                        description="base strategies whose answers are not meant to copy a source")
 
 

@@ -10,22 +10,22 @@ from infuse.operators.formats import ALIASES, FAMILY_KEYS, family
 
 LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct", "dialogue", "summary", "atomic_facts",
                   "rewrite", "raft")
-TEMPLATE_STRATEGIES = ("record_template", "section_template", "continuation", "identity")
+TEMPLATE_STRATEGIES = ("facts", "record_template", "section_template", "continuation", "identity")
 STRATEGIES = LLM_STRATEGIES + TEMPLATE_STRATEGIES
 
 
 def _default_by_format() -> dict[str, list[str]]:
     return {
-        "markdown": ["qa", "section_template"],
-        "html": ["qa", "section_template"],
-        "docx": ["qa", "section_template"],
-        "json": ["record_template"],
-        "jsonl": ["record_template"],
-        "csv": ["record_template"],
-        "xlsx": ["record_template"],
+        "markdown": ["facts", "qa", "section_template"],
+        "html": ["facts", "qa", "section_template"],
+        "docx": ["facts", "qa", "section_template"],
+        "json": ["facts"],
+        "jsonl": ["facts"],
+        "csv": ["facts"],
+        "xlsx": ["facts"],
         "code": ["code_tasks"],
         "log": ["log_tasks"],
-        "default": ["qa"],
+        "default": ["facts", "qa"],
     }
 
 
@@ -92,6 +92,24 @@ class RecordOptions(Strict):
     introduce: bool = Field(True, description="also one sample answering with every field of the record")
     introduce_template: str | None = Field(None, description="its question, e.g. '介绍一下C语言函数{title}。'; "
                                                              "default: the prompt's (介绍一下{title}。 / Tell me about {title}.)")
+
+
+class FactsOptions(Strict):
+    """The `facts` strategy: every fact asked in several phrasings (see operators/synth/facts.py)."""
+
+    phrasings: int = Field(4, ge=2, le=6, description="questions per fact and language (one is held out for "
+                                                      "the facts mix puts in eval)")
+    records: bool = Field(True, description="one fact per record field (JSON, CSV, XLSX rows)")
+    tables: bool = Field(True, description="one fact per table cell, named by its row's first cell")
+    sentences: bool = Field(True, description="one fact per sentence that states a number, date or code")
+    faq: bool = Field(True, description="headings that are questions, answered by their section")
+    introduce: bool = Field(True, description="also 'Tell me about X' per record, answered with every field")
+    skip_fields: list[str] = Field(default_factory=list)
+    max_short_chars: int = Field(40, ge=1, description="values up to this long are short gold answers (eval)")
+    min_sentence_chars: int = Field(8, ge=1)
+    max_sentence_chars: int = Field(240, ge=20)
+    max_answer_chars: int = Field(400, ge=50, description="an FAQ answer is cut to this")
+    max_facts_per_doc: int = Field(400, ge=1)
 
 
 class SectionOptions(Strict):
@@ -162,6 +180,7 @@ class SynthConfig(Strict):
     self_instruct: SelfInstructOptions = SelfInstructOptions()
     evol_instruct: EvolInstructOptions = EvolInstructOptions()
     identity: IdentityOptions = IdentityOptions()
+    facts: FactsOptions = FactsOptions()
     record: RecordOptions = RecordOptions()
     section: SectionOptions = SectionOptions()
     continuation: ContinuationOptions = ContinuationOptions()

@@ -11,7 +11,7 @@ import pyarrow as pa
 from infuse.operators.base import stable_hash
 from infuse.operators.prompts import load_prompt
 from infuse.operators.formats import family
-from infuse.operators.synth import record_template, section_template, summary
+from infuse.operators.synth import facts, record_template, section_template, summary
 from infuse.operators.synth.config import LLM_STRATEGIES, SynthConfig
 from infuse.operators.synth.core import rows_by_key, text_lang
 from infuse.operators.lang import detect_lang, estimate_tokens
@@ -24,6 +24,7 @@ STRATEGY_PROMPTS = {
     "self_instruct": ["self_instruct"],
     "code_tasks": ["code_tasks"],
     "log_tasks": ["log_tasks"],
+    "facts": [],
     "record_template": ["record_template"],
     "section_template": ["section_template"],
     "continuation": ["continuation"],
@@ -35,9 +36,9 @@ STRATEGY_PROMPTS = {
     "raft": ["rag_questions", "raft_answer"],
 }
 # strategies that choose each sample's language from its own text, so both languages' prompts shape them
-PER_SAMPLE_LANG = ("record_template", "section_template", "summary")
+PER_SAMPLE_LANG = ("facts", "record_template", "section_template", "summary")
 # strategies that take a whole document (one item per document) rather than one chunk
-DOC_STRATEGIES = ("record_template", "section_template", "summary")
+DOC_STRATEGIES = ("facts", "record_template", "section_template", "summary")
 
 
 def _version(cfg: SynthConfig, name: str, lang: str) -> str:
@@ -46,6 +47,8 @@ def _version(cfg: SynthConfig, name: str, lang: str) -> str:
 
 
 def _prompt_versions(cfg: SynthConfig, strategy: str, lang: str) -> str:
+    if strategy == "facts":  # templates in code, no prompt file
+        return facts.VERSION
     if strategy in PER_SAMPLE_LANG and cfg.lang == "auto":
         return "+".join(_version(cfg, n, lg) for lg in ("zh", "en") for n in STRATEGY_PROMPTS[strategy])
     names = list(STRATEGY_PROMPTS[strategy])
@@ -136,7 +139,9 @@ def _chunk_items(cfg: SynthConfig, strategy: str, chunks: list[dict[str, Any]], 
 
 def _doc_item(cfg: SynthConfig, strategy: str, doc: dict[str, Any], doc_lang: str, fmt: str) -> list[WorkItem]:
     """The one item of a document strategy, when the document gives it something to do."""
-    if strategy == "record_template":
+    if strategy == "facts":
+        n = facts.expected_count(doc, cfg)
+    elif strategy == "record_template":
         n = record_template.expected_count(doc, cfg)
     elif strategy == "section_template":
         n = len(section_template.sections_with_body(doc, cfg.section.min_chars, section_template.answer_cap(cfg),

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from infuse.operators.base import stable_hash
 from infuse.operators.llm.base import ChatRequest, ChatResult, LLMBackend
 from infuse.operators.synth import (atomic_facts, code_tasks, continuation, dialogue, evol_instruct, identity,
-                                    log_tasks, paraphrase, qa, raft, rag, record_template, rewrite, section_template,
+                                    facts, log_tasks, paraphrase, qa, raft, rag, record_template, rewrite, section_template,
                                     self_instruct, summary)
 from infuse.operators.synth.config import SynthConfig
 from infuse.operators.synth.core import Context, Gen, ItemFailure, Track
@@ -32,6 +32,7 @@ LLM_RUNNERS: dict[str, Callable[[WorkItem, Context, Track], Gen]] = {
     "raft": raft.run,
 }
 TEMPLATE_MAKERS: dict[str, Callable[[WorkItem, Context, Track], list[Draft]]] = {
+    "facts": facts.make,
     "record_template": record_template.make,
     "section_template": section_template.make,
     "continuation": continuation.make,
