@@ -222,8 +222,9 @@ def _sentence_pairs(fact: ff.Fact, doc: dict[str, Any], k: int) -> list[tuple[st
 def _faq_pairs(fact: ff.Fact, doc: dict[str, Any], k: int) -> list[tuple[str, str, str]]:
     lang = fact.lang
     docname = _doc_name(doc, lang)
-    return [(lang, FAQ_QUESTIONS[lang][i].format(q=fact.subject, doc=docname), fact.value)
-            for i in _pick(FAQ_QUESTIONS[lang], k, fact.subject)]
+    rest = FAQ_QUESTIONS[lang][1:]  # the heading as written first, then rewordings around it
+    return [(lang, t.format(q=fact.subject, doc=docname), fact.value)
+            for t in [FAQ_QUESTIONS[lang][0], *(rest[i] for i in _pick(rest, k - 1, fact.subject))]]
 
 
 def find_facts(doc: dict[str, Any], opts: Any, doc_lang: str) -> tuple[list[ff.Fact], list[str]]:

@@ -61,6 +61,10 @@ class TrainOptions(Strict):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=16, description="tokens per packed row; longer samples are truncated")
     packing: bool = Field(True, description="pack samples into rows (padding-free; attention never crosses samples)")
+    freeze_embeddings: bool = Field(False, description="full/hybrid: keep the token embeddings (and a tied LM head) "
+                                                       "as they are; on a small model with a large vocabulary they "
+                                                       "are most of the weights, so steps are faster and less of "
+                                                       "the general model moves")
     seed: int = 42
     gradient_checkpointing: bool = runtime(False, description="trade compute for memory")
     liger: bool | None = runtime(None, description="Liger kernels; empty = when installed and on a GPU")

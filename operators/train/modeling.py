@@ -135,6 +135,13 @@ def lora_config(opts: LoraOptions, dora: bool = False) -> Any:
                       target_modules=opts.target_modules, use_dora=dora, task_type="CAUSAL_LM")
 
 
+def freeze_embeddings(model: Any) -> int:
+    """Stop training the input embeddings and, when tied to them, the LM head; returns the frozen count."""
+    emb = model.get_input_embeddings().weight
+    emb.requires_grad_(False)  # a tied LM head is this same tensor
+    return emb.numel()
+
+
 def param_count(model: Any) -> tuple[int, int]:
     """(all parameters, trainable parameters)."""
     total = trainable = 0

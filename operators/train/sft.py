@@ -25,7 +25,7 @@ from transformers import PrinterCallback
 
 from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
-from infuse.operators.train.modeling import apply_liger, load_model, lora_config, param_count
+from infuse.operators.train.modeling import apply_liger, freeze_embeddings, load_model, lora_config, param_count
 from infuse.operators.train.session import Session, last_checkpoint, link_tree
 from infuse.operators.train.trainer import EventCallback, InfuseTrainer, StopAt, say
 
@@ -127,6 +127,8 @@ def _single(s: Session, train_rows: Any, eval_rows: Any, total: int) -> tuple[An
     job = s.job
     model = _load(s, job.base, qlora=job.method == "qlora")
     n_params = param_count(model)[0]
+    if job.method == "full" and job.train.freeze_embeddings:
+        say(f"sft: token embeddings frozen ({freeze_embeddings(model) / 1e6:.0f}M parameters)")
     peft = lora_config(job.lora, dora=job.method == "dora") if job.method != "full" else None
     ckpts = s.out / "checkpoints"
     resume = last_checkpoint(ckpts)
@@ -156,6 +158,8 @@ def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
         n_params = 0
     else:
         model = _load(s, job.base)
+        if job.train.freeze_embeddings:
+            freeze_embeddings(model)
         n_params = param_count(model)[0]
         resume = last_checkpoint(ckpt1)
         resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
