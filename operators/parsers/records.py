@@ -21,7 +21,7 @@ from typing import Any
 from infuse.operators.document import ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 
-TITLE_FIELDS = ("title", "name", "名称", "函数", "函数名", "标题")
+TITLE_FIELDS = ("title", "name", "名称", "姓名", "名字", "函数", "函数名", "标题")
 TEXT_FIELDS = ("text", "content", "body", "article", "正文", "内容", "文本")
 SHORT_FIELD = 200  # chars: an id, a url, a date, a title; longer string fields make a record structured
 LONG_TEXT = 200  # an unnamed field is the text only when it is at least this long...

@@ -85,7 +85,7 @@ class IdentityOptions(Strict):
 
 class RecordOptions(Strict):
     title_field: str | None = Field(None, description="field whose value names the record; else the first of title_fields, else the document title")
-    title_fields: list[str] = Field(default_factory=lambda: ["title", "name", "标题", "名称", "名字", "函数名", "函数"])
+    title_fields: list[str] = Field(default_factory=lambda: ["title", "name", "标题", "名称", "名字", "姓名", "函数名", "函数"])
     question_templates: dict[str, str] = Field(default_factory=dict, description="field name -> question, e.g. '介绍一下C语言函数{title}的语法。'")
     skip_fields: list[str] = Field(default_factory=list)
     min_chars: int = Field(1, ge=1, description="fields with shorter text get no question")

@@ -227,13 +227,14 @@ def _faq_pairs(fact: ff.Fact, doc: dict[str, Any], k: int) -> list[tuple[str, st
             for t in [FAQ_QUESTIONS[lang][0], *(rest[i] for i in _pick(rest, k - 1, fact.subject))]]
 
 
-def find_facts(doc: dict[str, Any], opts: Any, doc_lang: str) -> tuple[list[ff.Fact], list[str]]:
+def find_facts(doc: dict[str, Any], cfg: Any, doc_lang: str) -> tuple[list[ff.Fact], list[str]]:
     """(the document's facts in order, the languages of its record) with the recipe's `facts` options."""
+    opts = cfg.facts
     facts: list[ff.Fact] = []
     fields = record_fields(doc)
     langs: list[str] = []
     if fields and opts.records:
-        title, tkey = record_title(doc, fields, None, ["title", "name", "标题", "名称", "名字", "函数名", "函数"])
+        title, tkey = record_title(doc, fields, cfg.record.title_field, cfg.record.title_fields)
         facts += ff.record_facts(doc, fields, title, tkey, opts.skip_fields, opts.max_short_chars, doc_lang)
         langs = sorted({("zh" if ff.has_cjk(str(k)) else "en") for k in fields if k != tkey}
                        | {f.lang for f in facts if f.lang})
@@ -254,7 +255,7 @@ def find_facts(doc: dict[str, Any], opts: Any, doc_lang: str) -> tuple[list[ff.F
 
 def expected_count(doc: dict[str, Any], cfg: Any) -> int:
     """An upper bound of the samples (for `infuse plan`): phrasings per fact and language."""
-    facts, langs = find_facts(doc, cfg.facts, "en")
+    facts, langs = find_facts(doc, cfg, "en")
     k = cfg.facts.phrasings
     return sum(k * (len(langs) if f.kind in ("field", "row") and not f.lang else 1) for f in facts)
 
@@ -262,7 +263,7 @@ def expected_count(doc: dict[str, Any], cfg: Any) -> int:
 def make(item: WorkItem, ctx: Context, track: Track) -> list[Draft]:
     doc = ctx.doc(item.doc_id)
     opts = ctx.cfg.facts
-    facts, langs = find_facts(doc, opts, item.lang)
+    facts, langs = find_facts(doc, ctx.cfg, item.lang)
     if not facts:
         raise ItemFailure("no_facts", "no record field, table row, value-bearing sentence or FAQ heading")
     out = _Out(item, ctx, doc)
