@@ -128,10 +128,12 @@ def run(
             typer.echo(f"{step:10s} {name:10s} {size(ref)} {where(ref['path'])}")
         typer.echo(f"{'':10s} {'rejects':10s} {size(res['rejects'])} {where(res['rejects']['path'])}")
     if "evaluate" in results:
-        from infuse.operators.evaluate.report import table_text
+        from infuse.operators.evaluate.report import headline_text, table_text
 
-        typer.echo("\nevaluate: accuracy (reference in the answer), mean [95% CI]\n"
-                   + table_text(results["evaluate"]["stats"].get("table", [])))
+        stats = results["evaluate"]["stats"]
+        typer.echo("\nevaluate: strict accuracy (every number, date and code of the short answer, no rival value), "
+                   "mean [95% CI]\n" + table_text(stats.get("table", [])))
+        typer.echo("\n" + "\n".join(line.replace("**", "") for line in headline_text(stats.get("headline") or {})))
     if os.environ.get("PREFECT_API_URL", "").startswith(prefect_server.UI_URL):
         typer.echo(f"\nPrefect UI: {prefect_server.UI_URL}/runs")
 

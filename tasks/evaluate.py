@@ -1,12 +1,16 @@
-"""evaluate: every model the run produced, closed-book, against the base model with retrieval.
+"""evaluate: every model the run produced, closed-book, against the same models with retrieval.
 
-Questions: mix's held-out domain rows, k paraphrases of each (synthesis
-backend), the user's own eval file, and the general rows (forgetting).
-Answers: base, cpt, sft, dpo (whichever exist) and base+RAG, greedy, one chat
-template. Scores: token F1, ROUGE-L, contains, an optional LLM judge, loss
-per token on general data. Fails loudly when an eval question is in the
-training data. Outputs every question/answer/score (`scores`), the question
-set (`questions`) and a report with the table, headline and bar chart.
+Questions: mix's held-out domain rows (short-answer facts when synthesis marks
+them), k paraphrases of each (synthesis backend), the user's own eval file, and
+the general rows (forgetting). Answers: base, cpt, sft, dpo (whichever exist),
+base+RAG and <last tuned>+RAG (the ceiling of what the tuned model could know),
+greedy, one chat template. Scores: strict (the headline: every value of the
+reference and no rival one), contains, token F1, ROUGE-L, an optional LLM
+judge, loss per token on general data; answers that only echo the question or
+loop are flagged (`flag`) and score strict 0. Fails loudly when an eval
+question is in the training data. Outputs every question/answer/score
+(`scores`), the question set (`questions`) and a report with the table,
+headline, per-fact table and bar charts.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from infuse.operators.base import Strict, key_dump, runtime
 from infuse.operators.evaluate import answer as ans
 from infuse.operators.evaluate import report as rep
 from infuse.operators.evaluate.leakage import LeakageError, find_leaks, prompts_of
-from infuse.operators.evaluate.metrics import score
+from infuse.operators.evaluate.metrics import degenerate, score
 from infuse.operators.evaluate.questions import Item, from_eval_rows, paraphrase, read_user_questions
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.models import model_dir
@@ -32,10 +36,12 @@ QUESTIONS_SCHEMA = pa.schema([
     ("item_id", pa.string()), ("group", pa.string()), ("question", pa.string()), ("reference", pa.string()),
     ("aliases", pa.list_(pa.string())), ("doc_id", pa.string()), ("chunk_id", pa.string()),
     ("span_start", pa.int64()), ("span_end", pa.int64()), ("lang", pa.string()), ("parent_id", pa.string()),
-    ("sample_id", pa.string()), ("leaked", pa.bool_())])
+    ("sample_id", pa.string()), ("leaked", pa.bool_()), ("fact_ids", pa.list_(pa.string())),
+    ("long_reference", pa.string())])
 SCORES_SCHEMA = pa.schema([
     ("model", pa.string()), ("item_id", pa.string()), ("group", pa.string()), ("question", pa.string()),
-    ("reference", pa.string()), ("answer", pa.string()), ("error", pa.string()), ("f1", pa.float64()),
+    ("reference", pa.string()), ("answer", pa.string()), ("error", pa.string()), ("strict", pa.float64()),
+    ("flag", pa.string()), ("f1", pa.float64()),
     ("rouge_l", pa.float64()), ("contains", pa.float64()), ("judge", pa.float64()), ("loss_sum", pa.float64()),
     ("loss_tokens", pa.int64()), ("doc_id", pa.string()), ("lang", pa.string()), ("rag_chunks", pa.list_(pa.string())),
     ("finish_reason", pa.string())])
@@ -51,7 +57,8 @@ class LeakageOptions(Strict):
 
 
 class RagOptions(Strict):
-    enabled: bool = Field(True, description="the base+RAG row: top-k chunks of this corpus (MiniLM) in the prompt")
+    enabled: bool = Field(True, description="the base+RAG and tuned+RAG rows: top-k chunks of this corpus (MiniLM) "
+                                            "in the prompt")
     k: int = Field(3, ge=1, le=20)
     max_context_chars: int = Field(1500, ge=100)
 
@@ -89,7 +96,7 @@ class Evaluate(Step):
     name = "evaluate"
     stage = 130
     gpu = True  # with the vllm backend it wants the GPU
-    description = "base, cpt, sft, dpo and base+RAG on held-out, paraphrased, user and general questions"
+    description = "base, cpt, sft, dpo, base+RAG and tuned+RAG on held-out, paraphrased, user and general questions"
     inputs = (optional("eval"), optional("train"), optional("chunks"), optional("cpt.model"), optional("sft.model"),
               optional("dpo.model"), optional("merged"))
     outputs = {"scores": table(SCORES_SCHEMA, "every question, answer and score, per model"),
@@ -133,7 +140,7 @@ class Evaluate(Step):
         notes: list[str] = []
         leaked = self._leakage(ctx, o, items, notes)
         answerers = self._answerers(ctx, o)
-        if not [a for a in answerers if a.name != "base+rag"]:
+        if not [a for a in answerers if not a.rag]:
             raise ValueError("evaluate: no model to answer")
         rag_prompts, rag_chunks = self._rag(ctx, o, items, notes)
         if not rag_prompts:
@@ -144,27 +151,36 @@ class Evaluate(Step):
         with ctx.progress(total, "evaluate: answers", "answers") as bar:
             for a, its in jobs:
                 bar.update(0, model=a.name)
+                served = o.served.get(a.name) or o.served.get(a.name.removesuffix("+rag"))
                 if o.llm.backend == "vllm":  # one process per model: the GPU is whole for each, and freed
                     results = ans.isolated(ans.answer, a, its, o.llm, o.max_new_tokens,
-                                           rag_prompts if a.rag else None, o.served.get(a.name))
+                                           rag_prompts if a.rag else None, served)
                     bar.update(len(results))
                 else:
                     results = ans.answer(a, its, o.llm, o.max_new_tokens, rag_prompts if a.rag else None,
-                                         served=o.served.get(a.name), on_batch=lambda n: bar.update(n))
+                                         served=served, on_batch=lambda n: bar.update(n))
                 for it, res in zip(its, results):
-                    s = score(res.text if res.ok else "", it.reference, it.aliases)
-                    scores.append({"model": a.name, "item_id": it.item_id, "group": it.group, "question": it.question,
-                                   "reference": it.reference, "answer": res.text if res.ok else None,
-                                   "error": None if res.ok else f"{res.error_kind}: {res.error}", **s, "judge": None,
-                                   "loss_sum": None, "loss_tokens": None, "doc_id": it.doc_id, "lang": it.lang,
-                                   "rag_chunks": rag_chunks.get(it.item_id, []) if a.rag else [],
-                                   "finish_reason": res.finish_reason})
+                    scores.append(self._scored(a, it, res, rag_chunks))
         if o.loss:
             self._losses(ctx, o, answerers, items, scores)
         rubric = None
         if o.judge.enabled:
             rubric = self._judge(ctx, o, scores)
         return self._outputs(ctx, o, items, leaked, answerers, scores, rejects, notes, rubric)
+
+    @staticmethod
+    def _scored(a: ans.Answerer, it: Item, res: Any, rag_chunks: dict[str, list[str]]) -> dict[str, Any]:
+        """One `scores` row: a flagged answer (empty, echo, repeat) scores strict 0 whatever it contains."""
+        text = res.text if res.ok else ""
+        s = score(text, it.reference, it.aliases, it.question)
+        flag = degenerate(text, it.question)
+        if flag:
+            s["strict"] = 0.0
+        return {"model": a.name, "item_id": it.item_id, "group": it.group, "question": it.question,
+                "reference": it.reference, "answer": res.text if res.ok else None,
+                "error": None if res.ok else f"{res.error_kind}: {res.error}", **s, "flag": flag, "judge": None,
+                "loss_sum": None, "loss_tokens": None, "doc_id": it.doc_id, "lang": it.lang,
+                "rag_chunks": rag_chunks.get(it.item_id, []) if a.rag else [], "finish_reason": res.finish_reason}
 
     def _questions(self, ctx: StepContext, o: EvaluateOptions) -> tuple[list[Item], list[Any]]:
         items, rejects = [], []
@@ -218,7 +234,9 @@ class Evaluate(Step):
         return {lk.item_id for lk in leaks}
 
     def _answerers(self, ctx: StepContext, o: EvaluateOptions) -> list[ans.Answerer]:
-        """base (with the tuned models' template), then cpt, sft, dpo as plain directories, then base+RAG."""
+        """base (with the tuned models' template), then cpt, sft, dpo as plain directories, then base+RAG and the
+        last tuned model (dpo, else sft, else cpt) with the same retrieval: closed-book over tuned+RAG says how
+        much of what the model could answer with the pages it answers from memory."""
         work = ctx.work_dir() / "models"
         base = model_dir(ctx.cfg["model"].get("path"))
         merged = self._merged(ctx)
@@ -238,6 +256,8 @@ class Evaluate(Step):
         out = [ans.Answerer("base", str(view)), *tuned]
         if o.rag.enabled and ctx.has("chunks"):
             out.append(ans.Answerer("base+rag", str(view), rag=True))
+            if tuned:
+                out.append(ans.Answerer(f"{tuned[-1].name}+rag", tuned[-1].path, rag=True))
         return out
 
     @staticmethod
@@ -271,7 +291,7 @@ class Evaluate(Step):
              notes: list[str]) -> tuple[dict[str, list[dict[str, str]]], dict[str, list[str]]]:
         if not (o.rag.enabled and ctx.has("chunks")):
             if o.rag.enabled:
-                notes.append("no `chunks` in this run: no base+RAG row")
+                notes.append("no `chunks` in this run: no base+RAG or tuned+RAG row")
             return {}, {}
         from infuse.operators.models import embed
         from infuse.operators.synth.rag import build_index
@@ -321,11 +341,14 @@ class Evaluate(Step):
                  answerers: list[ans.Answerer], scores: list[dict[str, Any]], rejects: list[Any], notes: list[str],
                  rubric: str | None) -> StepOutput:
         models = [a.name for a in answerers]
-        tuned = [m for m in models if m not in ("base", "base+rag")]
+        tuned = [a.name for a in answerers if not a.rag and a.name != "base"]
         rows = rep.summary(scores, models, o.bootstrap, o.seed)
         head = rep.headline(rows, tuned)
+        closed = rep.closed_book(rows, tuned)
         forget = rep.forgetting(rows, tuned)
         docs = rep.per_document(scores, models)
+        facts = rep.per_fact(scores, items, models)
+        flags = rep.flag_counts(scores, models)
         failed = sum(1 for s in scores if s["error"])
         if failed:
             notes.append(f"{failed} answer(s) failed (scored 0; see `error` in `scores`)")
@@ -333,11 +356,12 @@ class Evaluate(Step):
                  for it in items]
         q_ref = ctx.write_table("questions", qrows)
         s_ref = ctx.write_table("scores", scores)
-        md = rep.markdown(rows, head, forget, docs, notes, rubric)
+        md = rep.markdown(rows, head, forget, docs, notes, rubric, facts=facts, flags=flags, models=models)
         groups = {g: sum(1 for it in items if it.group == g) for g in ("domain", "paraphrase", "user", "general")}
         return StepOutput({"scores": s_ref, "questions": q_ref}, rejects, StepReport(
             rows_in=len(items) + len(rejects), kept=len(items), unit_in="questions", unit_out="questions",
-            markdown=md, tables={"table": rows, "forgetting": forget, "per-document": docs},
-            images={"accuracy": rep.bar_png(rows, "contains"), "f1": rep.bar_png(rows, "f1")},
-            stats={"table": rows, "headline": head, "forgetting": forget, "models": models, "groups": groups,
-                   "answers": len(scores), "failed_answers": failed}))
+            markdown=md, tables={"table": rows, "forgetting": forget, "per-document": docs, "per-fact": facts},
+            images={"accuracy": rep.bar_png(rows, "strict"), "contains": rep.bar_png(rows, "contains"),
+                    "f1": rep.bar_png(rows, "f1")},
+            stats={"table": rows, "headline": head, "closed_book": closed, "forgetting": forget, "models": models,
+                   "groups": groups, "flags": flags, "answers": len(scores), "failed_answers": failed}))

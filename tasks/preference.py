@@ -1,17 +1,20 @@
 """preference: (prompt, chosen, rejected) pairs for dpo, from the training questions and the models' own replies.
 
-Prompts are the domain samples of mix's `train` (never an eval question);
-chosen is the grounded reference answer; rejected is the most fluent of a few
-samples from the base and/or SFT model (any LLM backend: transformers and vllm
-load the model artifacts, openai asks a server you pointed at them) that is not
-supported by the source span. User pairs (LLaMA-Factory JSON or
-prompt/chosen/rejected JSONL) are mixed in. Every raw sample is kept in
-`samples` with its scores and verdict; every dropped prompt is a reject.
+Prompts are the domain samples of mix's `train` (never an eval question),
+fact questions with a gold short answer first; chosen is the grounded
+reference answer; rejected is one of a few samples from the base and/or SFT
+model (any LLM backend: transformers and vllm load the model artifacts, openai
+asks a server you pointed at them): for a fact question a reply that fails the
+strict score against the gold answer, otherwise the most fluent reply that is
+not supported by the source span (see operators/preference/pairs.py). User
+pairs (LLaMA-Factory JSON or prompt/chosen/rejected JSONL) are mixed in. Every
+raw sample is kept in `samples` with its scores and verdict; every dropped
+prompt is a reject. The pairs are also exported for LLaMA-Factory, ms-swift and
+OpenAI (`exports`), as mix exports the SFT data.
 """
 from __future__ import annotations
 
 import hashlib
-import random
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -25,9 +28,10 @@ from infuse.operators.base import check_stop, runtime
 from infuse.operators.llm import ChatRequest, LLMConfig, make_backend
 from infuse.operators.preference import (PAIR_SCHEMA, SAMPLE_SCHEMA, Candidate, PairOptions, prompts_from_rows,
                                          read_user_pairs)
-from infuse.operators.preference.pairs import Prompt, build_pairs, sample_rows
+from infuse.operators.preference.export import FORMATS, usage, write_pair_exports
+from infuse.operators.preference.pairs import Prompt, build_pairs, choose_prompts, sample_rows
 from infuse.tasks import training
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
+from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, report, table
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "tokenizer.model")
@@ -52,15 +56,19 @@ class PreferenceOptions(StepOptions, PairOptions):
     user_data: list[str] = Field(default_factory=list, description="your pairs: LLaMA-Factory chosen/rejected "
                                                                    ".json, or prompt/chosen/rejected .jsonl")
     max_user_pairs: int | None = Field(None, ge=1, description="at most this many pairs per user file")
+    exports: list[Literal["llamafactory", "swift", "openai"]] = Field(
+        default_factory=lambda: list(FORMATS), description="the pairs as DPO files for these tools (`exports`)")
 
 
 class Preference(Step):
     name = "preference"
     stage = 100
-    description = "preference pairs: chosen = grounded reference, rejected = a model's fluent ungrounded reply"
+    description = ("preference pairs: chosen = grounded reference, rejected = a model's reply that fails a fact's "
+                   "strict score, or a fluent ungrounded one; exported for LLaMA-Factory, ms-swift, OpenAI")
     inputs = ("train", optional("eval"), "chunks", "sft.model", optional("cpt.model"))
     outputs = {"pairs": table(PAIR_SCHEMA, "prompt, chosen, rejected"),
-               "samples": table(SAMPLE_SCHEMA, "every sampled reply with its scores and verdict")}
+               "samples": table(SAMPLE_SCHEMA, "every sampled reply with its scores and verdict"),
+               "exports": report("the pairs as LLaMA-Factory, ms-swift and OpenAI DPO files")}
     Options = PreferenceOptions
 
     def config(self, recipe: Any) -> dict[str, Any]:
@@ -83,9 +91,9 @@ class Preference(Step):
         rows = ctx.read("train").to_pylist()
         evals = ctx.read("eval").to_pylist() if ctx.has("eval") else []
         prompts, rejects = prompts_from_rows(rows, sources, evals)
-        n_prompts = len(prompts)
+        n_prompts, n_facts = len(prompts), sum(bool(p.short) for p in prompts)
         if o.max_prompts is not None and len(prompts) > o.max_prompts:
-            prompts = sorted(random.Random(o.seed).sample(prompts, o.max_prompts), key=lambda p: p.sample_id)
+            prompts = choose_prompts(prompts, o.max_prompts, o.seed)
         candidates = []
         for source in o.sample_from:
             candidates += self._sample(ctx, source, prompts)
@@ -94,8 +102,15 @@ class Preference(Step):
         rejects += dropped + bad
         out_pairs = ctx.write_table("pairs", pairs + user)
         out_samples = ctx.write_table("samples", sample_rows(candidates))
-        return StepOutput({"pairs": out_pairs, "samples": out_samples}, rejects,
-                          _report(len(rows), n_prompts, prompts, candidates, pairs, user, rejects))
+        with ctx.dir_output("exports") as out:
+            files = write_pair_exports(out.path, {"train": pairs + user}, o.exports)
+            out.describe = f"exports: {', '.join(o.exports)} ({len(files)} files)"
+        rep = _report(len(rows), n_prompts, n_facts, prompts, candidates, pairs, user, rejects)
+        where = ctx.store.display(out.ref.path)
+        rep.markdown += "\n\n" + f"Exports in `{where}`.\n\n" + usage(["train"] if files else [], o.exports, where,
+                                                                          level=3)
+        rep.stats["exports"] = files
+        return StepOutput({"pairs": out_pairs, "samples": out_samples, "exports": out.ref}, rejects, rep)
 
     def _sample(self, ctx: StepContext, source: str, prompts: list[Prompt]) -> list[Candidate]:
         """Every prompt's samples from one model, cached in the work dir (a re-run after a kill keeps them)."""
@@ -157,24 +172,30 @@ def _short(text: str | None, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _report(n_rows: int, n_prompts: int, prompts: list[Prompt], candidates: list[Candidate],
+def _report(n_rows: int, n_prompts: int, n_facts: int, prompts: list[Prompt], candidates: list[Candidate],
             pairs: list[dict[str, Any]], user: list[dict[str, Any]], rejects: list[Any]) -> StepReport:
     verdicts = Counter(c.verdict for c in candidates)
     reasons = Counter(r.reason for r in rejects)
-    md = (f"{n_prompts} training questions can be preference prompts ({reasons.get('eval_prompt', 0)} held out as eval "
-          f"questions); {len(prompts)} were sampled, {len(candidates)} replies: "
+    by_strict = sum(p["rejected_strict"] is not None for p in pairs)
+    md = (f"{n_prompts} training questions can be preference prompts ({n_facts} fact questions with a gold short "
+          f"answer; {reasons.get('eval_prompt', 0)} held out as eval questions); {len(prompts)} were sampled, "
+          f"{len(candidates)} replies: "
           + ", ".join(f"{v} {k}" for k, v in sorted(verdicts.items())) + f". **{len(pairs)} generated pairs**"
+          + f" ({by_strict} with a reply that fails the strict score as rejected)"
           + (f" and {len(user)} user pairs" if user else "") + ".")
     examples = [{"question": _short(p["prompt"][-1]["content"], 100), "chosen": _short(p["chosen"]),
                  "rejected": _short(p["rejected"]), "from": p["rejected_from"],
-                 "rejected_grounding": p["rejected_grounding"]} for p in (pairs + user)[:8]]
+                 "rejected_strict": p.get("rejected_strict"), "rejected_grounding": p["rejected_grounding"]}
+                for p in (pairs + user)[:8]]
     counts = [{"what": k, "count": v} for k, v in
-              [("training rows", n_rows), ("prompts", n_prompts), ("prompts sampled", len(prompts)),
+              [("training rows", n_rows), ("prompts", n_prompts), ("fact prompts", n_facts),
+               ("prompts sampled", len(prompts)),
                ("replies sampled", len(candidates)), *[(f"replies {k}", v) for k, v in sorted(verdicts.items())],
                *[(f"dropped: {k}", v) for k, v in sorted(reasons.items())], ("generated pairs", len(pairs)),
                ("user pairs", len(user))]]
     return StepReport(rows_in=len(prompts) + len(user) + sum(1 for r in rejects if r.reason.startswith("malformed")),
                       kept=len(pairs) + len(user), unit_in="prompts", unit_out="pairs", markdown=md,
                       tables={"examples": examples, "counts": counts},
-                      stats={"prompts": n_prompts, "sampled": len(prompts), "replies": dict(verdicts),
-                             "pairs": len(pairs), "user_pairs": len(user), "dropped": dict(reasons)})
+                      stats={"prompts": n_prompts, "fact_prompts": n_facts, "sampled": len(prompts),
+                             "replies": dict(verdicts), "pairs": len(pairs), "strict_pairs": by_strict,
+                             "user_pairs": len(user), "dropped": dict(reasons)})

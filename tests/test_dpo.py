@@ -173,6 +173,14 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
     assert sampled <= fates, "every sampled prompt became a pair or a reject"
     assert sum(p["origin"].startswith("user:") for p in pairs) == 3
 
+    # exports: every pair in each tool's file, and the report says where they are and how to train on them
+    exports = Path(pref["outputs"]["exports"]["path"])
+    for name in ("llamafactory/infuse_pref_train.jsonl", "swift/train.jsonl", "openai/train.jsonl"):
+        assert len((exports / name).read_text(encoding="utf-8").splitlines()) == len(pairs), name
+    assert json.loads((exports / "llamafactory" / "dataset_info.json").read_text())["infuse_pref_train"]["ranking"]
+    md = (Path(pref["report"]["path"]) / "report.md").read_text(encoding="utf-8")
+    assert f"dataset_dir: {exports}/llamafactory" in md and "swift rlhf --rlhf_type dpo" in md
+
     # dpo: rewards logged, plotted; the reference log-probs are the SFT model's
     report = Path(dpo["report"]["path"])
     assert (report / "reward-margins.png").read_bytes()[:4] == b"\x89PNG"

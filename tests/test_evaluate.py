@@ -1,5 +1,5 @@
 """evaluate: metrics against hand-computed values, leakage that fails the step, made-up facts learned by sft
-and not by base, and a base+RAG row whose answers contain the retrieved reference chunk.
+and not by base, and base+RAG and sft+RAG rows whose answers contain the retrieved reference chunk.
 
 The flow tests run real flows on a tiny config-built model (tests/tiny_models.py); the RAG test's reader is a
 real local HTTP server (tests/faulty_server.py with no faults) that answers from the first context it is given,
@@ -44,7 +44,7 @@ def test_metrics_equal_hand_computed_values_in_english_and_chinese():
     assert not contains("It is bright violets", ["bright violet"])
     assert contains("答案是七个。", ["7个", "七个"]) and not contains("", ["七个"])
     s = score("Seven moons.", "Pexa has seven moons.", aliases=["seven moons"])
-    assert s == {"f1": pytest.approx(1.0), "rouge_l": pytest.approx(1.0), "contains": 1.0}
+    assert s == {"strict": 1.0, "f1": pytest.approx(1.0), "rouge_l": pytest.approx(1.0), "contains": 1.0}
     mean, lo, hi = bootstrap_ci([0, 1, 1, 1], n=500, seed=0)
     assert mean == 0.75 and 0 <= lo < 0.75 < hi <= 1.0
     assert bootstrap_ci([1, 1, 1]) == (1.0, 1.0, 1.0)
@@ -121,7 +121,7 @@ def test_sft_beats_base_on_trained_facts_and_ties_on_untrained_ones(facts_run):
     assert cell(stats, "sft", "domain")["contains"] == 1.0 and cell(stats, "base", "domain")["contains"] == 0.0
     assert cell(stats, "sft", "domain")["f1"] > cell(stats, "base", "domain")["f1"] + 0.5
     assert cell(stats, "sft", "user")["contains"] == cell(stats, "base", "user")["contains"] == 0.0
-    assert stats["headline"]["sft"]["contains"]["tuned"] == pytest.approx(4 / 6, abs=1e-3)  # domain + user pooled
+    assert stats["closed_book"]["sft"]["contains"]["tuned"] == pytest.approx(4 / 6, abs=1e-3)  # domain + user pooled
     forget = stats["forgetting"][0]
     assert forget["model"] == "sft" and forget["loss_base"] > 0 and forget["loss_delta"] == pytest.approx(
         forget["loss"] - forget["loss_base"], abs=1e-3)
@@ -156,40 +156,82 @@ def test_an_eval_question_planted_in_the_train_split_fails_the_step_naming_it(tm
 
 @pytest.fixture(scope="module")
 def rag_run(tmp_path_factory, tiny):
-    """base vs base+RAG through the openai backend: a reader server that answers with the first context it gets."""
+    """base and sft, closed-book and with RAG, through the openai backend: a reader server that answers with the
+    first context it gets, and without one echoes a question that holds its own answer (or does not know)."""
     tmp = tmp_path_factory.mktemp("rag")
     chunks = [{"chunk_id": "c-moons", "doc_id": "pexa.md", "text": "Pexa is a cold planet. Pexa has seven moons."},
               {"chunk_id": "c-river", "doc_id": "zorblat.md", "text": "The Zorblat river is bright violet all year."},
               {"chunk_id": "c-cake", "doc_id": "bake.md", "text": "Bake the lemon cake for forty minutes at 180 C."},
               {"chunk_id": "c-db", "doc_id": "db.md", "text": "LotusDB writes each key to a log-structured tree."}]
     pairs = [("How many moons does Pexa have?", "Pexa has seven moons."),
-             ("What colour is the Zorblat river?", "bright violet")]
+             ("What colour is the Zorblat river?", "bright violet"),
+             ("Is the Zorblat river bright violet or dull grey?", "bright violet")]
     rows = eval_rows([("Who founded Quellmoor?", "Anika Trell.")], "t", split="train") + eval_rows(pairs, "rag")
 
     def reader(body: dict) -> str:
         last = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         m = re.search(r"<Context id=1>\n(.*?)\n</Context>", last, re.S)
-        return m.group(1) if m else "I do not know."
+        if m:
+            return m.group(1)
+        return f"{last} {last}" if "dull grey" in last else "I do not know."
 
     with FaultyServer(fail_rate=0.0, content_fn=reader) as srv:
         res = run_eval(tmp, tiny, {"rows": rows, "chunks": chunks},
                        {"loss": False, "rag": {"k": 2}, "llm": {"backend": "openai", "base_url": srv.base_url,
-                                                                "model": "reader", "max_retries": 0}})
+                                                                "model": "reader", "max_retries": 0}}, sft=True)
     return tmp, res
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_base_with_rag_answers_contain_the_reference_chunk(rag_run):
+def test_base_and_tuned_with_rag_answers_contain_the_reference_chunk(rag_run):
     _, res = rag_run
     ev = res["evaluate"]
     stats = ev["stats"]
-    assert stats["models"] == ["base", "base+rag"]
-    assert cell(stats, "base+rag", "domain")["contains"] == 1.0 and cell(stats, "base", "domain")["contains"] == 0.0
+    assert stats["models"] == ["base", "sft", "base+rag", "sft+rag"]
+    for m in ("base+rag", "sft+rag"):
+        assert cell(stats, m, "domain")["strict"] == cell(stats, m, "domain")["contains"] == 1.0
     scores = pq.read_table(ev["outputs"]["scores"]["path"]).to_pylist()
-    rag = {s["question"]: s for s in scores if s["model"] == "base+rag"}
-    assert rag["How many moons does Pexa have?"]["rag_chunks"][0] == "c-moons"
-    assert rag["What colour is the Zorblat river?"]["rag_chunks"][0] == "c-river"
-    assert "seven moons" in rag["How many moons does Pexa have?"]["answer"]
+    for m in ("base+rag", "sft+rag"):
+        rag = {s["question"]: s for s in scores if s["model"] == m}
+        assert rag["How many moons does Pexa have?"]["rag_chunks"][0] == "c-moons"
+        assert rag["What colour is the Zorblat river?"]["rag_chunks"][0] == "c-river"
+        assert "seven moons" in rag["How many moons does Pexa have?"]["answer"]
+    head = stats["headline"]
+    assert {k: head[k] for k in ("metric", "model", "closed_book", "base", "tuned+rag", "base+rag", "of_tuned_rag",
+                                 "gain_points")} == {"metric": "strict", "model": "sft", "closed_book": 0.0,
+                                                     "base": 0.0, "tuned+rag": 1.0, "base+rag": 1.0,
+                                                     "of_tuned_rag": 0.0, "gain_points": 0.0}
+    assert stats["closed_book"]["sft"]["contains"]["tuned+rag"] == 1.0
+    md = (Path(ev["report"]["path"]) / "report.md").read_text(encoding="utf-8")
+    assert "closed-book is **0% of sft+RAG**" in md
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_echoed_question_is_flagged_and_scores_strict_0_even_when_it_contains_the_reference(rag_run):
+    _, res = rag_run
+    ev = res["evaluate"]
+    stats = ev["stats"]
+    scores = pq.read_table(ev["outputs"]["scores"]["path"]).to_pylist()
+    echo = [s for s in scores if s["question"].endswith("dull grey?") and s["model"] in ("base", "sft")]
+    assert [(s["flag"], s["contains"], s["strict"]) for s in echo] == [("echo", 1.0, 0.0)] * 2
+    assert {s["flag"] for s in scores if not s["question"].endswith("dull grey?") or s["model"].endswith("+rag")} \
+        == {None}
+    assert stats["flags"]["base"] == {"empty": 0, "echo": 1, "repeat": 0} == stats["flags"]["sft"]
+    assert stats["flags"]["sft+rag"] == {"empty": 0, "echo": 0, "repeat": 0}
+    assert cell(stats, "base", "domain")["flagged"] == 1
+    assert cell(stats, "base", "domain")["contains"] == pytest.approx(1 / 3, abs=1e-3)
+    assert cell(stats, "base", "domain")["strict"] == 0.0
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_report_counts_per_fact_and_charts_strict_accuracy(rag_run):
+    _, res = rag_run
+    report = Path(res["evaluate"]["report"]["path"])
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert "### Per fact" in md and "Known: base 0/3, sft 0/3, base+rag 3/3, sft+rag 3/3." in md
+    assert "| Is the Zorblat river bright violet or dull grey? | bright violet |  | 0 | 0 | 1 | 1 |" in md
+    for name in ("accuracy", "contains", "f1"):
+        assert (report / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -200,13 +242,13 @@ def test_compare_prints_both_runs_side_by_side_with_deltas(facts_run, rag_run):
 
     facts, rag = facts_run[0] / "runs", rag_run[0] / "runs"
     manifest = next(p for p in (rag / "manifests").glob("*.json") if p.name != "latest.json")
-    out = CliRunner().invoke(app, ["compare", str(facts), str(manifest), "-m", "contains"])
+    out = CliRunner().invoke(app, ["compare", str(facts), str(manifest), "-m", "strict"])
     assert out.exit_code == 0, out.output
     lines = {tuple(line.split()[:3]): line for line in out.output.splitlines() if line.strip()}
-    base_domain = lines[("base", "domain", "contains")]
+    base_domain = lines[("base", "domain", "strict")]
     assert base_domain.rstrip().endswith("+0.000")  # base scores 0 in both runs
-    assert lines[("sft", "domain", "contains")].rstrip().endswith("-")  # sft only in A
-    assert lines[("base+rag", "domain", "contains")].rstrip().endswith("-")  # RAG only in B
+    assert lines[("sft", "user", "strict")].rstrip().endswith("-")  # user questions only in A
+    assert lines[("base+rag", "domain", "strict")].rstrip().endswith("-")  # RAG only in B
     bad = CliRunner().invoke(app, ["compare", str(facts), str(facts_run[0] / "nowhere")])
     assert bad.exit_code == 2 and "no such runs dir" in bad.output
 
@@ -237,5 +279,5 @@ def test_paraphrases_keep_their_item_and_reference_and_the_judge_grades_or_leave
                         [(*FACTS[0], "bright violet"), (*FACTS[1], "nobody")]], backend)
     assert [(p.question, p.reference, p.parent_id, p.doc_id) for p in out] == [
         ("Which colour does the Zorblat river have?", FACTS[0][1], "domain:a", "d")]
-    assert [(r.id, r.reason) for r in rejects] == [("b", "paraphrase_malformed")]
+    assert [(r.id, r.reason) for r in rejects] == [("a", "paraphrase_same"), ("b", "paraphrase_malformed")]
     assert grades == [4, None]

@@ -1,8 +1,9 @@
-"""The evaluation report: models x question groups with bootstrap CIs, the headline, per-document
-accuracy, forgetting on general data, a bar chart, and the side-by-side table of `infuse compare`.
+"""The evaluation report: models x question groups with bootstrap CIs, the headline, per-fact and per-document
+accuracy, forgetting on general data, flagged answers, bar charts, and the side-by-side table of `infuse compare`.
 
-"Accuracy" is `contains`: the reference (or an alias) appears in the answer.
-F1 and ROUGE-L say how close an answer's wording is to the reference's.
+"Accuracy" is `strict`: every number, date and code of the reference (or an alias) in the answer, and no rival
+value (`metrics.strict_detail`). `contains` (the reference appears in the answer) stays beside it, as do F1 and
+ROUGE-L, which say how close an answer's wording is to the reference's.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 from infuse.operators.evaluate.metrics import bootstrap_ci
 from infuse.operators.evaluate.questions import GROUPS
 
-METRICS = ("contains", "f1", "rouge_l", "judge")
+METRICS = ("strict", "contains", "f1", "rouge_l", "judge")
+FLAGS = ("empty", "echo", "repeat")
 CLOSED_BOOK = ("domain", "paraphrase", "user")
 
 
@@ -36,6 +38,7 @@ def summary(scores: list[dict[str, Any]], models: list[str], n_boot: int = 1000,
                     continue
                 mean, lo, hi = bootstrap_ci([float(v) for v in vals], n_boot, seed)
                 row.update({metric: round(mean, 4), f"{metric}_lo": round(lo, 4), f"{metric}_hi": round(hi, 4)})
+            row["flagged"] = sum(1 for s in items if s.get("flag"))
             tok = sum(s.get("loss_tokens") or 0 for s in items)
             if tok:
                 row["loss"] = round(sum(s.get("loss_sum") or 0.0 for s in items) / tok, 4)
@@ -47,19 +50,47 @@ def _get(rows: list[dict[str, Any]], model: str, group: str) -> dict[str, Any] |
     return next((r for r in rows if r["model"] == model and r["group"] == group), None)
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
+
+
+def _points(a: float | None, b: float | None) -> float | None:
+    return round(100 * (a - b), 2) if a is not None and b is not None else None
+
+
 def headline(rows: list[dict[str, Any]], tuned: list[str]) -> dict[str, Any]:
-    """Each tuned model's closed-book accuracy on the domain groups as a fraction of base+RAG's."""
+    """The run's answer on the strict score, for the last tuned model (dpo, else sft, else cpt): its closed-book
+    accuracy on the domain, paraphrase and user questions together, base's, its own with retrieval (tuned+RAG,
+    the ceiling), closed-book / tuned+RAG, the gain over base in points, and forgetting on the general items
+    (base minus tuned, in points; positive = it forgot). {} when the run has no tuned model."""
+    if not tuned:
+        return {}
+    m, metric = tuned[-1], "strict"
+    mine, base = _pooled(rows, m, metric), _pooled(rows, "base", metric)
+    with_rag = _pooled(rows, f"{m}+rag", metric)
+    gb, gm = _get(rows, "base", "general"), _get(rows, m, "general")
+    return {"metric": metric, "model": m, "closed_book": mine, "base": base, "tuned+rag": with_rag,
+            "base+rag": _pooled(rows, "base+rag", metric), "of_tuned_rag": _ratio(mine, with_rag),
+            "gain_points": _points(mine, base),
+            "forgetting_points": _points(gb.get(metric), gm.get(metric)) if gb and gm else None,
+            "forgetting_f1_points": _points(gb.get("f1"), gm.get("f1")) if gb and gm else None,
+            "forgetting_loss_delta": round(gm["loss"] - gb["loss"], 4) if gb and gm and "loss" in gb and "loss" in gm
+            else None}
+
+
+def closed_book(rows: list[dict[str, Any]], tuned: list[str]) -> dict[str, Any]:
+    """Every tuned model's closed-book score per metric (strict, contains, f1), beside base, base+RAG and its own
+    +RAG row when the run has one, with the fractions of both ceilings."""
     out: dict[str, Any] = {}
-    for metric in ("contains", "f1"):
-        ceiling = _pooled(rows, "base+rag", metric)
-        base = _pooled(rows, "base", metric)
-        for m in tuned:
+    for m in tuned:
+        for metric in ("strict", "contains", "f1"):
             mine = _pooled(rows, m, metric)
             if mine is None:
                 continue
-            out.setdefault(m, {})[metric] = {
-                "tuned": mine, "base": base, "base+rag": ceiling,
-                "of_rag": round(mine / ceiling, 4) if ceiling else None}
+            ceiling, own = _pooled(rows, "base+rag", metric), _pooled(rows, f"{m}+rag", metric)
+            out.setdefault(m, {})[metric] = {"tuned": mine, "base": _pooled(rows, "base", metric), "base+rag": ceiling,
+                                             "tuned+rag": own, "of_rag": _ratio(mine, ceiling),
+                                             "of_tuned_rag": _ratio(mine, own)}
     return out
 
 
@@ -83,15 +114,41 @@ def forgetting(rows: list[dict[str, Any]], tuned: list[str]) -> list[dict[str, A
         if not (base and r):
             continue
         row: dict[str, Any] = {"model": m, "n": r["n"]}
-        for k in ("contains", "f1", "rouge_l", "loss"):
+        for k in ("strict", "contains", "f1", "rouge_l", "loss"):
             if k in r and k in base:
                 row.update({f"{k}_base": base[k], k: r[k], f"{k}_delta": round(r[k] - base[k], 4)})
         out.append(row)
     return out
 
 
+def per_fact(scores: list[dict[str, Any]], items: list[Any], models: list[str]) -> list[dict[str, Any]]:
+    """Which model knows which fact: one row per domain and user item (question, reference, fact ids), one
+    column per model, 1 when its answer is strictly right, 0 when not, None when it was not asked."""
+    got = {(s["model"], s["item_id"]): s.get("strict") for s in scores}
+    rows = []
+    for it in items:
+        if it.group not in ("domain", "user"):
+            continue
+        row: dict[str, Any] = {"item_id": it.item_id, "question": it.question, "reference": it.reference,
+                               "fact_ids": ", ".join(it.fact_ids)}
+        for m in models:
+            v = got.get((m, it.item_id))
+            row[m] = None if v is None else int(v >= 1.0)
+        rows.append(row)
+    return rows
+
+
+def flag_counts(scores: list[dict[str, Any]], models: list[str]) -> dict[str, dict[str, int]]:
+    """Flagged answers per model: how many were empty, only echoed the question, or only repeated themselves."""
+    out = {m: {f: 0 for f in FLAGS} for m in models}
+    for s in scores:
+        if s.get("flag") and s["model"] in out:
+            out[s["model"]][s["flag"]] = out[s["model"]].get(s["flag"], 0) + 1
+    return out
+
+
 def per_document(scores: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
-    """Accuracy (contains) and F1 per source document and model, over the closed-book domain groups."""
+    """Accuracy (strict), contains and F1 per source document and model, over the closed-book domain groups."""
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in scores:
         if s["group"] in CLOSED_BOOK and s.get("doc_id"):
@@ -104,6 +161,7 @@ def per_document(scores: list[dict[str, Any]], models: list[str]) -> list[dict[s
             items = by.get((d, m), [])
             if items:
                 row["n"] = len(items)
+                row[f"{m} strict"] = round(sum(s.get("strict") or 0.0 for s in items) / len(items), 3)
                 row[f"{m} contains"] = round(sum(s["contains"] for s in items) / len(items), 3)
                 row[f"{m} f1"] = round(sum(s["f1"] for s in items) / len(items), 3)
         rows.append(row)
@@ -118,8 +176,10 @@ def _cell(r: dict[str, Any] | None, metric: str) -> str:
     return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.2f}, {r[f'{metric}_hi']:.2f}]"
 
 
-def table_text(rows: list[dict[str, Any]], metric: str = "contains", models: list[str] | None = None) -> str:
+def table_text(rows: list[dict[str, Any]], metric: str = "strict", models: list[str] | None = None) -> str:
     """A plain-text table: models down, groups across, `metric` with its CI (for the terminal)."""
+    if not any(metric in r for r in rows):
+        return f"(no {metric} scores in this table)"
     models = models or list(dict.fromkeys(r["model"] for r in rows))
     groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
     head = [f"{metric:10s}"] + [f"{g} (n={next(r['n'] for r in rows if r['group'] == g)})" for g in groups]
@@ -156,26 +216,67 @@ def _md(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     return out
 
 
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.0%}" if pct else f"{v:.3f}"
+
+
+def _cut(text: str, n: int) -> str:
+    """One markdown table cell: at most n characters, one line, no column bar."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def headline_text(head: dict[str, Any]) -> list[str]:
+    """The headline as sentences: strict closed-book vs base and vs tuned+RAG, and forgetting."""
+    if not head:
+        return ["No tuned model in this run: nothing to compare with base."]
+    m = head["model"]
+    gain = "" if head["gain_points"] is None else f" ({head['gain_points']:+.1f} points)"
+    ratio = _fmt(head["of_tuned_rag"], pct=True)
+    if head["tuned+rag"] is None:
+        ratio += " (no tuned+RAG row)"
+    out = [f"**{m}** closed-book strict accuracy {_fmt(head['closed_book'])} (domain, paraphrase and user "
+           f"questions) vs base {_fmt(head['base'])}{gain}; with retrieval {m}+RAG {_fmt(head['tuned+rag'])}, base+RAG "
+           f"{_fmt(head['base+rag'])}: closed-book is **{ratio} of {m}+RAG**."]
+    if head["forgetting_points"] is not None or head["forgetting_loss_delta"] is not None:
+        pts = "n/a" if head["forgetting_points"] is None else f"{head['forgetting_points']:+.1f} points strict"
+        f1p = "" if head["forgetting_f1_points"] is None else f", {head['forgetting_f1_points']:+.1f} points F1"
+        loss = "" if head["forgetting_loss_delta"] is None else f", loss per token {head['forgetting_loss_delta']:+.3f}"
+        out.append(f"Forgetting on the general items (base minus {m}; positive = forgot): {pts}{f1p}{loss}.")
+    return out
+
+
 def markdown(rows: list[dict[str, Any]], head: dict[str, Any], forget: list[dict[str, Any]],
-             docs: list[dict[str, Any]], notes: list[str], rubric: str | None) -> str:
-    md = ["## Evaluation", ""]
-    for m, h in head.items():
-        c, f = h.get("contains", {}), h.get("f1", {})
-        if c.get("of_rag") is not None:
-            frac = f"{c['of_rag']:.0%}"
-        else:
-            frac = "n/a (no base+RAG row)" if c.get("base+rag") is None else "n/a (base+RAG answered none)"
-        md.append(f"**{m}** closed-book accuracy {c.get('tuned')} vs base {c.get('base')} and base+RAG "
-                  f"{c.get('base+rag')}: **{frac} of the RAG ceiling** (F1 {f.get('tuned')} vs base+RAG "
-                  f"{f.get('base+rag')}).")
-    md += ["", "Accuracy (`contains`: the reference or an alias appears in the answer), mean [95% bootstrap CI]:",
-           "", "```", table_text(rows, "contains"), "```", "", "Token F1 (characters for Chinese, words for English):",
-           "", "```", table_text(rows, "f1"), "```", "", "ROUGE-L F1:", "", "```", table_text(rows, "rouge_l"), "```"]
+             docs: list[dict[str, Any]], notes: list[str], rubric: str | None,
+             facts: list[dict[str, Any]] | None = None, flags: dict[str, dict[str, int]] | None = None,
+             models: list[str] | None = None, max_fact_rows: int = 20) -> str:
+    md = ["## Evaluation", ""] + headline_text(head)
+    md += ["", "Accuracy (`strict`: every number, date and code of the reference in the answer and no rival value; a "
+           "flagged answer scores 0), mean [95% bootstrap CI]:", "", "```", table_text(rows, "strict"), "```", "",
+           "`contains` (the reference or an alias appears in the answer):", "", "```", table_text(rows, "contains"),
+           "```", "", "Token F1 (characters for Chinese, words for English):", "", "```", table_text(rows, "f1"),
+           "```", "", "ROUGE-L F1:", "", "```", table_text(rows, "rouge_l"), "```"]
     if any("judge" in r for r in rows):
         md += ["", "LLM judge (1-5):", "", "```", table_text(rows, "judge"), "```"]
+    if flags and any(sum(v.values()) for v in flags.values()):
+        md += ["", "### Flagged answers (strict 0)", ""]
+        md += _md([{"model": m, **v} for m, v in flags.items()], ["model", *FLAGS])
+    if facts:
+        models = models or [k for k in facts[0] if k not in ("item_id", "question", "reference", "fact_ids")]
+        known = {m: sum(1 for r in facts if r.get(m) == 1) for m in models}
+        md += ["", "### Per fact (strictly right: 1)", "",
+               "Known: " + ", ".join(f"{m} {known[m]}/{sum(1 for r in facts if r.get(m) is not None)}"
+                                     for m in models) + ".", ""]
+        md += _md([{**r, "question": _cut(r["question"], 60), "reference": _cut(r["reference"], 40)}
+                   for r in facts[:max_fact_rows]],
+                  ["question", "reference", "fact_ids", *models])
+        if len(facts) > max_fact_rows:
+            md.append(f"\n({len(facts) - max_fact_rows} more rows in the `per-fact` table)")
     if forget:
         md += ["", "### Forgetting (general eval split, tuned vs base)", ""]
-        cols = ["model", "n"] + [c for k in ("contains", "f1", "loss") for c in (f"{k}_base", k, f"{k}_delta")
+        cols = ["model", "n"] + [c for k in ("strict", "contains", "f1", "loss") for c in (f"{k}_base", k, f"{k}_delta")
                                  if any(c in r for r in forget)]
         md += _md(forget, cols)
     if docs:
@@ -188,7 +289,7 @@ def markdown(rows: list[dict[str, Any]], head: dict[str, Any], forget: list[dict
     return "\n".join(md)
 
 
-def bar_png(rows: list[dict[str, Any]], metric: str = "contains") -> bytes:
+def bar_png(rows: list[dict[str, Any]], metric: str = "strict") -> bytes:
     """Grouped bars: question groups across, one bar per model, with CI whiskers."""
     import matplotlib
 

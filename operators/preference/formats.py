@@ -7,7 +7,9 @@
 - JSONL with `prompt` (a string, or a list of {role, content}), `chosen` and
   `rejected` (strings, or one assistant message each).
 
-A row that is neither is a reject with the file and line, never the end of the run.
+A row that is neither, whose prompt turns do not alternate user/assistant
+ending with the user, or whose chosen equals its rejected, is a reject with
+the file and line, never the end of the run.
 """
 from __future__ import annotations
 
@@ -46,7 +48,15 @@ def _messages(turns: Any) -> list[dict[str, str]] | None:
         if role is None or not isinstance(content, str):
             return None
         out.append({"role": role, "content": content})
-    return out if out[-1]["role"] == "user" else None
+    return out if _alternates(out) else None
+
+
+def _alternates(messages: list[dict[str, str]]) -> bool:
+    """An optional first system turn, then user and assistant turns alternating and ending with the user, none
+    empty: the one prompt shape every trainer (and every export) reads the same."""
+    body = messages[1:] if messages[0]["role"] == "system" else messages
+    return bool(body) and len(body) % 2 == 1 and all(
+        m["role"] == ("user", "assistant")[i % 2] and m["content"].strip() for i, m in enumerate(body))
 
 
 def parse_row(row: Any) -> tuple[list[dict[str, str]], str, str] | None:
@@ -65,7 +75,7 @@ def parse_row(row: Any) -> tuple[list[dict[str, str]], str, str] | None:
     if isinstance(row.get("system"), str) and row["system"] and prompt[0]["role"] != "system":
         prompt = [{"role": "system", "content": row["system"]}, *prompt]
     chosen, rejected = _reply(row.get("chosen")), _reply(row.get("rejected"))
-    if not chosen or not rejected or not chosen.strip() or not rejected.strip():
+    if not chosen or not rejected or not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
         return None
     return prompt, chosen, rejected
 
@@ -100,12 +110,14 @@ def read_user_pairs(paths: list[str], limit: int | None = None) -> tuple[list[di
             parsed = parse_row(row)
             if parsed is None:
                 rejects.append(Reject(f"user:{rid}", "malformed_pair", "not a preference pair: needs a prompt "
-                                      "(conversations, instruction or prompt) and non-empty chosen and rejected",
+                                      "(conversations, instruction or prompt) of alternating turns ending with the "
+                                      "user, and non-empty, different chosen and rejected",
                                       {"file": path.name}))
                 continue
             prompt, chosen, rejected = parsed
             pairs.append({"pair_id": f"user:{rid}", "prompt": prompt, "chosen": chosen, "rejected": rejected,
                           "origin": f"user:{path.name}", "rejected_from": "user", "sample_id": "", "chunk_id": "",
-                          "lang": "", "rejected_grounding": None, "similarity": None})
+                          "lang": "", "rejected_grounding": None, "similarity": None, "fact_id": None,
+                          "rejected_strict": None})
             taken += 1
     return pairs, rejects

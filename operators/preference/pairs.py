@@ -2,15 +2,27 @@
 
 The prompt is a training sample's turns before its last assistant turn; the
 chosen reply is that turn (the grounded reference answer). Rejected replies are
-the base or SFT model's own samples for the same prompt: the useful ones are
-fluent but not supported by the source span, so DPO pushes the model from
-answering from memory towards answering from the documents. A sample that is
-itself grounded (the lexical measures of qa_filter), near-identical to the
-chosen reply, empty, or cut off at max_new_tokens is never used as rejected.
+the base or SFT model's own samples for the same prompt.
+
+- A knowledge row (its `meta` has a short gold answer, `short`, with `aliases`)
+  is judged by the strict score of evaluate: a reply that fails it states a
+  wrong detail or none, so it is provably ungrounded and can be the rejected
+  side; a reply that passes is `correct` (the model knows the fact: no pair).
+  A reply cut off at max_new_tokens is still rejected material when it already
+  states a conflicting value, else it is `truncated`. Replies that state a
+  conflicting value are preferred: DPO then pushes down confident wrong answers.
+- Any other row keeps the fluency rule: the useful replies are fluent but not
+  supported by the source span (the lexical measures of qa_filter), so DPO
+  pushes the model from answering from memory towards the documents. A reply
+  that is grounded, near-identical to the chosen one, empty, or cut off is
+  never used.
+
 Prompts whose question is an eval question never become pairs.
 """
 from __future__ import annotations
 
+import json
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +32,7 @@ from pydantic import Field
 
 from infuse.operators.base import Reject, Strict
 from infuse.operators.dataset import MESSAGE
+from infuse.operators.evaluate.metrics import strict_detail
 from infuse.operators.qa_filter.grounding import grounding_score
 from infuse.operators.tokens import tokens
 
@@ -35,6 +48,9 @@ PAIR_SCHEMA = pa.schema([
     ("lang", pa.string()),
     ("rejected_grounding", pa.float64()),  # grounding of the rejected reply in the source (null for user pairs)
     ("similarity", pa.float64()),  # rejected vs chosen (lexical)
+    ("fact_id", pa.string()),  # the knowledge row's fact ("" when it has none, null for user pairs)
+    ("rejected_strict", pa.float64()),  # strict score of the rejected reply against the gold answer (0.0: wrong);
+                                        # null when the prompt has no short gold answer
 ])
 
 SAMPLE_SCHEMA = pa.schema([
@@ -47,7 +63,9 @@ SAMPLE_SCHEMA = pa.schema([
     ("grounding", pa.float64()),
     ("similarity", pa.float64()),
     ("fluency", pa.float64()),
-    ("verdict", pa.string()),  # used | usable | grounded | near_identical | empty | truncated | failed
+    ("strict", pa.float64()),  # against the gold short answer (knowledge prompts only)
+    ("conflicting", pa.bool_()),  # the reply states a value that conflicts with the gold answer
+    ("verdict", pa.string()),  # used | usable | correct | grounded | near_identical | empty | truncated | failed
 ])
 
 
@@ -71,6 +89,9 @@ class Prompt:
     source: str
     chunk_id: str = ""
     lang: str = ""
+    short: str = ""  # the gold short answer of a knowledge row: its replies are judged by the strict score
+    aliases: list[str] = field(default_factory=list)
+    fact_id: str = ""
 
 
 @dataclass
@@ -103,10 +124,43 @@ def user_questions(messages: list[dict[str, str]]) -> list[str]:
     return [m["content"] for m in messages if m["role"] == "user"]
 
 
+def fact_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """A knowledge row's `meta` (fact_id, short, aliases, heldout) as a dict; {} for a row without one. The
+    column is JSON text in the QA tables; a dict is taken as is."""
+    raw = row.get("meta")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _gold(meta: dict[str, Any]) -> tuple[str, list[str]]:
+    short = meta.get("short")
+    short = str(short).strip() if isinstance(short, (str, int, float)) and not isinstance(short, bool) else ""
+    aliases = meta.get("aliases") if isinstance(meta.get("aliases"), list) else []
+    return short, [str(a).strip() for a in aliases if isinstance(a, (str, int, float)) and str(a).strip()]
+
+
+def _prompt_reject(sid: str, question: str, chosen: str, short: str, aliases: list[str], source: str,
+                   chunk_id: str) -> Reject | None:
+    """Why a domain row that has a prompt is still no preference prompt, or None. (A `heldout` phrasing in
+    train is one mix did not draw for eval: it trains like the others.)"""
+    if short and not strict_detail(chosen, short, aliases, question=question)["ok"]:
+        return Reject(sid, "reference_not_strict", "the reference answer itself fails the strict score against "
+                                                   "its gold short answer, so it cannot be the chosen side",
+                      {"short": short, "aliases": aliases})
+    if not short and not source:
+        return Reject(sid, "no_source", "no source text for the sample's chunk", {"chunk_id": chunk_id})
+    return None
+
+
 def prompts_from_rows(rows: list[dict[str, Any]], sources: dict[str, str], eval_rows: list[dict[str, Any]]
                       ) -> tuple[list[Prompt], list[Reject]]:
-    """Domain training samples -> prompts with their chosen reply and source text. General and identity rows
-    are not prompts; a sample whose question is also an eval question is a reject (`eval_prompt`)."""
+    """Domain training samples -> prompts with their chosen reply, source text and (knowledge rows) gold short
+    answer. General and identity rows are not prompts; a sample whose question is also an eval question is a
+    reject (`eval_prompt`)."""
     held_out = {question_key(q) for r in eval_rows for q in user_questions(r.get("messages") or [])}
     prompts, rejects = [], []
     for row in rows:
@@ -122,13 +176,28 @@ def prompts_from_rows(rows: list[dict[str, Any]], sources: dict[str, str], eval_
             rejects.append(Reject(sid, "eval_prompt", "its question is an eval question: held out of preference "
                                                       "data"))
             continue
-        source = sources.get(row.get("chunk_id") or "")
-        if not source:
-            rejects.append(Reject(sid, "no_source", "no source text for the sample's chunk",
-                                  {"chunk_id": row.get("chunk_id")}))
+        meta = fact_meta(row)
+        short, aliases = _gold(meta)
+        chunk_id = row.get("chunk_id") or ""
+        source = sources.get(chunk_id) or ""
+        why = _prompt_reject(sid, prompt[-1]["content"], chosen, short, aliases, source, chunk_id)
+        if why is not None:
+            rejects.append(why)
             continue
-        prompts.append(Prompt(sid, prompt, chosen, source, row.get("chunk_id") or "", row.get("lang") or ""))
+        prompts.append(Prompt(sid, prompt, chosen, source, chunk_id, row.get("lang") or "", short, aliases,
+                              str(meta.get("fact_id") or "")))
     return prompts, rejects
+
+
+def choose_prompts(prompts: list[Prompt], n: int, seed: int) -> list[Prompt]:
+    """At most n prompts, a seeded choice: fact questions with a gold answer first (their pairs are provable),
+    then the others. Kept in sample_id order."""
+    rng = random.Random(seed)
+    facts = [p for p in prompts if p.short]
+    others = [p for p in prompts if not p.short]
+    chosen = rng.sample(facts, min(n, len(facts)))
+    chosen += rng.sample(others, min(n - len(chosen), len(others)))
+    return sorted(chosen, key=lambda p: p.sample_id)
 
 
 def fluency(text: str) -> float:
@@ -140,11 +209,33 @@ def fluency(text: str) -> float:
     return len(set(grams)) / len(grams)
 
 
+def judge_fact(c: Candidate, p: Prompt, text: str) -> str:
+    """A reply to a question with a gold short answer: `correct` when it passes the strict score; otherwise it is
+    provably ungrounded (`usable`), unless it is empty or was cut off before stating a conflicting value."""
+    detail = strict_detail(text, p.short, p.aliases, question=p.prompt[-1]["content"])
+    c.scores["strict"] = 1.0 if detail["ok"] else 0.0
+    c.scores["conflicting"] = 1.0 if detail["conflicting"] else 0.0
+    c.scores["similarity"] = grounding_score(text, p.chosen, "max", 2)
+    c.scores["fluency"] = fluency(text)
+    if p.source:
+        c.scores["grounding"] = grounding_score(text, p.source, "ngram", 2)
+    if detail["ok"]:
+        return "correct"
+    if not tokens(text):
+        return "empty"
+    if c.finish_reason == "length" and not detail["conflicting"]:
+        return "truncated"
+    return "usable"
+
+
 def judge(c: Candidate, p: Prompt, o: PairOptions) -> str:
-    """The candidate's verdict: usable as rejected, or why not."""
+    """The candidate's verdict: usable as rejected, or why not (the strict rule for a fact question with a gold
+    short answer, the fluency rule otherwise)."""
     if c.error or c.text is None:
         return "failed"
     text = c.text.strip()
+    if p.short:
+        return judge_fact(c, p, text)
     if c.finish_reason == "length":
         return "truncated"
     if len(tokens(text)) < o.min_tokens:
@@ -160,20 +251,30 @@ def judge(c: Candidate, p: Prompt, o: PairOptions) -> str:
 
 
 # When no candidate of a prompt is usable, the pair's drop reason is the most telling verdict among them.
-_DROP_ORDER = ("grounded", "near_identical", "truncated", "empty", "failed")
+_DROP_ORDER = ("correct", "grounded", "near_identical", "truncated", "empty", "failed")
 _DROP_MESSAGES = {
+    "correct": "every sampled reply states the gold answer (strict score): the model already knows this fact",
     "grounded": "every sampled reply is grounded in the source: none can be the rejected answer",
     "near_identical": "every usable sampled reply is near-identical to the chosen answer",
-    "truncated": "every sampled reply was cut off at max_new_tokens",
+    "truncated": "every sampled reply was cut off at max_new_tokens (for a fact question: before stating any "
+                 "conflicting value)",
     "empty": "every sampled reply is empty",
     "failed": "sampling failed for this prompt",
 }
 
 
+def _rank(c: Candidate, p: Prompt) -> tuple[float, ...]:
+    """Which usable reply becomes the rejected one: for a fact question a confidently wrong one (it states a
+    conflicting value) first, then the most fluent; otherwise the most fluent, then the least grounded."""
+    if p.short:
+        return (c.scores["conflicting"], round(c.scores["fluency"], 2), -c.k)
+    return (round(c.scores["fluency"], 2), -c.scores["grounding"], -c.k)
+
+
 def build_pairs(prompts: list[Prompt], candidates: list[Candidate], o: PairOptions
                 ) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """One pair per prompt with a usable candidate: the most fluent, then the least grounded. Marks every
-    candidate's verdict (`used` for the one chosen); a prompt without a usable one is a reject."""
+    """One pair per prompt with a usable candidate (see _rank). Marks every candidate's verdict (`used` for the
+    one chosen); a prompt without a usable one is a reject whose reason is the most telling verdict."""
     by_prompt: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_prompt.setdefault(c.sample_id, []).append(c)
@@ -189,18 +290,26 @@ def build_pairs(prompts: list[Prompt], candidates: list[Candidate], o: PairOptio
             rejects.append(Reject(p.sample_id, f"rejected_{why}", _DROP_MESSAGES[why],
                                   {"samples": len(cands), "verdicts": sorted(c.verdict for c in cands)}))
             continue
-        best = max(usable, key=lambda c: (round(c.scores["fluency"], 2), -c.scores["grounding"], -c.k))
+        best = max(usable, key=lambda c: _rank(c, p))
         best.verdict = "used"
-        pairs.append({"pair_id": f"{p.sample_id}:{best.model}:{best.k}", "prompt": p.prompt, "chosen": p.chosen,
-                      "rejected": best.text.strip(), "origin": "generated", "rejected_from": best.model,
-                      "sample_id": p.sample_id, "chunk_id": p.chunk_id, "lang": p.lang,
-                      "rejected_grounding": round(best.scores["grounding"], 4),
-                      "similarity": round(best.scores["similarity"], 4)})
+        pairs.append(_pair(p, best))
     return pairs, rejects
+
+
+def _pair(p: Prompt, c: Candidate) -> dict[str, Any]:
+    grounding = c.scores.get("grounding")
+    return {"pair_id": f"{p.sample_id}:{c.model}:{c.k}", "prompt": p.prompt, "chosen": p.chosen,
+            "rejected": (c.text or "").strip(), "origin": "generated", "rejected_from": c.model,
+            "sample_id": p.sample_id, "chunk_id": p.chunk_id, "lang": p.lang,
+            "rejected_grounding": None if grounding is None else round(grounding, 4),
+            "similarity": round(c.scores["similarity"], 4), "fact_id": p.fact_id,
+            "rejected_strict": c.scores.get("strict")}
 
 
 def sample_rows(candidates: list[Candidate]) -> list[dict[str, Any]]:
     """The raw samples, as kept in the `samples` artifact."""
     return [{"sample_id": c.sample_id, "model": c.model, "k": c.k, "text": c.text, "finish_reason": c.finish_reason,
              "error": c.error, "grounding": c.scores.get("grounding"), "similarity": c.scores.get("similarity"),
-             "fluency": c.scores.get("fluency"), "verdict": c.verdict} for c in candidates]
+             "fluency": c.scores.get("fluency"), "strict": c.scores.get("strict"),
+             "conflicting": None if "conflicting" not in c.scores else bool(c.scores["conflicting"]),
+             "verdict": c.verdict} for c in candidates]
