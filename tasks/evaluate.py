@@ -26,7 +26,7 @@ from infuse.operators.base import Strict, key_dump, runtime
 from infuse.operators.evaluate import answer as ans
 from infuse.operators.evaluate import report as rep
 from infuse.operators.evaluate.leakage import LeakageError, find_leaks, prompts_of
-from infuse.operators.evaluate.metrics import degenerate, score
+from infuse.operators.evaluate.metrics import degenerate, first_pass, score
 from infuse.operators.evaluate.questions import Item, from_eval_rows, paraphrase, read_user_questions
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.models import model_dir
@@ -170,8 +170,9 @@ class Evaluate(Step):
 
     @staticmethod
     def _scored(a: ans.Answerer, it: Item, res: Any, rag_chunks: dict[str, list[str]]) -> dict[str, Any]:
-        """One `scores` row: a flagged answer (empty, echo, repeat) scores strict 0 whatever it contains."""
-        text = res.text if res.ok else ""
+        """One `scores` row: scored on the answer's first pass (before it repeats a sentence); a flagged answer
+        (empty, echo, repeat) scores strict 0 whatever it contains."""
+        text = first_pass(res.text if res.ok else "")
         s = score(text, it.reference, it.aliases, it.question)
         flag = degenerate(text, it.question)
         if flag:

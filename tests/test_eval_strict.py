@@ -98,3 +98,18 @@ def test_degenerate_flags_empty_echo_and_repeat(answer, question, flag):
 ])
 def test_degenerate_leaves_a_normal_answer_unflagged(answer, question):
     assert degenerate(answer, question) is None
+
+
+def test_first_pass_scores_what_the_model_said_before_its_loop():
+    from infuse.operators.evaluate.metrics import first_pass
+
+    looped = "The value of LOTUS_ENOTFOUND is -2. The value of LOTUS_ENOTFOUND is -2. The value"
+    assert first_pass(looped) == "The value of LOTUS_ENOTFOUND is -2."
+    assert strict(first_pass(looped), "-2") == 1.0
+    junk = "LOTUS_ECONFLICT的含义是Transaction conflict。parsedBlock LOTUS_ECONFLICT的含义是Transaction conflict。"
+    assert first_pass(junk) == "LOTUS_ECONFLICT的含义是Transaction conflict。"
+    # a later sentence that adds a rival value is not a repeat: it stays, and strict fails it
+    hedge = "It is 5. It is 5 or 6."
+    assert first_pass(hedge) == hedge and strict(hedge, "5") == 0.0
+    # a wrong value in a loop after the first pass does not count; the first pass decides
+    assert strict(first_pass("X is -5. X is -5. X is -4."), "-5") == 1.0

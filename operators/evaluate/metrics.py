@@ -294,6 +294,24 @@ def _looping(t: list[str]) -> bool:
     return len(set(grams)) / len(grams) <= (0.34 if n == 1 else 0.5)
 
 
+_SENTENCE = regex.compile(r"[^。！？!?\n]+?(?:[。！？!?]+|\.(?=\s|$)|\n|$)")
+
+
+def first_pass(answer: str | None) -> str:
+    """The answer up to where it starts saying the same sentence again ("X is -2. X is -2. X is -2..." -> "X is
+    -2."): what the model stated, before a loop that max_new_tokens cut. Scored instead of the whole text, so a
+    right first statement is not lost to its echo, nor a wrong value in a later loop counted."""
+    text = answer or ""
+    seen: set[str] = set()
+    for m in _SENTENCE.finditer(text):
+        key = f" {' '.join(tokens(m.group(0)))} "
+        if key.strip() and any(key.endswith(k) for k in seen):  # said again, maybe behind some junk tokens
+            return text[: m.start()].rstrip()
+        if len(key.split()) >= 2:
+            seen.add(key)
+    return text
+
+
 def degenerate(answer: str | None, question: str) -> str | None:
     """"empty", "echo" (mostly the question repeated), "repeat" (mostly itself repeated: `| | | |`, a loop) or
     None. WHY: such answers can contain the reference by accident (an echoed question holds its names), so
