@@ -18,6 +18,7 @@ from pydantic import Field
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, build_index, estimate,
                                     format_estimate, plan_items, synthesize)
+from infuse.operators.synth.coverage import tag_facts
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
@@ -98,17 +99,24 @@ class Synthesize(Step):
         with ctx.progress(len(items), "synthesize", "items") as bar:
             res = synthesize(items, skipped, syn, _Shards(ctx), get_backend, chunks, docs, index=index,
                              retry_failed=bool(ctx.runtime.get("retry_failed")), progress=bar.update)
-        qa_ref = ctx.write_table("qa", res.qa)
+        rows = res.qa.to_pylist()
+        coverage = tag_facts(rows)
+        qa_ref = ctx.write_table("qa", pa.Table.from_pylist(rows, schema=res.qa.schema))
         status_ref = ctx.write_table("status", res.status)
         c, llm = res.counts, ctx.options.llm
         md = (f"{len(items)} work items ({len(skipped)} chunks or items skipped, see rejects) in {c['shards']} shards: "
               f"{c['shards_run']} run, {c['shards_resumed']} resumed from earlier runs, {c['items_retried']} failed "
               f"items retried, {c['commits']} commits.\n\n"
               f"LLM: `{llm.backend}` {llm.model or '(packaged Gemma 3 270M)'}; usage {res.usage}")
+        if coverage["facts"]:
+            per = coverage["samples_per_fact"]
+            md += (f"\n\nFacts: {coverage['facts']}, samples per fact min {per['min']}, median {per['median']}, "
+                   f"max {per['max']}; {coverage['other_samples_stating_a_fact']} samples of other strategies state "
+                   f"a fact (tagged `meta.fact_ids`).")
         n_in = len(items) + len(skipped)
         return StepOutput({"qa": qa_ref, "status": status_ref}, res.rejects, StepReport(
             rows_in=n_in, kept=n_in - len(res.rejects), unit_in="work items and skipped chunks",
             unit_out="work items done", markdown=md,
             tables={"by-strategy": [{"strategy": k, **v} for k, v in sorted(res.by_strategy.items())]},
             stats={"items": len(items), "samples": res.qa.num_rows, "by_strategy": res.by_strategy,
-                   "usage": res.usage, **c}))
+                   "usage": res.usage, "facts": coverage, **c}))

@@ -160,3 +160,21 @@ def test_raft_names_its_true_source_among_distractors():
     net = next(r for r in rows if r["chunk_id"] == "net-c0")
     [wrong] = [r for r in rejects if r.id == net["sample_id"]]
     assert wrong.reason == "wrong_citation" and wrong.detail["expected"] == json.loads(net["meta"])["cite"]
+
+
+def test_llm_samples_that_state_a_fact_are_counted_for_it():
+    """facts and atomic_facts side by side through the scripted server: the LLM's fact list states the port and
+    the compaction time, so its samples are tagged with those facts and the coverage counts them."""
+    from infuse.operators.synth.coverage import tag_facts
+
+    rows, _, _, _ = run(["facts", "atomic_facts"], facts={"phrasings": 3})
+    metas = {r["sample_id"]: json.loads(r["meta"] or "{}") for r in rows}
+    port = {m["fact_id"] for m in metas.values() if m.get("short") == "7070"}
+    assert len(port) == 1
+    coverage = tag_facts(rows)
+    net = next(r for r in rows if r["strategy"] == "atomic_facts" and r["doc_id"] == "net")
+    assert port <= set(json.loads(net["meta"])["fact_ids"])
+    cache = next(r for r in rows if r["strategy"] == "atomic_facts" and r["doc_id"] == "cache")
+    assert not port & set(json.loads(cache["meta"]).get("fact_ids", []))  # another document's fact is not its
+    assert coverage["other_samples_stating_a_fact"] >= 2
+    assert coverage["samples_per_fact"]["max"] >= 4  # 3 phrasings + the LLM's fact list
