@@ -76,7 +76,7 @@ def test_plan_estimates_without_calling_an_llm(tmp_path, prefect_server, monkeyp
     lines = {line.split()[0]: line.split()[1:] for line in res.output.splitlines() if line.strip()}
     assert lines["qa"][0] == "3", "3 LLM items, as capped"
     assert int(lines["qa"][1]) >= 3 and int(lines["qa"][2]) > 0, "requests and prompt tokens estimated"
-    assert lines["record_template"][1] == "0", "templates need no request"
+    assert lines["facts"][1] == "0", "templates need no request"
     assert not (tmp_path / "runs" / "artifacts" / "synthesize").exists(), "nothing was synthesized"
 
 

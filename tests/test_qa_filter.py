@@ -95,7 +95,7 @@ def test_template_answers_always_grounded():
               {"chunk_id": "k1", "doc_id": "r1", "path": "r1.json", "format": "json", "chunk_index": 1,
                "text": text[cut - 5:], "heading_path": [], "page": None, "start": cut - 5, "end": len(text),
                "kind": "record"}]
-    cfg = SynthConfig()
+    cfg = SynthConfig(by_format={"json": ["record_template"]})
     rows, _ = run_items(plan(chunks, [doc], cfg), None, cfg, chunks=chunks, docs=[doc])
     assert len(rows) == 3  # two fields and the whole record
     kept, rejects = qa_filter(table(rows), {c["chunk_id"]: c["text"] for c in chunks},

@@ -24,6 +24,9 @@ RETURN = "返回无符号整数形式的大小（以字节为单位）。"
 REMARK = "alignment 和 offset 值必须与传递给分配该块的函数的值相同。_aligned_msize_dbg 是 _aligned_msize 函数的调试版本。"
 
 
+RECORDS = {"json": ["record_template"], "csv": ["record_template"]}  # the one-question-per-field template (not facts)
+
+
 def doc_row(doc_id, fmt, text, title="", sections=(), metadata=None, path=None):
     return {"doc_id": doc_id, "path": path or f"{doc_id}.{fmt}", "format": fmt, "title": title, "text": text,
             "sections": list(sections), "pages": [], "metadata": json.dumps(metadata or {}, ensure_ascii=False)}
@@ -78,7 +81,7 @@ def system_of(req):
 
 def test_record_template_exact_rows_and_spans():
     doc = record_doc()
-    cfg = SynthConfig(record={"question_templates": {"语法": "介绍一下C语言函数{title}的语法。",
+    cfg = SynthConfig(by_format=RECORDS, record={"question_templates": {"语法": "介绍一下C语言函数{title}的语法。",
                                                      "返回值": "介绍一下C语言函数{title}的返回值。",
                                                      "备注": "介绍一下C语言函数{title}的备注。"},
                               "introduce_template": "介绍一下C语言函数{title}。"})
@@ -107,13 +110,14 @@ def test_record_template_exact_rows_and_spans():
 
 def test_record_template_generic_fallback_and_english():
     doc = record_doc()
-    rows, _ = run_items(plan([], [doc], SynthConfig()), None, SynthConfig(), docs=[doc])
+    cfg = SynthConfig(by_format=RECORDS)
+    rows, _ = run_items(plan([], [doc], cfg), None, cfg, docs=[doc])
     assert [r["messages"][0]["content"] for r in rows] == [
         "_aligned_msize_dbg的语法是什么？", "_aligned_msize_dbg的返回值是什么？", "_aligned_msize_dbg的备注是什么？",
         "介绍一下_aligned_msize_dbg。"]
     en = doc_row("rec2", "csv", "name: Widget\ncolor: deep blue\nweight: 12 kg", title="w.csv",
                  metadata={"fields": {"name": "Widget", "color": "deep  blue", "weight": 12}})
-    rows, _ = run_items(plan([], [en], SynthConfig()), None, SynthConfig(), docs=[en])
+    rows, _ = run_items(plan([], [en], cfg), None, cfg, docs=[en])
     assert [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in rows] == [
         ("What is the color of Widget?", "deep blue"),  # whitespace-tolerant match returns the document's text
         ("What is the weight of Widget?", "12"),
@@ -474,7 +478,8 @@ def test_plan_and_estimate_counts():
     en = doc_row("e1", "txt", "An English passage about vector databases. " * 10)
     chunks += chunks_of(en, [(0, 200), (200, len(en["text"]))])
     chunks += [{**chunks[0], "chunk_id": "tiny", "text": "短", "start": 0, "end": 1}]  # under min_chunk_chars
-    cfg = SynthConfig(questions_per_chunk=4, paraphrase={"k": 2}, identity={"enabled": True, "name": "N", "author": "A"})
+    cfg = SynthConfig(questions_per_chunk=4, paraphrase={"k": 2}, identity={"enabled": True, "name": "N", "author": "A"},
+                      by_format={**SynthConfig().by_format, "default": ["qa"], **RECORDS})
     items = plan(chunks, docs + [rec, en], cfg)
     kinds = sorted((i.strategy, i.chunk_id or i.doc_id or i.params["key"]) for i in items)
     assert kinds == [("identity", "identity:en"), ("identity", "identity:zh"), ("qa", "d1-c0"), ("qa", "e1-c0"),
@@ -502,7 +507,8 @@ def test_config_rejects_unknown():
         SynthConfig(by_format={"md": ["nope"]})
     with pytest.raises(ValueError):
         SynthConfig(paraphrse={"k": 2})
-    assert SynthConfig().strategies_for("py") == ["code_tasks"] and SynthConfig().strategies_for("pdf") == ["qa"]
+    assert SynthConfig().strategies_for("py") == ["code_tasks"] and SynthConfig().strategies_for("pdf") == ["facts", "qa"]
+    assert SynthConfig().strategies_for("csv") == ["facts"]  # records: every field in several phrasings
 
 
 # ---------------------------------------------------------------- end to end, real model

@@ -14,6 +14,8 @@ from infuse.operators.parsers.jsonrec import JsonParser
 from infuse.operators.qa_filter import QAFilterConfig, qa_filter
 from infuse.operators.synth import QA_SCHEMA, SynthConfig, plan, run_items
 
+RECORDS = {"json": ["record_template"], "csv": ["record_template"]}  # one question per field (facts: test_synth_facts)
+
 
 def record_docs(parser, data: str, name: str) -> list[dict]:
     return [document_row(f"{name}#{i}", name, name.rsplit(".", 1)[1], p)
@@ -49,7 +51,7 @@ def test_chinese_csv_and_json_fields_give_chinese_questions():
                                                      ensure_ascii=False), "api.json")
     docs = csv_docs + json_docs
     chunks = chunks_for(docs)
-    rows = synth(docs, chunks, SynthConfig())
+    rows = synth(docs, chunks, SynthConfig(by_format=RECORDS))
     assert questions(rows) == ["lotus_open的返回值是什么？", "lotus_open的备注是什么？", "介绍一下lotus_open。",
                                "LOTUS_EBUSY的含义是什么？", "LOTUS_EBUSY的处理建议是什么？", "介绍一下LOTUS_EBUSY。"]
     assert {r["lang"] for r in rows} == {"zh"}
@@ -62,7 +64,7 @@ def test_mixed_columns_ask_each_field_in_its_own_language():
     docs = record_docs(CsvParser(), "name,value,meaning,处理建议\nLOTUS_EBUSY,-16,Database locked by another process,"
                                     "用 lsof 找到持有 LOCK 文件的进程\n", "codes.csv")
     chunks = chunks_for(docs)
-    rows = synth(docs, chunks, SynthConfig())
+    rows = synth(docs, chunks, SynthConfig(by_format=RECORDS))
     qs = questions(rows)
     assert qs[:3] == ["LOTUS_EBUSY的value是什么？", "What is the meaning of LOTUS_EBUSY?", "LOTUS_EBUSY的处理建议是什么？"]
     assert "What is the 处理建议 of LOTUS_EBUSY?" not in qs
