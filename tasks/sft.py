@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field
 
 from infuse.operators.base import runtime
 from infuse.operators.train.config import Job, Method
+from infuse.operators.train.modeling import params_on_disk
 from infuse.tasks import training
 from infuse.tasks.base import StepContext, StepOutput, model, optional
 
@@ -24,8 +27,12 @@ class SftOptions(training.TrainStepOptions):
 
     enabled: bool = runtime(False, description="off by default (training is the costly part): turn it on, with "
                                                "merge, to get a model")
-    method: Method = Field("lora", description="lora | dora | qlora (4-bit base, GPU) | full | hybrid (full, then "
-                                               "LoRA)")
+    method: Method | Literal["auto"] = Field(
+        "auto", description="auto (full for a model of up to auto_full_max_params, else lora) | lora | dora | qlora "
+                            "(4-bit base, GPU) | full | hybrid (full, then LoRA)")
+    auto_full_max_params: float = Field(1.5e9, gt=0, description="method auto: full fine-tuning up to this many "
+                                                                 "parameters (full learned the facts where LoRA did "
+                                                                 "not on Gemma 3 270M, README 'Training')")
     switch_at: float = Field(0.2, gt=0, lt=1, description="hybrid: the fraction of steps trained in full")
 
 
@@ -38,9 +45,19 @@ class Sft(training.TrainingStep):
     outputs = {"model": model("adapter or weights + tokenizer with its chat template + card.json")}
     Options = SftOptions
 
+    @staticmethod
+    def method(o: SftOptions, base: str) -> str:
+        """The method to train with: `auto` is full for a small model (its parameters counted from the safetensors
+        headers), lora for a larger one or when the count is unknown."""
+        if o.method != "auto":
+            return o.method
+        n = params_on_disk(base)
+        return "full" if n is not None and n <= o.auto_full_max_params else "lora"
+
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options
         base, base_info = training.base_model(ctx)
+        method = self.method(o, base)
         if not ctx.has("train") and not ctx.has("qa"):
             raise ValueError("sft needs `train` (from mix) or `qa` (from qa_filter); neither is in this run")
         names = ["train", "eval"] if ctx.has("train") else ["qa"]
@@ -48,14 +65,14 @@ class Sft(training.TrainingStep):
         if "qa" in data:
             data = {"train": data["qa"]}
         job = Job(kind="sft", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],
-                  train=training.train_options(o), method=o.method, lora=o.lora, switch_at=o.switch_at,
+                  train=training.train_options(o), method=method, lora=o.lora, switch_at=o.switch_at,
                   eval_steps=o.eval_steps, early_stopping_patience=o.early_stopping_patience,
                   card={"base": base_info, "data": hashes})
         result = training.train(ctx, job, o.launch, "sft")
         ref = training.publish_model(ctx, Path(job.output_dir) / "final", "model",
-                                     f"sft {o.method}: {result['card']['layout']} + tokenizer + card.json")
+                                     f"sft {method}: {result['card']['layout']} + tokenizer + card.json")
         prep = result["prep"]
         rows_in = sum(prep.get(s, {}).get("samples", 0) for s in ("train", "eval"))
         kept = sum(prep.get(s, {}).get("kept", 0) for s in ("train", "eval"))
-        report = training.training_report(result, f"sft ({o.method})", rows_in, kept)
+        report = training.training_report(result, f"sft ({method})", rows_in, kept)
         return StepOutput({"model": ref}, training.rejects_of(result), report)

@@ -142,7 +142,7 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
               "plugins": [str(REPO / "tests" / "pref_steps.py")], "model": {"path": str(tiny)},
               "steps": {**{s: {"enabled": False} for s in off},
                         "corpus": {"rows": str(tmp_path / "rows.jsonl"), "chunks": str(tmp_path / "chunks.jsonl")},
-                        "sft": {"enabled": True, "max_steps": 8, "save_steps": 100, "batch_size": 1, "max_length": 128,
+                        "sft": {"enabled": True, "method": "lora", "max_steps": 8, "save_steps": 100, "batch_size": 1, "max_length": 128,
                                 "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0,
                                 "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
                         "preference": {"enabled": True, "sample_from": ["base", "sft"], "samples_per_prompt": 2,

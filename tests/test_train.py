@@ -240,3 +240,21 @@ def test_gemma_lora_few_steps_lower_the_loss(tmp_path):
     card = read_card(Path(job.output_dir) / "final")
     assert card["template"]["name"] == "gemma" and card["base"]["model_type"] == "gemma3_text"
     shutil.rmtree(job.output_dir)
+
+
+def test_method_auto_is_full_for_a_small_model_and_lora_for_a_large_one(tmp_path):
+    from infuse.operators.train.modeling import params_on_disk
+    from infuse.tasks.sft import Sft, SftOptions
+    from tiny_models import make_tiny_model
+
+    base = make_tiny_model(tmp_path / "tiny")
+    n = params_on_disk(base)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    assert n == sum(p.numel() for p in model.parameters())  # a tied LM head is stored, and counted, once
+    assert Sft.method(SftOptions(), str(base)) == "full"  # the default is auto
+    assert Sft.method(SftOptions(auto_full_max_params=n - 1), str(base)) == "lora"
+    assert Sft.method(SftOptions(method="dora"), str(base)) == "dora"
+    assert Sft.method(SftOptions(), str(tmp_path)) == "lora"  # no weights to count: the safe choice

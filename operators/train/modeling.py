@@ -14,7 +14,10 @@ fastest one here that keeps packed samples apart:
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -133,6 +136,23 @@ def lora_config(opts: LoraOptions, dora: bool = False) -> Any:
 
     return LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, bias="none",
                       target_modules=opts.target_modules, use_dora=dora, task_type="CAUSAL_LM")
+
+
+def params_on_disk(path: str | Path) -> int | None:
+    """Parameters of a model directory, from its safetensors headers (no weights are read); None when it has
+    no safetensors file. WHY: `method: auto` picks full fine-tuning or LoRA by model size before loading."""
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+        for name, t in header.items():
+            if name != "__metadata__":
+                total += math.prod(t["shape"])
+    return total
 
 
 def freeze_embeddings(model: Any) -> int:
