@@ -174,9 +174,8 @@ def sentence_facts(doc: dict[str, Any], spans: list[tuple[int, int, str]], max_s
 
 
 def _worth(value: str) -> bool:
-    """A value a question can ask for: not a lone small list number ("1", "2.") or a year-less digit."""
-    v = value.strip()
-    return not re.fullmatch(r"[0-9]", v) or False
+    """A value a question can ask for: not a lone digit (a list number, "step 2")."""
+    return not re.fullmatch(r"[0-9]", value.strip())
 
 
 def _bilingual(sent: str) -> bool:
