@@ -10,7 +10,6 @@ tokenizer with its chat template, and card.json.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import Field

@@ -50,9 +50,13 @@ def summary_lines(res: MixResult, max_upsample: float) -> list[str]:
     sp = res.split
     chunks = {s.chunk_id for s in res.train + res.eval if s.source == DOMAIN and s.chunk_id}
     eval_chunks = {s.chunk_id for s in res.eval if s.source == DOMAIN and s.chunk_id}
-    lines.append(f"Split by chunk: {len(eval_chunks)} of {len(chunks)} domain chunks in eval; "
-                 f"{sp.docs_eligible} document(s) large enough to need eval chunks, "
-                 f"{len(sp.promoted)} given one by promotion.")
+    if sp.facts:
+        lines.append(f"Split by fact: {sp.facts_in_eval} of {sp.facts} facts in eval, each by its held-out phrasing "
+                     f"(its other phrasings train); every other domain row trains.")
+    else:
+        lines.append(f"Split by chunk: {len(eval_chunks)} of {len(chunks)} domain chunks in eval; "
+                     f"{sp.docs_eligible} document(s) large enough to need eval chunks, "
+                     f"{len(sp.promoted)} given one by promotion.")
     return lines
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from infuse.operators.tokens import tokens
@@ -42,7 +43,7 @@ class Sample:
     split: str = ""
     meta: str = ""  # synthesis' JSON (facts: fact_id, short, aliases, heldout), kept for evaluate and preference
 
-    @property
+    @cached_property
     def fact(self) -> dict[str, Any]:
         """The synthesis meta of a `facts` row ({} for any other row)."""
         if not self.meta or not self.strategy.startswith("facts"):

@@ -27,28 +27,36 @@ class SplitStats:
     promoted: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, chunk_id) moved to eval
     docs_with_eval: int = 0
     docs_eligible: int = 0  # documents with at least min_doc_chunks chunks
+    facts: int = 0  # a run with facts: the facts, and those with a held-out phrasing in eval
+    facts_in_eval: int = 0
 
 
 def group_hash(seed: int, s: Sample) -> float:
     return unit_hash(seed, "split", s.source, s.group)
 
 
-def split_facts(samples: list[Sample], eval_ratio: float, seed: int) -> bool:
+def split_facts(samples: list[Sample], eval_ratio: float, seed: int, stats: SplitStats) -> bool:
     """Set `split` on the domain rows of a run with facts (in place); False when it has none."""
     domain = [s for s in samples if s.kind == "domain"]
     if not any(s.fact.get("fact_id") for s in domain):
         return False
+    facts, in_eval = set(), set()
     for s in domain:
         f = s.fact
         drawn = bool(f.get("fact_id")) and unit_hash(seed, "split", s.source, f"fact:{f['fact_id']}") < eval_ratio
         s.split = "eval" if drawn and f.get("heldout") else "train"
+        if f.get("fact_id"):
+            facts.add(f["fact_id"])
+        if s.split == "eval":
+            in_eval.add(f["fact_id"])
+    stats.facts, stats.facts_in_eval = len(facts), len(in_eval)
     return True
 
 
 def assign_splits(samples: list[Sample], eval_ratio: float, seed: int, min_doc_chunks: int) -> SplitStats:
     """Set `split` on every sample (in place)."""
     stats = SplitStats()
-    if split_facts(samples, eval_ratio, seed):
+    if split_facts(samples, eval_ratio, seed, stats):
         assign_splits([s for s in samples if s.kind != "domain"], eval_ratio, seed, min_doc_chunks)
         return stats
     hashes: dict[tuple[str, str], float] = {}
