@@ -110,3 +110,14 @@ def test_mix_holds_out_a_phrasing_of_eval_facts_and_trains_the_others():
         assert " ".join(tokens(s.messages[-2]["content"])) not in train_q
         assert train_facts[s.fact["fact_id"]] >= 3  # the fact's other phrasings are trained
     assert all(json.loads(r["meta"]).get("short") for r in [s.to_row() for s in evals])
+    assert res.split.facts_in_eval == len({s.fact["fact_id"] for s in evals}) and res.split.facts >= 36
+
+
+def test_a_field_name_with_no_translation_is_asked_as_written_rather_than_lost():
+    # a Chinese value under an English field name the glossary does not know: asked in Chinese, name as written
+    fields = {"name": "QX-7", "flux rating": "每秒一万二千次"}
+    doc = doc_row("r0", "csv", "\n".join(f"{k}: {v}" for k, v in fields.items()), title="QX-7",
+                  metadata={"fields": fields})
+    rows = [r for r in synth([doc]) if json.loads(r["meta"]).get("short") == "每秒一万二千次"]
+    assert len(rows) == 4 and {r["lang"] for r in rows} == {"zh"}
+    assert all("flux rating" in r["messages"][0]["content"] for r in rows)

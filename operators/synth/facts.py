@@ -188,9 +188,13 @@ def _emit(out: _Out, fact: ff.Fact, fact_id: str, pairs: list[tuple[str, str, st
 
 
 def _field_pairs(fact: ff.Fact, langs: list[str], k: int) -> list[tuple[str, str, str]]:
+    """Every language the field name can be put in; when it can be put in none of them, the first language
+    with the name as the document writes it (a quoted field name, as qa_filter allows), so no fact is lost."""
+    named = [(lang, _attr(fact.attribute, lang)) for lang in langs]
+    if langs and all(attr is None for _, attr in named):
+        named = [(langs[0], fact.attribute.strip())]
     pairs = []
-    for lang in langs:
-        attr = _attr(fact.attribute, lang)
+    for lang, attr in named:
         subj = monolingual(fact.subject, lang) or fact.subject
         if attr is None:
             continue
