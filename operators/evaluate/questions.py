@@ -25,6 +25,7 @@ from typing import Any
 from infuse.operators.base import Reject, stable_hash
 from infuse.operators.lang import detect_lang
 from infuse.operators.llm import ChatRequest, LLMBackend
+from infuse.operators.synth.schema import meta_of
 from infuse.operators.tokens import tokens
 
 GROUPS = ("domain", "paraphrase", "user", "general")
@@ -97,12 +98,8 @@ def from_eval_rows(rows: list[dict[str, Any]], max_domain: int, max_general: int
 
 def fact_meta(meta: Any) -> dict[str, Any] | None:
     """A fact row's short answer, aliases and fact id from its `meta` (JSON text or a dict); None for other rows."""
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta) if meta.strip() else None
-        except json.JSONDecodeError:
-            return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("short"), str) or not meta["short"].strip():
+    meta = meta_of(meta)
+    if not isinstance(meta.get("short"), str) or not meta["short"].strip():
         return None
     aliases = meta.get("aliases") or []
     fid = meta.get("fact_id")

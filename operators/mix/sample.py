@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from infuse.operators.synth.schema import meta_of
 from infuse.operators.tokens import tokens
 
 Message = dict[str, str]
@@ -46,13 +47,7 @@ class Sample:
     @cached_property
     def fact(self) -> dict[str, Any]:
         """The synthesis meta of a `facts` row ({} for any other row)."""
-        if not self.meta or not self.strategy.startswith("facts"):
-            return {}
-        try:
-            m = json.loads(self.meta)
-        except ValueError:
-            return {}
-        return m if isinstance(m, dict) else {}
+        return meta_of(self.meta) if self.strategy.startswith("facts") else {}
 
     @property
     def group(self) -> str:

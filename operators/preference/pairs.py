@@ -21,7 +21,6 @@ Prompts whose question is an eval question never become pairs.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from infuse.operators.base import Reject, Strict
 from infuse.operators.dataset import MESSAGE
 from infuse.operators.evaluate.metrics import strict_detail
 from infuse.operators.qa_filter.grounding import grounding_score
+from infuse.operators.synth.schema import meta_of
 from infuse.operators.tokens import tokens
 
 PAIR_SCHEMA = pa.schema([
@@ -127,13 +127,7 @@ def user_questions(messages: list[dict[str, str]]) -> list[str]:
 def fact_meta(row: dict[str, Any]) -> dict[str, Any]:
     """A knowledge row's `meta` (fact_id, short, aliases, heldout) as a dict; {} for a row without one. The
     column is JSON text in the QA tables; a dict is taken as is."""
-    raw = row.get("meta")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return {}
-    return raw if isinstance(raw, dict) else {}
+    return meta_of(row.get("meta"))
 
 
 def _gold(meta: dict[str, Any]) -> tuple[str, list[str]]:

@@ -1,7 +1,6 @@
 """The QA filter itself; see the package docstring for the reasons."""
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pydantic import Field
 from infuse.operators.base import Reject, Strict
 from infuse.operators.qa_filter.grounding import grounding_score
 from infuse.operators.qa_filter.language import LanguageOptions, check_language
+from infuse.operators.synth.schema import meta_of
 from infuse.operators.tokens import shingles
 
 Sources = dict[str, str] | Callable[[str], str | None]
@@ -82,17 +82,6 @@ def _source_text(row: dict[str, Any], lookup: Callable[[str], str | None]) -> st
     ids = list(row.get("source_chunk_ids") or []) or ([row["chunk_id"]] if row.get("chunk_id") else [])
     texts = [t for t in (lookup(cid) for cid in ids) if t]
     return "\n".join(texts) if texts else None
-
-
-def _meta(row: dict[str, Any]) -> dict[str, Any]:
-    raw = row.get("meta")
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass
@@ -168,7 +157,7 @@ def qa_filter(qa: pa.Table, sources: Sources | None, cfg: QAFilterConfig | None 
         if any(not q.strip() or not a.strip() for q, a in pairs):
             rejects.append(Reject(sid, "empty", "empty question or answer"))
             continue
-        s = _Sample(i, row, sid, system, pairs, _meta(row), len(pairs))
+        s = _Sample(i, row, sid, system, pairs, meta_of(row.get("meta")), len(pairs))
         ok = True
         for k, (_, a) in enumerate(s.pairs):
             n = len(a.strip())

@@ -14,15 +14,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from infuse.operators.synth.schema import meta_of
 from infuse.operators.tokens import tokens
-
-
-def _meta(row: dict[str, Any]) -> dict[str, Any]:
-    try:
-        m = json.loads(row.get("meta") or "{}")
-    except ValueError:
-        return {}
-    return m if isinstance(m, dict) else {}
 
 
 def _states(answer_tokens: str, value: str) -> bool:
@@ -37,7 +30,7 @@ def tag_facts(rows: list[dict[str, Any]]) -> dict[str, Any]:
     facts: dict[str, dict[str, str]] = defaultdict(dict)  # doc_id -> fact_id -> short value
     count: dict[str, int] = defaultdict(int)
     for r in rows:
-        m = _meta(r)
+        m = meta_of(r.get("meta"))
         if (r.get("strategy") or "").startswith("facts") and m.get("fact_id"):
             count[m["fact_id"]] += 1
             if m.get("short"):
@@ -50,7 +43,7 @@ def tag_facts(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                               if x.get("role") == "assistant"))) + " "
         ids = sorted(fid for fid, value in facts[r["doc_id"]].items() if _states(said, value))
         if ids:
-            m = _meta(r)
+            m = meta_of(r.get("meta"))
             m["fact_ids"] = ids
             r["meta"] = json.dumps(m, ensure_ascii=False, sort_keys=True)
             tagged += 1

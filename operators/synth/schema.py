@@ -1,6 +1,7 @@
 """The rows synthesis writes: QA samples, work items and per-item statuses."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +74,17 @@ class WorkItem:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
         return cls(**d)
+
+
+def meta_of(raw: Any) -> dict[str, Any]:
+    """A sample's `meta` (JSON text in the QA and SFT tables, or already a dict) as a dict; {} when it is empty or
+    not a JSON object. The one reader of the column: qa_filter, mix, coverage, preference and evaluate use it."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def item_id_for(strategy: str, key: str, prompt_version: str, params: dict[str, Any] | None = None) -> str:
