@@ -420,6 +420,24 @@ class ArtifactStore:
             refs[name] = ArtifactRef.from_dict({**ref.to_dict(), "path": path})
         return refs
 
+    def list_units(self, step: str, key: str) -> list[str]:
+        """The names of the committed units under a step's key (sorted)."""
+        base = self.key_dir(step, key)
+        if not self.fs.exists(base):
+            return []
+        return sorted(p.rsplit("/", 1)[-1][: -len(".unit.json")] for p in self.fs.glob(f"{base}/*.unit.json"))
+
+    def drop_unit(self, step: str, key: str, unit: str) -> None:
+        """Remove a unit: its commit file first (from then on it is gone), then its tables."""
+        doc = self._read_unit_doc(step, key, unit)
+        if doc is None:
+            return
+        self.fs.rm(self.unit_path(step, key, unit))
+        for ref in doc.get("tables", {}).values():
+            path = self.artifact_path(step, key, ArtifactRef.from_dict(ref).name)
+            if self.fs.exists(path):
+                self.fs.rm(path)
+
     # ---- the step's commit point -------------------------------------------
     def step_record_path(self, step: str, key: str) -> str:
         return self.url("artifacts", step, key, "_step.json")

@@ -13,6 +13,9 @@ same code runs under the flow, in a test or in a notebook.
   `retry_failed` also re-runs its failed ones.
 - The output does not depend on how the work was cut: samples and statuses
   are put in plan order, whatever ran when.
+- With an item memo (see `synth.memo`), an LLM item a run of any step key
+  finished is taken from it instead of asked again: a new document costs
+  only its own requests.
 """
 from __future__ import annotations
 
@@ -26,9 +29,21 @@ import pyarrow as pa
 from infuse.operators.base import ProgressFn, Reject, check_stop
 from infuse.operators.llm.base import LLMBackend
 from infuse.operators.synth.config import LLM_STRATEGIES, SynthConfig
+from infuse.operators.synth.memo import deps_hold, deps_of, keepable, memo_key
 from infuse.operators.synth.plan import plan
 from infuse.operators.synth.run import run_items
 from infuse.operators.synth.schema import ITEM_STATUS_SCHEMA, QA_SCHEMA, WorkItem
+
+
+class ItemMemo(Protocol):
+    def get(self, key: str) -> tuple[Any, dict[str, str]] | None:
+        """(value, deps) kept under key, or None."""
+
+    def unhit(self) -> None:
+        """The last hit was stale."""
+
+    def put(self, entries: list[tuple[str, Any, dict[str, str] | None]]) -> None:
+        """Keep (key, value, deps) entries now."""
 
 
 class ShardStore(Protocol):
@@ -77,6 +92,7 @@ class SynthResult:
     counts: dict[str, int] = field(default_factory=dict)
     by_strategy: dict[str, dict[str, int]] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
+    memo_keys: list[str] = field(default_factory=list)  # this run's LLM items, for the memo to keep
 
 
 class _Shard:
@@ -105,12 +121,54 @@ class _Shard:
         return pa.Table.from_pylist(rows, schema=QA_SCHEMA), pa.Table.from_pylist(status, schema=ITEM_STATUS_SCHEMA)
 
 
+class _Memo:
+    """The synthesis view of an item memo: keys from (item, LLM, source text), deps checked on use."""
+
+    def __init__(self, memo: ItemMemo | None, llm_id: str, chunks: dict[str, Any], docs: dict[str, Any]) -> None:
+        self.memo, self.llm_id, self.chunks, self.docs = memo, llm_id, chunks, docs
+        self.keys: dict[str, str | None] = {}
+
+    def key(self, item: WorkItem) -> str | None:
+        if self.memo is None:
+            return None
+        if item.item_id not in self.keys:
+            self.keys[item.item_id] = memo_key(item, self.llm_id, self.chunks, self.docs)
+        return self.keys[item.item_id]
+
+    def take(self, item: WorkItem, retry_failed: bool) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        key = self.key(item)
+        found = self.memo.get(key) if key else None
+        if found is None:
+            return None
+        (value, deps) = found
+        if not deps_hold(deps, self.chunks) or (retry_failed and value["status"]["status"] == "failed"):
+            self.memo.unhit()
+            return None
+        return value["status"], value["rows"]
+
+    def keep(self, items: list[WorkItem], shard: "_Shard") -> None:
+        entries = []
+        for it in items:
+            key = self.key(it)
+            st_rows = shard.done.get(it.item_id)
+            if key and st_rows and keepable(st_rows[0]):
+                st, rows = st_rows
+                entries.append((key, {"status": st, "rows": rows}, deps_of(it, rows, self.chunks)))
+        if entries:
+            self.memo.put(entries)
+
+
 def synthesize(items: list[WorkItem], skipped: list[Reject], syn: SynthConfig, shards: ShardStore,
                backend: Callable[[], LLMBackend | None], chunks: dict[str, Any], docs: dict[str, Any],
-               index: Any = None, retry_failed: bool = False, progress: ProgressFn | None = None) -> SynthResult:
+               index: Any = None, retry_failed: bool = False, progress: ProgressFn | None = None,
+               memo: ItemMemo | None = None, llm_id: str = "") -> SynthResult:
     """Run every item, resuming what earlier runs committed. `backend()` is called only when an
-    LLM item is about to run (a model load is costly and templates need none)."""
-    counts = {"shards": 0, "shards_resumed": 0, "shards_run": 0, "items_retried": 0, "items_run": 0, "commits": 0}
+    LLM item is about to run (a model load is costly and templates need none). With `memo`, LLM
+    items found there (under `llm_id` and their source text) are not run; `result.memo_keys` are
+    the keys of this run's LLM items, for the caller to keep (`ItemMemo.finish`)."""
+    counts = {"shards": 0, "shards_resumed": 0, "shards_run": 0, "items_retried": 0, "items_run": 0, "commits": 0,
+              "items_from_memo": 0}
+    mem = _Memo(memo, llm_id, chunks, docs)
     qa_parts, status_parts = [], []
     for n, start in enumerate(range(0, len(items), syn.shard_size)):
         name = f"shard-{n:05d}"
@@ -119,13 +177,25 @@ def synthesize(items: list[WorkItem], skipped: list[Reject], syn: SynthConfig, s
         failed = {i for i, (st, _) in shard.done.items() if st["status"] == "failed"}
         todo = [it for it in shard.items if it.item_id not in shard.done or (retry_failed and it.item_id in failed)]
         counts["items_retried"] += sum(1 for it in todo if it.item_id in failed)
+        if memo is not None and todo:
+            kept = {it.item_id: mem.take(it, retry_failed) for it in todo}
+            hits = [it for it in todo if kept[it.item_id] is not None]
+            for it in hits:
+                st, rows = kept[it.item_id]
+                shard.add(rows, [st])
+            counts["items_from_memo"] += len(hits)
+            todo = [it for it in todo if kept[it.item_id] is None]
+            if hits and not todo:
+                shards.save(name, *shard.tables())
+                counts["commits"] += 1
         if progress and len(todo) < len(shard.items):
             progress(len(shard.items) - len(todo))
         if not todo:
             counts["shards_resumed"] += 1
         else:
             counts["shards_run"] += 1
-            _run_todo(todo, shard, name, syn, shards, backend, chunks, docs, index, counts, progress)
+            _run_todo(todo, shard, name, syn, shards, backend, chunks, docs, index, counts, progress,
+                      mem if memo is not None else None)
         qa, status = shard.tables()
         qa_parts.append(qa)
         status_parts.append(status)
@@ -145,12 +215,13 @@ def synthesize(items: list[WorkItem], skipped: list[Reject], syn: SynthConfig, s
         d["failed_calls"] += s["failed_calls"]
     usage = {"prompt_tokens": sum(s["usage_prompt_tokens"] for s in st_rows),
              "completion_tokens": sum(s["usage_completion_tokens"] for s in st_rows)}
-    return SynthResult(qa, status, rejects, counts, by_strategy, usage)
+    memo_keys = [k for k in (mem.key(it) for it in items) if k] if memo is not None else []
+    return SynthResult(qa, status, rejects, counts, by_strategy, usage, memo_keys)
 
 
 def _run_todo(todo: list[WorkItem], shard: _Shard, name: str, syn: SynthConfig, shards: ShardStore,
               backend: Callable[[], LLMBackend | None], chunks: dict[str, Any], docs: dict[str, Any], index: Any,
-              counts: dict[str, int], progress: ProgressFn | None) -> None:
+              counts: dict[str, int], progress: ProgressFn | None, mem: _Memo | None = None) -> None:
     """Run a shard's items in groups, committing the shard after each group."""
     pos, size = 0, syn.commit_every
     while pos < len(todo):
@@ -162,6 +233,8 @@ def _run_todo(todo: list[WorkItem], shard: _Shard, name: str, syn: SynthConfig, 
         check_stop()  # stopped mid-group: its results may be cut short, so they are not committed
         shard.add(rows, [s.to_row() for s in statuses])
         shards.save(name, *shard.tables())
+        if mem is not None:
+            mem.keep(group, shard)
         counts["commits"] += 1
         counts["items_run"] += len(group)
         if progress:
