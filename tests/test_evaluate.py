@@ -281,3 +281,19 @@ def test_paraphrases_keep_their_item_and_reference_and_the_judge_grades_or_leave
         ("Which colour does the Zorblat river have?", FACTS[0][1], "domain:a", "d")]
     assert [(r.id, r.reason) for r in rejects] == [("a", "paraphrase_same"), ("b", "paraphrase_malformed")]
     assert grades == [4, None]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_answers_are_kept_by_model_and_prompt_so_new_questions_cost_only_their_own(tmp_path, tiny):
+    """A second run with one more question (so another step key) generates only that question's answers; the
+    kept answers are the ones the first run gave."""
+    first_rows = eval_rows(FACTS[:2], "known")
+    one = run_eval(tmp_path, tiny, {"rows": first_rows}, {"rag": {"enabled": False}, "loss": False})["evaluate"]
+    assert one["stats"]["answer_memo"] == {"memo_hits": 0, "memo_misses": 2}
+    two = run_eval(tmp_path, tiny, {"rows": first_rows + eval_rows(FACTS[2:3], "more")},
+                   {"rag": {"enabled": False}, "loss": False})["evaluate"]
+    assert two["key"] != one["key"]
+    assert two["stats"]["answer_memo"] == {"memo_hits": 2, "memo_misses": 1}
+    before = {r["item_id"]: r["answer"] for r in pq.read_table(one["outputs"]["scores"]["path"]).to_pylist()}
+    after = {r["item_id"]: r["answer"] for r in pq.read_table(two["outputs"]["scores"]["path"]).to_pylist()}
+    assert len(after) == 3 and all(after[k] == v for k, v in before.items())

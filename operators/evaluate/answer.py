@@ -9,6 +9,7 @@ into a plain directory first, so every backend loads every model the same way.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,22 @@ class Answerer:
     name: str  # base | cpt | sft | dpo | base+rag
     path: str
     rag: bool = False
+    model_id: str = ""  # what the weights and template are (content hashes): the key of kept answers
+
+
+def view_id(model_dir: str | Path) -> str:
+    """The identity of a model directory whose weights are never retrained here (the base model's view): every
+    small file's bytes (config, generation config, tokenizer, template) and each weight file's name and size."""
+    root = Path(model_dir)
+    digest = hashlib.sha256()
+    for p in sorted(root.iterdir()):
+        if not p.is_file():
+            continue
+        if p.stat().st_size < 64 * 2**20:
+            digest.update(p.name.encode() + b"\0" + p.read_bytes())
+        else:
+            digest.update(f"{p.name}:{p.stat().st_size}".encode())
+    return digest.hexdigest()[:24]
 
 
 def base_view(base: str | Path, out: Path, template_from: str | Path | None, chat_template: str | None = None) -> Path:
