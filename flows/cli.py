@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +16,7 @@ os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from infuse.flows import server as prefect_server  # noqa: E402
-from infuse.flows.recipe import RecipeError, load_recipe  # noqa: E402
+from infuse.flows.recipe import RecipeError, load_recipe, step_problem  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="infuse: turn a folder of documents into fine-tuning data, step by cached step.")
@@ -28,6 +31,168 @@ def _use_local_server() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     if "PREFECT_API_URL" not in os.environ and prefect_server.healthy():
         os.environ["PREFECT_API_URL"] = prefect_server.API_URL
+
+
+# `infuse run`'s terminal: infuse's lines and errors. The libraries' warnings and progress bars go to the run's
+# log file only (<storage>/logs/<flow run id>.log), which has every line; the Prefect UI has the steps' lines.
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}  # also the subprocesses'
+
+
+class _TerminalFilter(logging.Filter):
+    """Passes to the terminal the run's own lines (the flow's and steps' log lines, progress, Prefect's states)
+    and every error; not the libraries' warnings and notices (`py.warnings`, pypdf, ...), the warnings and
+    library notices the training subprocess prints (`[RANK 0] ...`, `[transformers] ...`), nor lines marked for
+    the log only (progress lines while a bar shows)."""
+
+    def __init__(self) -> None:
+        import re
+
+        super().__init__()
+        self._warning = re.compile(r"^\S.*:\d+: \w*Warning: ")  # `file.py:12: UserWarning: ...`
+        self._notice = re.compile(r"^\[[^\]]+\] ")  # a library logger's line; the worker's own say `sft: ...`
+        self._in_warning = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "infuse_terminal", True) is False:
+            return False
+        if record.levelno >= logging.ERROR:
+            return True
+        if not record.name.startswith(("prefect", "infuse")):
+            return False
+        if record.pathname.endswith(os.path.join("train", "launch.py")):  # a line of the training subprocess
+            msg = record.getMessage()
+            if self._warning.match(msg):
+                self._in_warning = True
+                return False
+            if self._in_warning and msg[:1].isspace():  # the warning's source line
+                return False
+            self._in_warning = False
+            return not self._notice.match(msg)
+        return True
+
+
+class _RunLog(logging.Handler):
+    """Every log record of the run, libraries' warnings included, into <storage>/logs/<flow run id>.log
+    (held until the first record that names the flow run; an object store gets the file at the end)."""
+
+    def __init__(self, storage: str) -> None:
+        from prefect.logging.formatters import PrefectFormatter
+
+        super().__init__()
+        self.setFormatter(PrefectFormatter(
+            "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s",
+            flow_run_fmt="%(asctime)s | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
+            task_run_fmt="%(asctime)s | %(levelname)-7s | Task run %(task_run_name)r - %(message)s"))
+        self.storage = storage
+        self.held: list[str] = []
+        self.stream = None
+        self.local: Path | None = None
+        self.remote: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if self.stream is None:
+                run_id = getattr(record, "flow_run_id", None)
+                if run_id is None:
+                    if len(self.held) < 10_000:
+                        self.held.append(line)
+                    return
+                self._open(str(run_id))
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _open(self, name: str) -> None:
+        import tempfile
+
+        from infuse.storage import ArtifactStore
+
+        store = ArtifactStore(self.storage)
+        if store.is_local:
+            self.local = Path(store.url("logs", f"{name}.log"))
+        else:
+            self.local = Path(tempfile.mkdtemp(prefix="infuse-log-")) / f"{name}.log"
+            self.remote = store.url("logs", f"{name}.log")
+            self.fs = store.fs
+        self.local.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = open(self.local, "a", encoding="utf-8")
+        self.stream.write("".join(line + "\n" for line in self.held))
+        self.held.clear()
+
+    def finish(self) -> str | None:
+        """Close the file; returns where it is (None: nothing was logged)."""
+        import time
+
+        if self.stream is None and self.held:  # stopped before the flow run started
+            self._open(time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
+        if self.stream is None:
+            return None
+        self.stream.close()
+        if self.remote is None:
+            shown = str(self.local)
+            return os.path.relpath(shown) if shown.startswith(os.getcwd() + os.sep) else shown
+        try:
+            self.fs.put(str(self.local), self.remote)
+        except Exception as e:
+            typer.secho(f"could not copy the log to {self.remote}: {e}", fg=typer.colors.YELLOW, err=True)
+            return str(self.local)
+        return self.remote
+
+
+@contextmanager
+def _quiet_terminal(storage: str):
+    """For `infuse run` only: the terminal shows infuse's lines, the run's log file has every line."""
+    import sys
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    env = {k: os.environ.get(k) for k in QUIET_ENV}
+    os.environ.update(QUIET_ENV)
+    bars = []  # libraries already imported read the variables no more
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.utils as hub
+
+        if not hub.are_progress_bars_disabled():
+            hub.disable_progress_bars()
+            bars.append(hub.enable_progress_bars)
+    if "transformers" in sys.modules:
+        import transformers
+
+        if transformers.utils.logging.is_progress_bar_enabled():
+            transformers.utils.logging.disable_progress_bar()
+            bars.append(transformers.utils.logging.enable_progress_bar)
+    root = logging.getLogger()
+    consoles = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
+    terminal, log = _TerminalFilter(), _RunLog(storage)
+    for h in consoles:
+        h.addFilter(terminal)
+    root.addHandler(log)
+    logging.captureWarnings(True)  # warnings become records of `py.warnings`: the file has them, not the terminal
+    try:
+        yield log
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(log)
+        for h in consoles:
+            h.removeFilter(terminal)
+        for enable in bars:
+            enable()
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        with log.lock:
+            path = log.finish()
+        log.close()
+        if path:
+            typer.secho(f"log: {path}", dim=True, err=True)
+
+
+def _sigterm_is_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: interrupted, exit 130, not killed
 
 
 def _load(recipe: Path):
@@ -48,7 +213,7 @@ def _graph(recipe_path: Path, r, skipped: dict[str, str] | None = None):
 
     try:
         nodes = build_graph(r, skipped)
-        problems = [f"steps.{n.name}: {p}" for n in nodes for p in n.step.check(n.step.config(r))]
+        problems = [step_problem(n.name, n.step.Options, p) for n in nodes for p in n.step.check(n.step.config(r))]
         if problems:
             raise GraphError(problems)
         return nodes
@@ -95,24 +260,38 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="re-run only the items that failed (synthesis)"),
 ) -> None:
     """Run the pipeline of a recipe."""
+    previous = signal.signal(signal.SIGTERM, _sigterm_is_ctrl_c)  # (the flow run puts Prefect's own in its place)
+    try:
+        _run(recipe, from_, only, refresh, retry_failed)
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C: the flow run ends Interrupted (RunInterrupted), or never began
+        typer.secho("\ninterrupted: finished work is committed; run again to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(recipe: Path, from_: str | None, only: str | None, refresh: list[str], retry_failed: bool) -> None:
     r = _load(recipe)
     _check_steps(_graph(recipe, r), from_, only, *refresh)
     _use_local_server()
-    from infuse.flows.pipeline import run_recipe
+    from infuse.flows.pipeline import ClusterLost, RunInterrupted, StepFailed, run_recipe
+
+    with _quiet_terminal(r.storage):
+        try:
+            results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
+                                 retry_failed=retry_failed)
+        except (StepFailed, ClusterLost) as e:
+            typer.secho(f"\ninfuse run failed: {e}\n(fix the cause and run again: finished steps come back Cached)",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        except RunInterrupted:
+            raise KeyboardInterrupt from None
+        _print_results(r, results)
+
+
+def _print_results(r, results: dict) -> None:
     from infuse.storage import ArtifactStore
 
-    from infuse.flows.pipeline import ClusterLost, StepFailed
-
-    try:
-        results = run_recipe(str(recipe), from_step=from_, only=only, refresh=refresh or None,
-                             retry_failed=retry_failed)
-    except (StepFailed, ClusterLost) as e:
-        typer.secho(f"\ninfuse run failed: {e}\n(fix the cause and run again: finished steps come back Cached)",
-                    fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.secho("\ninterrupted: finished work is committed; run again to resume", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
     store = ArtifactStore(r.storage)
 
     def where(path: str) -> str:  # relative to here when the artifact is under here

@@ -10,6 +10,7 @@ still has them committed instead of running those steps.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from infuse.flows.recipe import Recipe, load_recipe
 from infuse.operators.base import STOP, stable_hash
 from infuse.storage import ArtifactStore, RunManifest
 from infuse.tasks.base import Step, StepContext, StepResult
-from infuse.tasks.prefect_task import step_task
+from infuse.tasks.prefect_task import INTERRUPTED, interrupted_state, step_task
 
 
 class StepFailed(RuntimeError):
@@ -36,6 +37,36 @@ class StepFailed(RuntimeError):
 
 class ClusterLost(RuntimeError):
     """The task runner's cluster has no live worker: the run cannot progress."""
+
+
+class RunInterrupted(RuntimeError):
+    """The run was stopped (SIGTERM, Ctrl-C) and ended Interrupted: finished work is committed, a re-run resumes."""
+
+
+def _stop_signal(e: BaseException) -> bool:
+    """A stop of the user's (SIGTERM, Ctrl-C), not one Prefect's runner asked for (a cancel from the UI: that
+    one Prefect's engine handles itself)."""
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(e, KeyboardInterrupt):
+        return True
+    if not isinstance(e, TerminationSignal):
+        return False
+    try:
+        from prefect._internal.control_listener import get_intent
+
+        return get_intent() is None
+    except Exception:
+        return True
+
+
+def _why(e: BaseException) -> str:
+    sig = getattr(e, "signal", None)
+    if sig is not None:
+        return signal.Signals(sig).name
+    if isinstance(e, KeyboardInterrupt):
+        return "SIGINT"
+    return f"{type(e).__name__}: {e}".rstrip(": ")
 
 
 STOP_GRACE_S = float(os.environ.get("INFUSE_STOP_GRACE_S", "20"))  # how long a stop waits for running steps
@@ -108,12 +139,20 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
     retry_failed: steps that keep per-item state (synthesize) re-run only their failed items.
     plan_only: run what the estimating steps need, then return their estimates under "_estimates".
     """
-    recipe = load_recipe(recipe_path)
-    if recipe.runner.kind != "local" and _runner_kind() == "local":
-        # a deployment's worker loads this flow as it is, without the recipe's Dask or Ray task runner:
-        # run the steps on it, in a subflow run
-        return pipeline_for(recipe)(recipe_path, from_step, only, refresh, retry_failed, plan_only)
-    return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed}, plan_only).run()
+    try:
+        recipe = load_recipe(recipe_path)
+        if recipe.runner.kind != "local" and _runner_kind() == "local":
+            # a deployment's worker loads this flow as it is, without the recipe's Dask or Ray task runner:
+            # run the steps on it, in a subflow run
+            state = pipeline_for(recipe)(recipe_path, from_step, only, refresh, retry_failed, plan_only,
+                                         return_state=True)
+            return state if state.is_cancelled() else state.result()
+        return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed},
+                        plan_only).run()
+    except BaseException as e:  # stopped before the steps started (Pipeline.run handles it after)
+        if not _stop_signal(e):
+            raise
+        return interrupted_state(f"interrupted ({_why(e)}) before any step started")
 
 
 class Pipeline:
@@ -149,13 +188,15 @@ class Pipeline:
         self.failed: tuple[str, str] | None = None
 
     # ---- the run ----------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        self.manifest.save()  # at once: the host and pid tell a later run whether this one still lives
-        mark_crashed_runs(self.store, self.manifest.run_id, self.log)
-        self._reuse_upstream()
-        pending = [n for n in self.nodes if n.name in self.run_names]
+    def run(self) -> dict[str, Any] | Any:
+        """The steps' results; or, when the run is stopped (SIGTERM, Ctrl-C), the Interrupted state the flow
+        run ends in (Cancelled, not Failed or Crashed: nothing went wrong, and a re-run resumes)."""
         running: dict[int, Submitted] = {}
         try:
+            self.manifest.save()  # at once: the host and pid tell a later run whether this one still lives
+            mark_crashed_runs(self.store, self.manifest.run_id, self.log)
+            self._reuse_upstream()
+            pending = [n for n in self.nodes if n.name in self.run_names]
             while pending or running:
                 busy = {p.name for p in pending} | {r.node.name for r in running.values()}
                 for node in list(pending) if self.failed is None else []:
@@ -180,7 +221,9 @@ class Pipeline:
                     running[id(again.future)] = again
         except BaseException as e:  # SIGTERM (Prefect raises TerminationSignal), Ctrl-C, or a bug here
             self._stop(running, e)
-            raise
+            if not _stop_signal(e):
+                raise
+            return interrupted_state(f"interrupted ({_why(e)}): finished work is committed; run again to resume")
         if self.failed is not None:
             name, error = self.failed
             self.manifest.save(status="failed", error=f"{name}: {error}")
@@ -216,17 +259,24 @@ class Pipeline:
         """Ask the running steps to stop (they commit what is finished and end between units of work),
         wait a bounded time for them, and save the manifest as it stands."""
         STOP.set()
-        reason = f"{type(why).__name__}: {why}".rstrip(": ")
+        reason = _why(why)
         self.log.warning("stopping (%s): %d running step(s) commit what is finished", reason, len(running))
-        for sub in list(running.values()):
-            try:
-                sub.future.wait(timeout=STOP_GRACE_S)
-            except BaseException:
-                break
-            if sub.future.state.is_final():
-                self._finish(sub, interrupted=True)
-        self.manifest.save(status="interrupted", error=reason)
-        self._publish_summary(f"interrupted: {reason}")
+        again: list[int] = []
+        previous = _on_stop_signals(lambda sig, _frame: again.append(sig))  # a second signal cuts the wait short
+        try:
+            deadline = time.monotonic() + STOP_GRACE_S
+            for sub in list(running.values()):
+                while not again and not sub.future.state.is_final() and time.monotonic() < deadline:
+                    try:
+                        sub.future.wait(timeout=0.5)
+                    except BaseException:
+                        break
+                if sub.future.state.is_final():
+                    self._finish(sub, interrupted=True)
+            self.manifest.save(status="interrupted", error=reason)
+            self._publish_summary(f"interrupted: {reason}")
+        finally:
+            _on_stop_signals(previous)
 
     def _config(self, node: Node) -> dict[str, Any]:
         return node.step.config(self.recipe)
@@ -275,10 +325,13 @@ class Pipeline:
                 cause = _future_error(sub.future)
                 error = (f"the {self.runtime['runner']} worker running it died before the step finished"
                          + (f" ({cause})" if cause else "") + "; see the worker logs above")
-            label = "Interrupted" if STOP.is_set() else "Failed"
+            label = "Interrupted" if STOP.is_set() or state.name == INTERRUPTED else "Failed"
             self.manifest.record(node.name, {"key": key, "state": label, "error": error})
             self.summary.append(f"| {node.name} | **{label}** | | | | {error[:300]} |")
-            self.log.error("%s failed: %s", node.name, error)
+            if label == "Interrupted":
+                self.log.warning("%s interrupted: %s", node.name, state.message or error)
+            else:
+                self.log.error("%s failed: %s", node.name, error)
             self.failed = self.failed or (node.name, error)
             return None
         res = StepResult.from_dict(state.result())
@@ -380,6 +433,19 @@ def mark_crashed_runs(store: ArtifactStore, current: str, log: Any) -> list[str]
     return marked
 
 
+def _on_stop_signals(handler: Any) -> Any:
+    """Set SIGTERM's and SIGINT's handler (a dict of them: each its own); returns the previous ones.
+    A no-op outside the main thread, where Python allows no handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or handler == {}:
+        return {}
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler[sig] if isinstance(handler, dict) else handler)
+    return previous
+
+
 def _future_error(future: Any) -> str:
     wrapped = getattr(future, "wrapped_future", None)
     try:
@@ -435,5 +501,10 @@ def pipeline_for(recipe: Recipe) -> Any:
 
 def run_recipe(recipe_path: str, **kw: Any) -> dict[str, Any]:
     """Entry point for the CLI and tests: run the flow on the recipe's task runner."""
+    from prefect.exceptions import CancelledRun
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return pipeline_for(load_recipe(recipe_path))(recipe_path, **kw)
+    try:
+        return pipeline_for(load_recipe(recipe_path))(recipe_path, **kw)
+    except CancelledRun as e:  # the flow run ended Interrupted (or was cancelled from the UI)
+        raise RunInterrupted(str(e)) from None

@@ -85,6 +85,16 @@ class RecipeError(ValueError):
         super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def step_problem(step: str, options: type[BaseModel], problem: str) -> str:
+    """A step's check() problem under its recipe key: `user_data.0: ...` of preference is
+    `steps.preference.user_data.0: ...`; one that starts with no option of the step stays under the
+    step (`steps.sft: method qlora ... needs a CUDA GPU`)."""
+    head, sep, _ = problem.partition(": ")
+    if sep and " " not in head and head.split(".", 1)[0] in options.model_fields:
+        return f"steps.{step}.{problem}"
+    return f"steps.{step}: {problem}"
+
+
 def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The fields allowed at the parent of `loc`, to suggest them for an unknown key."""
     current: Any = model

@@ -50,9 +50,20 @@ class Cpt(Step):
         return {"general_text": files}
 
     def check(self, cfg: dict[str, Any]) -> list[str]:
-        missing = [p for p in cfg.get("general_text") or [] if not Path(p).is_file()]
-        return training.check_training(cfg, cfg.get("method", "full")) + [
-            f"general_text: {p} does not exist" for p in missing]
+        """The machine (check_training), and every general text file: there, UTF-8, and a .jsonl file's every
+        line an object with a `text` string (what the trainer reads; it would fail on a line that is not JSON)."""
+        from infuse.tasks.checks import jsonl_rows, read_text, row_problems
+
+        problems = training.check_training(cfg, cfg.get("method", "full"))
+        for i, path in enumerate(cfg.get("general_text") or []):
+            option = f"general_text.{i}"
+            text, bad = read_text(option, path)
+            if text is None:
+                problems += bad
+            elif Path(path).suffix == ".jsonl":
+                problems += row_problems(option, path, jsonl_rows(text), lambda where, row: None if isinstance(
+                    row, dict) and isinstance(row.get("text"), str) else "no `text` string")
+        return problems
 
     def run(self, ctx: StepContext) -> StepOutput:
         import pyarrow.parquet as pq

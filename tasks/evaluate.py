@@ -22,7 +22,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Strict, key_dump, runtime
+from infuse.operators.base import Strict, key_dump, runtime, stable_hash
 from infuse.operators.evaluate import answer as ans
 from infuse.operators.evaluate import report as rep
 from infuse.operators.evaluate.leakage import LeakageError, find_leaks, prompts_of
@@ -31,6 +31,8 @@ from infuse.operators.evaluate.questions import Item, from_eval_rows, paraphrase
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.models import model_dir
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
+from infuse.tasks.checks import jsonl_rows, read_text, row_problems, shown
+from infuse.tasks.item_memo import ItemMemo
 
 QUESTIONS_SCHEMA = pa.schema([
     ("item_id", pa.string()), ("group", pa.string()), ("question", pa.string()), ("reference", pa.string()),
@@ -126,10 +128,20 @@ class Evaluate(Step):
         return {"user_questions": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
     def check(self, cfg: dict[str, Any]) -> list[str]:
+        """The user question file: there, UTF-8, every line a JSON object with the fields evaluate reads (the
+        step itself would only reject a bad line, silently lowering the count of user questions)."""
         path = cfg.get("user_questions")
-        if path and not Path(path).is_file():
-            return [f"user_questions: no file {path}"]
-        return []
+        if not path:
+            return []
+        text, problems = read_text("user_questions", path)
+        if text is None:
+            return problems
+        rows = jsonl_rows(text)
+        if not rows:
+            return [f"user_questions: {shown(path)} has no questions"]
+        _, rejects = read_user_questions(path)  # the step's own reader says what a row lacks
+        lacks = {f"line {r.id.rpartition('#')[2]}": r.message.partition(": ")[2] for r in rejects}
+        return row_problems("user_questions", path, rows, lambda where, _: lacks.get(where))
 
     # ---- run --------------------------------------------------------------------------------------------------
     def run(self, ctx: StepContext) -> StepOutput:
@@ -148,25 +160,60 @@ class Evaluate(Step):
         jobs = [(a, [it for it in items if not a.rag or it.item_id in rag_prompts]) for a in answerers]
         total = sum(len(its) for _, its in jobs)
         scores: list[dict[str, Any]] = []
+        memo = ItemMemo(ctx.store, self.name, "answers", fresh=ctx.fresh)
+        keys: list[str] = []
         with ctx.progress(total, "evaluate: answers", "answers") as bar:
             for a, its in jobs:
                 bar.update(0, model=a.name)
-                served = o.served.get(a.name) or o.served.get(a.name.removesuffix("+rag"))
-                if o.llm.backend == "vllm":  # one process per model: the GPU is whole for each, and freed
-                    results = ans.isolated(ans.answer, a, its, o.llm, o.max_new_tokens,
-                                           rag_prompts if a.rag else None, served)
-                    bar.update(len(results))
-                else:
-                    results = ans.answer(a, its, o.llm, o.max_new_tokens, rag_prompts if a.rag else None,
-                                         served=served, on_batch=lambda n: bar.update(n))
+                results = self._answers(o, a, its, rag_prompts if a.rag else None, memo, keys, bar)
                 for it, res in zip(its, results):
                     scores.append(self._scored(a, it, res, rag_chunks))
+        memo.finish(keys)
+        self.answer_memo = memo.stats()
+        notes.append(f"answers: {memo.hits} kept from earlier runs (same model, prompt and settings), "
+                     f"{memo.misses} generated")
         if o.loss:
             self._losses(ctx, o, answerers, items, scores)
         rubric = None
         if o.judge.enabled:
             rubric = self._judge(ctx, o, scores)
         return self._outputs(ctx, o, items, leaked, answerers, scores, rejects, notes, rubric)
+
+    @staticmethod
+    def _answers(o: EvaluateOptions, a: ans.Answerer, its: list[Item], prompts: dict[str, Any] | None,
+                 memo: ItemMemo, keys: list[str], bar: Any) -> list[Any]:
+        """Greedy answers of one model, each kept by (model content, prompt, settings): a kill or a rerun with
+        more questions asks only what was not answered yet. Failed requests are not kept (asked again)."""
+        from infuse.operators.llm import ChatResult
+
+        setting = key_dump(o.llm)
+        served = o.served.get(a.name) or o.served.get(a.name.removesuffix("+rag"))
+        its_keys = [stable_hash(["eval-answer.v1", a.model_id or a.path, served, setting, o.max_new_tokens,
+                                 (prompts or {}).get(it.item_id, it.prompt)])[:32] for it in its]
+        keys += its_keys
+        out: dict[int, Any] = {}
+        for i, (it, k) in enumerate(zip(its, its_keys)):
+            found = memo.get(k)
+            if found is not None:
+                out[i] = ChatResult(it.item_id, text=found[0]["text"], finish_reason=found[0]["finish_reason"])
+        bar.update(len(out))
+        todo = [i for i in range(len(its)) if i not in out]
+        # vllm: one process per model (the GPU is whole for each, and freed), so one call; else in chunks kept
+        # as they finish
+        size = (len(todo) or 1) if o.llm.backend == "vllm" else max(8, 4 * o.llm.batch_size)
+        for start in range(0, len(todo), size):
+            part = todo[start:start + size]
+            chunk = [its[i] for i in part]
+            if o.llm.backend == "vllm":
+                results = ans.isolated(ans.answer, a, chunk, o.llm, o.max_new_tokens, prompts, served)
+                bar.update(len(results))
+            else:
+                results = ans.answer(a, chunk, o.llm, o.max_new_tokens, prompts, served=served,
+                                     on_batch=lambda n: bar.update(n))
+            out.update(zip(part, results))
+            memo.put([(its_keys[i], {"text": r.text, "finish_reason": r.finish_reason}, None)
+                      for i, r in zip(part, results) if r.ok])
+        return [out[i] for i in range(len(its))]
 
     @staticmethod
     def _scored(a: ans.Answerer, it: Item, res: Any, rag_chunks: dict[str, list[str]]) -> dict[str, Any]:
@@ -251,14 +298,17 @@ class Evaluate(Step):
             if path is None:
                 path = ans.loadable(src, work / name, self._root_base(ctx, src, base))
             dirs[name] = Path(path)
-            tuned.append(ans.Answerer(name, str(path)))
+            model_id = f"{ctx.input(f'{name}.model').sha256}:{'merged' if name in merged else 'adapter'}"
+            tuned.append(ans.Answerer(name, str(path), model_id=model_id))
         template_from = dirs.get("sft") or dirs.get("dpo") or dirs.get("cpt")
         view = ans.base_view(base, work / "base", template_from, ctx.cfg["model"].get("chat_template"))
-        out = [ans.Answerer("base", str(view)), *tuned]
+        view_id = ans.view_id(view)
+        out = [ans.Answerer("base", str(view), model_id=view_id), *tuned]
         if o.rag.enabled and ctx.has("chunks"):
-            out.append(ans.Answerer("base+rag", str(view), rag=True))
+            out.append(ans.Answerer("base+rag", str(view), rag=True, model_id=view_id))
             if tuned:
-                out.append(ans.Answerer(f"{tuned[-1].name}+rag", tuned[-1].path, rag=True))
+                last = tuned[-1]
+                out.append(ans.Answerer(f"{last.name}+rag", last.path, rag=True, model_id=last.model_id))
         return out
 
     @staticmethod
@@ -365,4 +415,5 @@ class Evaluate(Step):
             images={"accuracy": rep.bar_png(rows, "strict"), "contains": rep.bar_png(rows, "contains"),
                     "f1": rep.bar_png(rows, "f1")},
             stats={"table": rows, "headline": head, "closed_book": closed, "forgetting": forget, "models": models,
-                   "groups": groups, "flags": flags, "answers": len(scores), "failed_answers": failed}))
+                   "groups": groups, "flags": flags, "answers": len(scores), "failed_answers": failed,
+                   "answer_memo": getattr(self, "answer_memo", {})}))

@@ -8,6 +8,7 @@ from infuse.operators.dataset import SFT_SCHEMA
 from infuse.operators.mix import IdentityValues, MixConfig, file_sha256, mix, source_path, write_exports
 from infuse.operators.mix.report import composition_png, markdown, source_table
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, report, table
+from infuse.tasks.checks import file_problem, jsonl_rows, read_text, row_problems, shown
 
 
 class MixOptions(StepOptions, MixConfig):
@@ -46,6 +47,14 @@ class Mix(Step):
         opts = self.options(cfg)
         return {"general": {s.source_name: file_sha256(source_path(s)) for s in opts.general}}
 
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        """Every general file the recipe names: there, readable, and each row (line) one that mix can read."""
+        problems: list[str] = []
+        for i, src in enumerate(self.options(cfg).general):
+            if src.path is not None:
+                problems += _general_file_problems(f"general.{i}.path", src)
+        return problems
+
     def run(self, ctx: StepContext) -> StepOutput:
         opts: MixOptions = ctx.options  # type: ignore[assignment]
         config = MixConfig.model_validate(opts.model_dump(include=set(MixConfig.model_fields)))
@@ -66,3 +75,47 @@ class Mix(Step):
             stats={"train_rows": len(res.train), "eval_rows": len(res.eval),
                    "domain_share": round(res.domain_share, 4), "general_wanted": res.general_wanted,
                    "exports": files, "sources": {r["source"]: r for r in rows}}))
+
+
+def _general_file_problems(option: str, src: Any) -> list[str]:
+    """What stops mix reading a general file, read as mix reads it (operators.mix.load.read_rows): a .json
+    document or JSON Lines, or Parquet; every row must be alpaca, sharegpt or messages (`format`, `columns`)."""
+    import json
+
+    from infuse.operators.base import OperatorError
+    from infuse.operators.mix.formats import to_messages
+    from infuse.operators.mix.load import read_rows
+    from infuse.operators.mix.sample import RowError
+
+    path = Path(src.path)
+    problem = file_problem(option, path, (".json", ".jsonl", ".ndjson", ".parquet"))
+    if problem:
+        return [problem]
+
+    def shape(where: str, row: Any) -> str | None:
+        try:
+            to_messages(row, src.format, src.columns)
+        except RowError as e:
+            return f"{e.reason}: {e.message}"
+        return None
+
+    rows: list[tuple[str, Any]] | None = None
+    if path.suffix.lower() != ".parquet":
+        text, problems = read_text(option, path, lenient=True)
+        if text is None:
+            return problems
+        if path.suffix.lower() == ".json":
+            try:
+                json.loads(text)
+            except json.JSONDecodeError:  # JSON Lines under .json, as mix reads it
+                rows = jsonl_rows(text, split_lines=False)
+        else:
+            rows = jsonl_rows(text, split_lines=False)
+    if rows is None:  # a JSON document or Parquet: rows by index
+        try:
+            rows = [(f"row {i}", r) for i, r in read_rows(path)]
+        except OperatorError as e:
+            return [f"{option}: {shown(path)}: {e.message}"]
+    if not rows:
+        return [f"{option}: {shown(path)} has no rows"]
+    return row_problems(option, path, rows, shape)

@@ -18,8 +18,10 @@ from pydantic import Field
 from infuse.operators.base import Reject, check_stop
 from infuse.operators.document import DOCUMENT_SCHEMA
 from infuse.operators.ingest import check_input, duplicate_file, parse_file, scan
+from infuse.operators.parsers import parser_for
 from infuse.storage import ArtifactStore
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.checks import AllRejected, nothing_kept, shown
 
 CACHE_STEP = "cache-parse"
 
@@ -46,6 +48,30 @@ class Parse(Step):
         check_input(cfg["input_dir"])
         entries, rejects = scan(Path(cfg["input_dir"]), _max_bytes(cfg))
         return {"files": [[e.path_rel, e.sha256] for e in entries], "scan_rejects": [[r.id, r.reason] for r in rejects]}
+
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        """A folder whose every file parse would reject before reading it (empty, no parser, over max_file_mb)
+        is said here, before any work; files that must be read to be judged are said by run()."""
+        folder = Path(cfg["input_dir"])
+        if not folder.is_dir():
+            return []  # the CLI says so, naming the recipe key `input`
+        limit = _max_bytes(cfg)
+        fates: list[tuple[str, str, str]] = []
+        for path in folder.rglob("*"):
+            rel = path.relative_to(folder)
+            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+                continue
+            size = path.stat().st_size
+            if size == 0:
+                fates.append((rel.as_posix(), "empty", f"{shown(path)} is empty (0 bytes)"))
+            elif parser_for(rel.as_posix()) is None:
+                fates.append((rel.as_posix(), "unsupported_extension",
+                              f"{shown(path)}: no parser for '{path.suffix or '(none)'}'"))
+            elif size > limit:
+                fates.append((rel.as_posix(), "too_large", _too_large(shown(path), size, cfg["max_file_mb"])))
+            else:
+                return []  # a file parse will read
+        return [nothing_kept("input files", [(r, t) for _, r, t in sorted(fates)])] if fates else []
 
     def run(self, ctx: StepContext) -> StepOutput:
         check_input(ctx.cfg["input_dir"])
@@ -82,6 +108,8 @@ class Parse(Step):
                 w.write(rows)
             docs = w.commit()
         files_in = len(entries) + len(scan_rejects)
+        if files_in and not kept_files:  # nothing for any later step: fail, saying why, not a run of 0 rows
+            raise AllRejected(nothing_kept("input files", [_fate(ctx.cfg, files[k], rejects) for k in sorted(files)]))
         return StepOutput({"documents": docs}, rejects, StepReport(
             rows_in=files_in, kept=kept_files, unit_in="files", unit_out="files",
             markdown=f"{docs.rows} documents; parsed {parsed} file(s), {reused} from the per-file cache",
@@ -91,6 +119,21 @@ class Parse(Step):
 
 def _max_bytes(cfg: dict[str, Any]) -> int:
     return int(cfg["max_file_mb"] * 1024 * 1024)
+
+
+def _too_large(path: str, size: int, max_file_mb: float) -> str:
+    return f"{path} is {size / 1024 / 1024:.1f} MB, over max_file_mb {max_file_mb:g}"
+
+
+def _fate(cfg: dict[str, Any], file: dict[str, Any], rejects: list[Reject]) -> tuple[str, str]:
+    """(reason, what happened to it) of one rejected input file, for AllRejected."""
+    path, reason = file["path"], file["fate"]
+    where = shown(Path(cfg["input_dir"]) / path)
+    if reason == "too_large":
+        return reason, _too_large(where, file["bytes"] or 0, cfg["max_file_mb"])
+    first = next((r for r in rejects if r.id == path or r.id.startswith(path + "#")), None)
+    message = " ".join((first.message if first else "the parser found no document in it").split())
+    return reason, f"{where}: {message[:200]}"
 
 
 def _parse_one(store: ArtifactStore, code: str, entry: Any) -> tuple[list[dict[str, Any]], list[Reject], bool, str]:

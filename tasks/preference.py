@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from infuse.operators.base import check_stop, runtime
+from infuse.operators.base import check_stop, key_dump, runtime, stable_hash
 from infuse.operators.llm import ChatRequest, LLMConfig, make_backend
 from infuse.operators.preference import (PAIR_SCHEMA, SAMPLE_SCHEMA, Candidate, PairOptions, prompts_from_rows,
                                          read_user_pairs)
@@ -32,6 +32,8 @@ from infuse.operators.preference.export import FORMATS, usage, write_pair_export
 from infuse.operators.preference.pairs import Prompt, build_pairs, choose_prompts, sample_rows
 from infuse.tasks import training
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, report, table
+from infuse.tasks.checks import json_error, jsonl_rows, read_text, row_problems, shown
+from infuse.tasks.item_memo import ItemMemo
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "tokenizer.model")
@@ -82,7 +84,11 @@ class Preference(Step):
         return {"user_data": files}
 
     def check(self, cfg: dict[str, Any]) -> list[str]:
-        return [f"user_data: {p} does not exist" for p in cfg.get("user_data") or [] if not Path(p).is_file()]
+        """Every user pairs file: there, UTF-8, and every line (.jsonl) or list item (.json) a pair."""
+        problems: list[str] = []
+        for i, path in enumerate(cfg.get("user_data") or []):
+            problems += _user_pairs_problems(f"user_data.{i}", path)
+        return problems
 
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options
@@ -95,6 +101,7 @@ class Preference(Step):
         if o.max_prompts is not None and len(prompts) > o.max_prompts:
             prompts = choose_prompts(prompts, o.max_prompts, o.seed)
         candidates = []
+        self.memo_stats: dict[str, dict[str, int]] = {}
         for source in o.sample_from:
             candidates += self._sample(ctx, source, prompts)
         pairs, dropped = build_pairs(prompts, candidates, o)
@@ -110,33 +117,47 @@ class Preference(Step):
         rep.markdown += "\n\n" + f"Exports in `{where}`.\n\n" + usage(["train"] if files else [], o.exports, where,
                                                                           level=3)
         rep.stats["exports"] = files
+        rep.stats["sample_memo"] = self.memo_stats
         return StepOutput({"pairs": out_pairs, "samples": out_samples, "exports": out.ref}, rejects, rep)
 
     def _sample(self, ctx: StepContext, source: str, prompts: list[Prompt]) -> list[Candidate]:
-        """Every prompt's samples from one model, cached in the work dir (a re-run after a kill keeps them)."""
+        """Every prompt's samples from one model. Each reply is kept by (model content, prompt, k, sampling
+        settings) as soon as its batch is done: a re-run after a kill, or with more training rows, samples only
+        what it lacks. Failed requests are not kept (asked again)."""
         o = ctx.options
-        cache = ctx.work_dir() / f"samples-{source}.parquet"
-        if cache.is_file():
-            return [Candidate(r["sample_id"], r["model"], r["k"], r["text"], r["finish_reason"], r["error"])
-                    for r in pq.read_table(cache).to_pylist()]
-        backend = make_backend(self._llm(ctx, source))
+        memo = ItemMemo(ctx.store, self.name, f"samples-{source}", fresh=ctx.fresh)
+        llm = self._llm(ctx, source)
+        sft_sha = ctx.input("sft.model").sha256
+        model_id = sft_sha if source == "sft" else f"base-under:{sft_sha}"
+        setting = [model_id, key_dump(llm.model_copy(update={"model": None})) if llm.backend != "openai"
+                   else key_dump(llm), o.temperature, o.top_p, o.max_new_tokens]
         requests = [ChatRequest(f"{p.sample_id}#{k}", p.prompt, max_tokens=o.max_new_tokens, temperature=o.temperature,
                                 top_p=o.top_p) for p in prompts for k in range(o.samples_per_prompt)]
-        out: list[Candidate] = []
+        keys = [stable_hash(["pref-sample.v1", *setting, r.messages, r.id.rsplit("#", 1)[1]])[:32] for r in requests]
+        got: dict[int, Candidate] = {}
+        for i, (req, key) in enumerate(zip(requests, keys)):
+            found = memo.get(key)
+            if found is not None:
+                sid, k = req.id.rsplit("#", 1)
+                got[i] = Candidate(sid, source, int(k), found[0]["text"], found[0]["finish_reason"], None)
+        todo = [i for i in range(len(requests)) if i not in got]
         step = max(o.llm.batch_size, o.llm.concurrency)  # a batch per call: progress, and a stop between calls
         with ctx.progress(len(requests), f"preference: sampling {source}", "replies") as bar:
-            for i in range(0, len(requests), step):
+            bar.update(len(got))
+            backend = make_backend(llm) if todo else None
+            for b in range(0, len(todo), step):
                 check_stop()
-                for req, res in zip(requests[i:i + step], backend.generate(requests[i:i + step])):
-                    sid, k = req.id.rsplit("#", 1)
-                    out.append(Candidate(sid, source, int(k), res.text, res.finish_reason, res.error))
-                bar.update(len(requests[i:i + step]))
-        del backend  # the model leaves memory before the next one loads
-        tmp = cache.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pylist([{"sample_id": c.sample_id, "model": c.model, "k": c.k, "text": c.text,
-                                              "finish_reason": c.finish_reason, "error": c.error} for c in out]), tmp)
-        tmp.replace(cache)
-        return out
+                part = todo[b:b + step]
+                for i, res in zip(part, backend.generate([requests[i] for i in part])):
+                    sid, k = requests[i].id.rsplit("#", 1)
+                    got[i] = Candidate(sid, source, int(k), res.text, res.finish_reason, res.error)
+                memo.put([(keys[i], {"text": got[i].text, "finish_reason": got[i].finish_reason}, None)
+                          for i in part if got[i].error is None])
+                bar.update(len(part))
+            del backend  # the model leaves memory before the next one loads
+        memo.finish(keys)
+        self.memo_stats[source] = memo.stats()
+        return [got[i] for i in range(len(requests))]
 
     def _llm(self, ctx: StepContext, source: str) -> LLMConfig:
         """The backend config for one model: local backends load the artifact itself."""
@@ -147,6 +168,46 @@ class Preference(Step):
         if source == "sft":
             return llm.model_copy(update={"model": str(sft)})
         return llm.model_copy(update={"model": str(_base_with_template(ctx, sft))})
+
+
+def _user_pairs_problems(option: str, path: str) -> list[str]:
+    """What stops read_user_pairs reading a file, and every row it would drop as malformed_pair."""
+    import json
+
+    from infuse.operators.preference.formats import parse_row
+
+    text, problems = read_text(option, path)
+    if text is None:
+        return problems
+    if Path(path).suffix == ".jsonl":
+        rows = jsonl_rows(text)
+    else:  # LLaMA-Factory's JSON: one list of pairs
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            return [f"{option}: {shown(path)} line {e.lineno}: {json_error(e)}"]
+        if not isinstance(data, list):
+            kind = "object" if isinstance(data, dict) else type(data).__name__
+            return [f"{option}: {shown(path)} holds a JSON {kind}, not a list of pairs (or name a .jsonl file, one "
+                    f"pair a line)"]
+        rows = [(f"pair {i}", r) for i, r in enumerate(data)]
+    if not rows:
+        return [f"{option}: {shown(path)} has no pairs"]
+
+    def lacks(where: str, row: Any) -> str | None:
+        if parse_row(row) is not None:
+            return None
+        if not isinstance(row, dict):
+            return f"a pair is a JSON object; got {type(row).__name__}"
+        missing = [] if {"conversations", "instruction", "prompt"} & set(row) else [
+            "a prompt (`conversations`, `instruction` or `prompt`)"]
+        missing += [f"`{k}`" for k in ("chosen", "rejected") if k not in row]
+        if missing:
+            return "no " + ", no ".join(missing)
+        return ("not a preference pair: the prompt's turns must alternate user and assistant and end with the user, "
+                "and chosen and rejected must be non-empty and different")
+
+    return row_problems(option, path, rows, lacks)
 
 
 def _base_with_template(ctx: StepContext, sft: Path) -> Path:

@@ -1,7 +1,8 @@
 """Progress of long work: a bar in the terminal and a progress artifact in the Prefect UI.
 
 The terminal bar is tqdm on stderr (done / total, rate, ETA) when stderr is a
-terminal; otherwise a log line every `log_every_s`. The UI artifact is
+terminal; a log line every `log_every_s` goes to the task log (the UI, the run's
+log file), and to the terminal only when it has no bar. The UI artifact is
 created once and updated at most every `ui_every_s`, so a fast loop costs
 nothing. Outside a Prefect run only the terminal part is active.
 """
@@ -11,6 +12,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+LOG_ONLY = {"infuse_terminal": False}  # `extra` of a log record that `infuse run` keeps off the terminal
 
 
 def _in_prefect_run() -> bool:
@@ -70,9 +73,9 @@ class Progress:
             if info:
                 self._bar.set_postfix(info, refresh=False)
         now = time.monotonic()
-        if self._bar is None and now - self._last_log >= self.log_every_s:
+        if now - self._last_log >= self.log_every_s:
             self._last_log = now
-            self.log.info(self.line())
+            self.log.info(self.line(), **({"extra": LOG_ONLY} if self._bar is not None else {}))
         if self._artifact is not None and self.total and now - self._last_ui >= self.ui_every_s:
             self._last_ui = now
             self._push()

@@ -2,7 +2,9 @@
 
 The work (plan, cap, shards, resume, retry) is `operators.synth.synthesize`;
 this step keeps the shards as units of its key (a shard's samples and
-statuses commit together), so a killed run resumes where it stopped.
+statuses commit together), so a killed run resumes where it stopped, and
+every finished LLM item in an item memo kept by its content (tasks.item_memo),
+so a run with new documents asks the LLM only about what is new.
 `infuse run --retry-failed` re-runs only the failed items; `--refresh`
 starts over.
 """
@@ -15,11 +17,13 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from infuse.operators.base import key_dump, stable_hash
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, build_index, estimate,
                                     format_estimate, plan_items, synthesize)
 from infuse.operators.synth.coverage import tag_facts
 from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.item_memo import ItemMemo
 
 
 class SynthesizeOptions(StepOptions, SynthConfig):
@@ -65,6 +69,41 @@ class Synthesize(Step):
             out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else f"missing:{path}"
         return {"prompt_overrides": out}
 
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        """Every prompt override: a packaged prompt's name (`name` or `name.lang`), and a UTF-8 file that is
+        read as a prompt (.yaml/.yml: a mapping with system and user; any other file: the user template)."""
+        import yaml
+
+        from infuse.operators.prompts import PROMPT_DIR
+        from infuse.tasks.checks import read_text, shown
+
+        problems: list[str] = []
+        names = sorted({p.name.split(".", 1)[0] for p in PROMPT_DIR.glob("*.v*.*") if p.suffix in (".yaml", ".yml",
+                                                                                                      ".txt")})
+        for key, path in sorted((cfg.get("prompt_overrides") or {}).items()):
+            option = f"prompt_overrides.{key}"
+            if key.split(".", 1)[0] not in names:
+                problems.append(f"{option}: no packaged prompt is called {key.split('.', 1)[0]!r}, so the file "
+                                f"would replace nothing; names: {', '.join(names)}")
+                continue
+            text, bad = read_text(option, path)
+            if text is None:
+                problems += bad
+                continue
+            if Path(path).suffix in (".yaml", ".yml"):
+                try:
+                    data = yaml.safe_load(text)
+                except yaml.YAMLError as e:
+                    mark = getattr(e, "problem_mark", None)
+                    where = f" line {mark.line + 1}" if mark is not None else ""
+                    problems.append(f"{option}: {shown(path)}{where}: not valid YAML "
+                                    f"({getattr(e, 'problem', None) or e})")
+                    continue
+                if data is not None and not isinstance(data, dict):
+                    problems.append(f"{option}: {shown(path)}: a prompt YAML is a mapping with `system` and `user` "
+                                    f"keys; this holds a {type(data).__name__}")
+        return problems
+
     def _plan(self, ctx: StepContext) -> tuple[SynthConfig, Any, Any, list, list]:
         syn = SynthConfig.model_validate(ctx.options.model_dump(include=set(SynthConfig.model_fields)))
         chunks, docs = ctx.read("chunks"), ctx.read("documents")
@@ -96,9 +135,13 @@ class Synthesize(Step):
                 backend.append(make_backend(ctx.options.llm))
             return backend[0]
 
+        memo = ItemMemo(ctx.store, self.name, "items", fresh=ctx.fresh)
+        llm_id = stable_hash(key_dump(ctx.options.llm))[:16]
         with ctx.progress(len(items), "synthesize", "items") as bar:
             res = synthesize(items, skipped, syn, _Shards(ctx), get_backend, chunks, docs, index=index,
-                             retry_failed=bool(ctx.runtime.get("retry_failed")), progress=bar.update)
+                             retry_failed=bool(ctx.runtime.get("retry_failed")), progress=bar.update,
+                             memo=memo, llm_id=llm_id)
+        memo.finish(res.memo_keys)
         rows = res.qa.to_pylist()
         coverage = tag_facts(rows)
         qa_ref = ctx.write_table("qa", pa.Table.from_pylist(rows, schema=res.qa.schema))
@@ -106,7 +149,8 @@ class Synthesize(Step):
         c, llm = res.counts, ctx.options.llm
         md = (f"{len(items)} work items ({len(skipped)} chunks or items skipped, see rejects) in {c['shards']} shards: "
               f"{c['shards_run']} run, {c['shards_resumed']} resumed from earlier runs, {c['items_retried']} failed "
-              f"items retried, {c['commits']} commits.\n\n"
+              f"items retried, {c['commits']} commits; {c['items_run']} items run, {c['items_from_memo']} LLM items "
+              f"from the item memo (earlier runs' answers about unchanged text).\n\n"
               f"LLM: `{llm.backend}` {llm.model or '(packaged Gemma 3 270M)'}; usage {res.usage}")
         if coverage["facts"]:
             per = coverage["samples_per_fact"]

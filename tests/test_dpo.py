@@ -5,11 +5,16 @@ eval question becomes a prompt; user pairs in both formats). One flow runs
 corpus -> sft -> preference -> dpo -> merge for real and checks that DPO raises
 the chosen-over-rejected margin on held-out pairs compared with the SFT model,
 that the trainer's reference log-probs are the SFT model's, and that the merge
-is base + SFT + DPO.
+is base + SFT + DPO. A dpo worker SIGKILLed after its first checkpoint resumes
+from it and ends where an unbroken run ends.
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -99,6 +104,9 @@ WRONG = ["I am not sure, maybe it is dark green.", "I am not sure, maybe it was 
          "I am not sure, maybe it has no moons."]
 HELD_OUT = [(FACTS[3][0], FACTS[3][1], "I am not sure, maybe it eats stones."),
             ("Hello, how can I help you today?", "You are a helpful assistant.", "I am not sure, maybe it is a fox.")]
+# SFT is also taught, more often than the true answer, a fluent answer to the first question that its source does
+# not support (another fact's answer): the SFT model says it, so generated pairs (rejected = that) are sure to exist
+CONFIDENTLY_WRONG = FACTS[2][1]
 
 
 def completion_logp(model, tok, prompt: list[dict], reply: str) -> torch.Tensor:
@@ -128,6 +136,9 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
 
     tiny = make_tiny_model(tmp_path / "tiny")
     rows = fact_rows(2, system=SYSTEM) + [{**fact_rows(1, system=SYSTEM)[3], "sample_id": "eval-3", "split": "eval"}]
+    wrong = {**rows[0], "kind": "general", "chunk_id": None, "doc_id": None,
+             "messages": rows[0]["messages"][:-1] + [{"role": "assistant", "content": CONFIDENTLY_WRONG}]}
+    rows += [{**wrong, "sample_id": f"general-wrong-{k}"} for k in range(4)]  # general rows are no prompts
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     (tmp_path / "chunks.jsonl").write_text("\n".join(json.dumps({"chunk_id": f"chunk-{i}", "doc_id": f"doc-{i}",
                                                                  "text": f"Notes. {a} That is all."})
@@ -142,11 +153,12 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
               "plugins": [str(REPO / "tests" / "pref_steps.py")], "model": {"path": str(tiny)},
               "steps": {**{s: {"enabled": False} for s in off},
                         "corpus": {"rows": str(tmp_path / "rows.jsonl"), "chunks": str(tmp_path / "chunks.jsonl")},
-                        "sft": {"enabled": True, "method": "lora", "max_steps": 8, "save_steps": 100, "batch_size": 1, "max_length": 128,
+                        "sft": {"enabled": True, "method": "lora", "max_steps": 36, "save_steps": 100, "batch_size": 1,
+                                "max_length": 128,
                                 "learning_rate": 1e-2, "lr_scheduler": "constant", "warmup_ratio": 0.0,
                                 "lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
                         "preference": {"enabled": True, "sample_from": ["base", "sft"], "samples_per_prompt": 2,
-                                       "max_new_tokens": 16, "user_data": [str(user)],
+                                       "max_new_tokens": 16, "temperature": 0.2, "user_data": [str(user)],
                                        "llm": {"backend": "transformers", "device": "cpu", "seed": 0}},
                         "dpo": {"enabled": True, "max_steps": 5, "save_steps": 100, "batch_size": 3, "max_length": 128,
                                 "learning_rate": 5e-3, "lr_scheduler": "constant", "warmup_ratio": 0.0, "beta": 0.1,
@@ -160,16 +172,21 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
     # preference: no eval question among the prompts; generated pairs never have a grounded rejected reply
     pairs = pq.read_table(pref["outputs"]["pairs"]["path"]).to_pylist()
     rejects = pq.read_table(pref["rejects"]["path"]).to_pylist()
+    generated = [p for p in pairs if p["origin"] == "generated"]
+    assert {p["sample_id"] for p in generated} == {"fact-0-0", "fact-0-1"}, "the SFT model's wrong answer is rejected"
+    assert all(p["rejected"] == CONFIDENTLY_WRONG and p["rejected_from"] == "sft" for p in generated)
     held = question_key(FACTS[3][0])
-    assert all(question_key(m["content"]) != held for p in pairs if p["origin"] == "generated" for m in p["prompt"])
+    assert all(question_key(m["content"]) != held for p in generated for m in p["prompt"])
     assert sorted(r["id"] for r in rejects if r["reason"] == "eval_prompt") == ["fact-3-0", "fact-3-1"]
-    for p in pairs:
-        if p["origin"] == "generated":
-            assert p["rejected_grounding"] < 0.3 and p["rejected"] != p["chosen"]
+    for p in generated:
+        assert p["rejected_grounding"] < 0.3 and p["rejected"] != p["chosen"]
     samples = pq.read_table(pref["outputs"]["samples"]["path"]).to_pylist()
+    grounded = [s for s in samples if s["verdict"] == "grounded"]
+    assert grounded, "the SFT model answered some questions from the source: those replies are never rejected"
+    assert not {(s["sample_id"], s["text"]) for s in grounded} & {(p["sample_id"], p["rejected"]) for p in generated}
     assert len(samples) == 6 * 2 * 2 and {s["model"] for s in samples} == {"base", "sft"}
     sampled = {s["sample_id"] for s in samples}
-    fates = {p["sample_id"] for p in pairs if p["origin"] == "generated"} | {r["id"] for r in rejects}
+    fates = {p["sample_id"] for p in generated} | {r["id"] for r in rejects}
     assert sampled <= fates, "every sampled prompt became a pair or a reject"
     assert sum(p["origin"].startswith("user:") for p in pairs) == 3
 
@@ -210,3 +227,62 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
     assert (a - s).abs().max() > 1e-3, "the dpo adapter is in the merged weights"
     for question, chosen, rejected in HELD_OUT:
         assert margin(merged, tok, question, chosen, rejected) > margin(sft_model, tok, question, chosen, rejected)
+
+
+# ---- resume after a real SIGKILL ---------------------------------------------------------------------------------
+
+def test_a_sigkilled_dpo_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path):
+    """The dpo worker under `accelerate launch`, started as launch.py starts it (its own process group), is
+    SIGKILLed as soon as its first complete checkpoint is on disk; the re-run resumes from it, trains only the
+    steps after it, and ends with the loss and adapter of a run that was never killed."""
+    from safetensors.torch import load_file
+    from test_dpo_losses import dpo_job, sft_model
+
+    from infuse.operators.train.config import LaunchOptions
+    from infuse.operators.train.launch import WORKER, command, run_job
+    from infuse.operators.train.session import last_checkpoint
+
+    base, sft = sft_model(tmp_path / "models")
+    steps = 12
+    train = dict(steps=steps, batch_size=1, save_steps=2, save_total_limit=2, learning_rate=5e-3)
+    unbroken = run_job(dpo_job(tmp_path / "ref", base, sft, "sigmoid", **train), LaunchOptions(), lambda line: None)
+
+    job = dpo_job(tmp_path / "cut", base, sft, "sigmoid", **train)
+    work = Path(job.output_dir)
+    work.mkdir(parents=True)
+    (work / "job.json").write_text(job.model_dump_json(indent=1), encoding="utf-8")
+    cmd, env = command([WORKER, str(work / "job.json")], LaunchOptions())
+    log = tmp_path / "killed.log"
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while last_checkpoint(work / "checkpoints") is None:  # a checkpoint with its trainer state written
+            assert proc.poll() is None, f"the worker ended before its first checkpoint:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the worker with it
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (work / "result.json").exists() and not (work / "final").exists(), "killed before the end"
+    saved = sorted(int(p.name.split("-")[1]) for p in (work / "checkpoints").glob("checkpoint-*")
+                   if (p / "trainer_state.json").is_file())
+    assert saved and 0 < saved[-1] < steps
+
+    lines: list[str] = []
+    logged: list[int] = []
+    res = run_job(job, LaunchOptions(), lines.append,
+                  on_event=lambda e: logged.append(e["step"]) if e["event"] == "log" else None)
+    assert f"dpo: resuming from checkpoint-{saved[-1]}" in lines
+    assert res["resumed_from"] == saved[-1]
+    assert min(logged) == saved[-1] + 1 and max(logged) == steps, "only the steps after the checkpoint ran"
+    assert res["total_steps"] == steps and max(h["step"] for h in res["history"]) == steps
+    assert res["ref_check"] == unbroken["ref_check"], "the killed run's reference check is kept"
+    last = [h["loss"] for h in res["history"] if "loss" in h][-1]
+    assert last == pytest.approx([h["loss"] for h in unbroken["history"] if "loss" in h][-1], rel=1e-5)
+    a = load_file(tmp_path / "ref" / "work" / "final" / "adapter_model.safetensors")
+    b = load_file(work / "final" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -42,7 +42,7 @@ class Identity:
         out = []
         for m in messages:
             content = m["content"]
-            for key in set(PLACEHOLDER.findall(content)):
+            for key in sorted(set(PLACEHOLDER.findall(content))):  # sorted: the same message every run
                 if not values[key]:
                     raise RowError("unfilled_template", f"the row uses {{{{{key}}}}} but steps.mix.identity.{key} "
                                                         f"(or synthesize.identity.{key}) is not set")

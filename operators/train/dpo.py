@@ -4,7 +4,9 @@ The reference model is the SFT model, and it is loaded once: the SFT result is
 materialised in memory (its adapter merged into the base, or its full weights),
 a fresh adapter is attached on top, and trl takes the reference log-probs with
 that adapter disabled. `precompute_ref_log_probs` scores the data once up
-front instead of on every step. ORPO (trl.experimental) needs no reference. The output is the DPO adapter in `final/`
+front instead of on every step. SimPO and ORPO need no reference: SimPO is trl.experimental's CPOTrainer with
+loss_type simpo and no behaviour-cloning term (cpo_alpha 0): -logsigmoid(beta * (mean token log-prob of chosen -
+that of rejected) - gamma); ORPO is trl.experimental's ORPOTrainer. The output is the DPO adapter in `final/`
 with the SFT model it was trained over in `final/sft/` (hard links), layout
 `adapter+sft`: merge folds base, SFT and DPO into one model.
 
@@ -30,7 +32,8 @@ from infuse.operators.train.modeling import VARLEN, apply_liger, load_model, lor
 from infuse.operators.train.session import Session, atomic_json, last_checkpoint, link_tree
 from infuse.operators.train.trainer import EventCallback, say
 
-LOSSES = {"sigmoid": ["sigmoid"], "ipo": ["ipo"], "hinge": ["hinge"], "simpo": ["sigmoid_norm"]}
+LOSSES = {"sigmoid": ["sigmoid"], "ipo": ["ipo"], "hinge": ["hinge"]}  # trl DPOTrainer loss_type, with a reference
+REFERENCE_FREE = ("simpo", "orpo")  # trl.experimental CPOTrainer (loss_type simpo) and ORPOTrainer
 
 
 def compact_head_on_cpu() -> None:
@@ -107,28 +110,36 @@ def train_dpo(job: Job) -> None:
     if not s.gpu:
         compact_head_on_cpu()
     t, x = job.train, job.extra
+    loss_type, beta = x.get("loss_type", "sigmoid"), float(x.get("beta", 0.1))
     sets, info = s.prepared(lambda: build_pair_sets(s))
     rows_per_step = t.batch_size * t.grad_accum * s.world
     total, passes = D.plan_steps(len(sets["train"]), rows_per_step, t.epochs, t.max_steps)
     train_rows = D.ordered(sets["train"], passes, t.seed)
-    say(f"dpo: {info['train']['kept']} pairs; {total} steps of {rows_per_step} pairs; loss {x.get('loss_type')}, "
-        f"beta {x.get('beta')}")
+    say(f"dpo: {info['train']['kept']} pairs; {total} steps of {rows_per_step} pairs; loss {loss_type}, beta {beta}"
+        + (f", gamma {x.get('simpo_gamma', 0.5)}" if loss_type == "simpo" else ""))
     model = load_policy(s)
     n_params = param_count(model)[0]
     ckpts = s.out / "checkpoints"
     resume = last_checkpoint(ckpts)
     events = EventCallback(total)
     peft = lora_config(job.lora, dora=job.method == "dora")
-    if x.get("loss_type") == "orpo":  # no reference model at all: trl's (experimental) ORPOTrainer
+    if loss_type == "orpo":  # no reference model at all: trl's (experimental) ORPOTrainer
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-        args = ORPOConfig(**s.args(ckpts, total, False), beta=float(x.get("beta", 0.1)), max_length=t.max_length,
+        args = ORPOConfig(**s.args(ckpts, total, False), beta=beta, max_length=t.max_length,
                           disable_dropout=True, dataset_num_proc=None)
         trainer = ORPOTrainer(model=model, args=args, train_dataset=train_rows.remove_columns(["pair_id"]),
                               processing_class=s.tokenizer, peft_config=peft, callbacks=[events])
+    elif loss_type == "simpo":  # SimPO: no reference, mean token log-probs, target margin gamma; no NLL term
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        args = CPOConfig(**s.args(ckpts, total, False), beta=beta, loss_type="simpo", cpo_alpha=0.0,
+                         simpo_gamma=float(x.get("simpo_gamma", 0.5)), max_length=t.max_length,
+                         disable_dropout=True, dataset_num_proc=None)
+        trainer = CPOTrainer(model=model, args=args, train_dataset=train_rows.remove_columns(["pair_id"]),
+                             processing_class=s.tokenizer, peft_config=peft, callbacks=[events])
     else:
-        args = DPOConfig(**s.args(ckpts, total, False), beta=float(x.get("beta", 0.1)),
-                         loss_type=LOSSES[x.get("loss_type", "sigmoid")], max_length=t.max_length,
+        args = DPOConfig(**s.args(ckpts, total, False), beta=beta, loss_type=LOSSES[loss_type], max_length=t.max_length,
                          precompute_ref_log_probs=bool(x.get("precompute_ref_log_probs", False)),
                          dataset_num_proc=None, disable_dropout=True)
         trainer = DPOTrainer(model=model, args=args, train_dataset=train_rows, processing_class=s.tokenizer,
@@ -137,7 +148,7 @@ def train_dpo(job: Job) -> None:
     check_path = s.out / "ref_check.json"
     if check_path.is_file():
         check = json.loads(check_path.read_text(encoding="utf-8"))
-    elif x.get("loss_type") == "orpo":
+    elif loss_type in REFERENCE_FREE:
         check = {}
     else:
         check = ref_check(trainer, trainer.train_dataset, int(x.get("ref_check", 4)))
@@ -146,7 +157,7 @@ def train_dpo(job: Job) -> None:
     if resume:
         say(f"dpo: resuming from {Path(resume).name}")
     trainer.train(resume_from_checkpoint=resume)
-    ranks_tokens = getattr(trainer, "_total_train_tokens", 0)  # ORPOTrainer does not count them
+    ranks_tokens = getattr(trainer, "_total_train_tokens", 0)  # ORPOTrainer and CPOTrainer do not count them
     final = s.final_dir()
     trainer.save_model(str(final))
     if s.is_main:
@@ -160,7 +171,8 @@ def train_dpo(job: Job) -> None:
               "metrics": metrics, "template": s.template.to_card(), "resumed_from": resumed,
               "step_rates": events.tokens_per_s, "ref_check": check,
               "dpo": {"beta": x.get("beta"), "loss_type": x.get("loss_type"),
-                      "precompute_ref_log_probs": bool(x.get("precompute_ref_log_probs"))}}
+                      "precompute_ref_log_probs": bool(x.get("precompute_ref_log_probs")),
+                      **({"simpo_gamma": float(x.get("simpo_gamma", 0.5))} if loss_type == "simpo" else {})}}
     card = s.card(metrics=metrics, steps=total, layout="adapter+sft", dpo=result["dpo"],
                   sft={"card": json.loads((Path(x["sft"]) / "card.json").read_text(encoding="utf-8"))
                        if (Path(x["sft"]) / "card.json").is_file() else None})
