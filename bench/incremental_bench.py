@@ -10,7 +10,14 @@ again after adding 1% more records as one new file. Prints each step's wall
 time in both runs and the ratio; the target is an incremental run of at most
 5% of the full run's step time.
 
+With --llm, synthesize runs too (the qa strategy on every chunk, through the
+openai backend) against a local OpenAI-compatible server that answers each
+request after --llm-latency seconds (tests/faulty_server.py with no faults)
+and counts requests: the target is at most 1% more requests for 1% more
+records, and the +1% run at most 5% of the full run.
+
   .venv/bin/python bench/incremental_bench.py --records 10000
+  .venv/bin/python bench/incremental_bench.py --records 2000 --llm
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "corpus"  # ../shared/data/corpus from the repo root
 STEPS = ("parse", "chunk", "clean", "filter", "dedup")
 INPUTS = {"chunk": {"documents": "parse"}, "clean": {"chunks": "chunk"}, "filter": {"chunks": "clean"},
-          "dedup": {"chunks": "filter"}}
+          "dedup": {"chunks": "filter"}, "synthesize": {"chunks": "dedup", "documents": "parse"}}
 
 
 def source_texts(corpus: Path) -> list[str]:
@@ -62,7 +69,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def run_steps(recipe_path: Path) -> dict[str, dict]:
+def run_steps(recipe_path: Path, steps: tuple[str, ...] = STEPS) -> dict[str, dict]:
     from infuse.flows import steps as _registered  # noqa: F401  (registers the steps)
     from infuse.flows.recipe import load_recipe
     from infuse.storage import ArtifactRef, ArtifactStore
@@ -71,7 +78,7 @@ def run_steps(recipe_path: Path) -> dict[str, dict]:
     recipe = load_recipe(recipe_path)
     store = ArtifactStore(recipe.storage)
     done: dict[str, dict] = {}
-    for name in STEPS:
+    for name in steps:
         step = get_step(name)()
         cfg = step.config(recipe)
         inputs = {art: done[producer]["outputs"][art] for art, producer in INPUTS.get(name, {}).items()}
@@ -90,7 +97,20 @@ def main() -> None:
     ap.add_argument("--per-file", type=int, default=500)
     ap.add_argument("--added", type=float, default=0.01, help="share of records added for the second run")
     ap.add_argument("--work", type=Path, default=Path("/tmp/infuse_incremental_bench"))
+    ap.add_argument("--llm", action="store_true", help="also run synthesize against a local counting server")
+    ap.add_argument("--llm-latency", type=float, default=0.05, help="seconds the server takes per request")
     a = ap.parse_args()
+    steps = STEPS + (("synthesize",) if a.llm else ())
+    server = None
+    if a.llm:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from faulty_server import FaultyServer
+
+        def reply(body: dict) -> str:
+            user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+            return json.dumps({"qa": [{"question": "What does the passage say?", "answer": user[-200:]}]})
+
+        server = FaultyServer(fail_rate=0.0, content_fn=reply, latency_s=a.llm_latency).start()
 
     shutil.rmtree(a.work, ignore_errors=True)
     docs = a.work / "docs"
@@ -100,30 +120,46 @@ def main() -> None:
     for k in range(0, len(base), a.per_file):
         write_jsonl(docs / f"part{k // a.per_file:04d}.jsonl", base[k : k + a.per_file])
     recipe = a.work / "recipe.yaml"
-    recipe.write_text(json.dumps({"name": "bench", "input": str(docs), "storage": str(a.work / "runs")}))
+    spec: dict = {"name": "bench", "input": str(docs), "storage": str(a.work / "runs")}
+    if server is not None:
+        spec["steps"] = {"synthesize": {
+            "llm": {"backend": "openai", "base_url": server.base_url, "model": "bench", "concurrency": 32,
+                    "max_retries": 0},
+            "by_format": {"default": ["qa"], "jsonl": ["qa"]},
+            "paraphrase": {"enabled": False}}}
+    recipe.write_text(json.dumps(spec))
 
-    full = run_steps(recipe)
+    full = run_steps(recipe, steps)
+    req_full = len(server.log) if server else 0
     added = records(sources, max(1, int(a.records * a.added)), seed=2)
     write_jsonl(docs / "added.jsonl", added)
-    inc = run_steps(recipe)
+    inc = run_steps(recipe, steps)
+    req_inc = len(server.log) - req_full if server else 0
+    if server is not None:
+        server.stop()
 
     print(f"corpus: {a.records} records in {len(base) // a.per_file} files -> "
           f"{full['chunk']['outputs']['chunks']['rows']} chunks; added {len(added)} records "
           f"({inc['chunk']['outputs']['chunks']['rows'] - full['chunk']['outputs']['chunks']['rows']} chunks)")
     print(f"{'step':8s} {'full s':>8s} {'+1% s':>8s} {'ratio':>7s}  reuse in the +1% run")
     tot_full = tot_inc = 0.0
-    for s in STEPS:
+    for s in steps:
         f, i = full[s]["bench_s"], inc[s]["bench_s"]
         tot_full, tot_inc = tot_full + f, tot_inc + i
         st = inc[s]["stats"]
         reuse = (f"{st['files_parsed']} file(s) parsed, {st['files_from_cache']} cached" if s == "parse" else
                  f"signed {st['dedup']['signatures_computed']}, loaded {st['dedup']['signatures_loaded']}"
-                 if s == "dedup" else f"computed {st['memo_misses']}, memo {st['memo_hits']}")
+                 if s == "dedup" else f"{st['items_run']} items run, {st['items_from_memo']} from the item memo"
+                 if s == "synthesize" else f"computed {st['memo_misses']}, memo {st['memo_hits']}")
         print(f"{s:8s} {f:8.2f} {i:8.2f} {i / f:7.1%}  {reuse}")
     print(f"{'total':8s} {tot_full:8.2f} {tot_inc:8.2f} {tot_inc / tot_full:7.1%}  (target <= 5%)")
+    if server is not None:
+        print(f"LLM requests: full run {req_full}, +1% run {req_inc} ({req_inc / max(req_full, 1):.2%}; target <= "
+              f"{len(added) / a.records:.0%}); server latency {a.llm_latency} s per request")
     print("RESULT " + json.dumps({"records": a.records, "added": len(added), "full_s": round(tot_full, 2),
                                   "incremental_s": round(tot_inc, 2), "ratio": round(tot_inc / tot_full, 4),
-                                  "steps": {s: [full[s]["bench_s"], inc[s]["bench_s"]] for s in STEPS}}))
+                                  "llm_requests": [req_full, req_inc],
+                                  "steps": {s: [full[s]["bench_s"], inc[s]["bench_s"]] for s in steps}}))
 
 
 if __name__ == "__main__":

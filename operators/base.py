@@ -74,6 +74,39 @@ class OperatorError(Exception):
         return Reject(item_id, self.reason, self.message, dict(self.detail))
 
 
+_IMPORTS: dict[str, tuple[str, bool, tuple[int, int], list[str]]] = {}
+
+
+def _imports_of(name: str) -> tuple[str, bool, list[str]] | None:
+    """(source path, is a package, every module name it imports) of one module, or None when it has no .py
+    source; kept per process while the file is unchanged (steps share most of their closure)."""
+    cached = _IMPORTS.get(name)
+    if cached is not None and _stamp(Path(cached[0])) == cached[2]:
+        return cached[0], cached[1], cached[3]
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    is_pkg = bool(spec.submodule_search_locations)
+    parent = name.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import: resolve against this module's package
+                pkg = name if is_pkg else parent
+                for _ in range(node.level - 1):
+                    pkg = pkg.rpartition(".")[0]
+                base = f"{pkg}.{base}" if base else pkg
+            found += [base] + [f"{base}.{a.name}" for a in node.names]
+    _IMPORTS[name] = (spec.origin, is_pkg, _stamp(Path(spec.origin)), found)
+    return spec.origin, is_pkg, found
+
+
 def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.operators",)) -> list[str]:
     """Every module under `prefixes` that the roots import, directly or through each other.
 
@@ -86,31 +119,14 @@ def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.
         name = stack.pop()
         if name in seen:
             continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        found = _imports_of(name)
+        if found is None:
             continue
         seen.add(name)
         parent = name.rpartition(".")[0]
         if parent:
             stack.append(parent)  # a package's __init__ runs before its modules
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative import: resolve against this module's package
-                    pkg = name if spec.submodule_search_locations else parent
-                    for _ in range(node.level - 1):
-                        pkg = pkg.rpartition(".")[0]
-                    base = f"{pkg}.{base}" if base else pkg
-                found = [base] + [f"{base}.{a.name}" for a in node.names]
-            else:
-                continue
-            stack += [f for f in found if any(f == p or f.startswith(p + ".") for p in prefixes)]
+        stack += [f for f in found[2] if any(f == p or f.startswith(p + ".") for p in prefixes)]
     return sorted(seen)
 
 
@@ -123,6 +139,19 @@ def _stamp(path: Path) -> tuple[int, int]:
     except OSError:
         return (-1, -1)
     return (st.st_mtime_ns, st.st_size)
+
+
+_DIGESTS: dict[Path, tuple[tuple[int, int], bytes]] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of a file's bytes, kept per process while the file is unchanged."""
+    stamp = _stamp(path)
+    cached = _DIGESTS.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, hashlib.sha256(path.read_bytes()).digest())
+        _DIGESTS[path] = cached
+    return cached[1]
 
 
 def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operators",)) -> str:
@@ -141,16 +170,16 @@ def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operat
     digest = hashlib.sha256()
     read: list[Path] = []
     for name in module_closure(tuple(module_names), prefixes):
-        spec = importlib.util.find_spec(name)
-        path = Path(spec.origin)  # type: ignore[union-attr, arg-type]
+        origin, is_pkg, _ = _imports_of(name)  # type: ignore[misc]
+        path = Path(origin)
         digest.update(name.encode())
-        digest.update(path.read_bytes())
+        digest.update(_file_digest(path))
         read.append(path)
-        if spec.submodule_search_locations:  # a package: its data files (prompts) count too
+        if is_pkg:  # a package: its data files (prompts) count too
             read.append(path.parent)
             for data in sorted(p for ext in ("*.yaml", "*.txt", "*.json") for p in path.parent.glob(ext)):
                 digest.update(data.name.encode())
-                digest.update(data.read_bytes())
+                digest.update(_file_digest(data))
                 read.append(data)
     version = digest.hexdigest()[:16]
     _VERSIONS[key] = ([(str(p), _stamp(p)) for p in read], version)

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,17 +81,46 @@ def op_kind(cls: type) -> str:
     return "other"
 
 
+_KINDS: dict[str, str] | None = None
+
+
+def op_kinds() -> dict[str, str]:
+    """{op name: mapper | filter | deduplicator | other} of data-juicer's registry. Importing the registry takes
+    seconds, so the index is kept on disk per data-juicer version: a recipe's op names are checked (by every
+    `infuse` command that loads a recipe) without importing data-juicer."""
+    global _KINDS
+    if _KINDS is not None:
+        return _KINDS
+    import json
+    from importlib.metadata import version
+
+    base = os.environ.get("INFUSE_CACHE")
+    path = (Path(base) if base else Path.home() / ".cache" / "infuse") / f"dj-ops-{version('py-data-juicer')}.json"
+    try:
+        _KINDS = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        _KINDS = {n: op_kind(c) for n, c in sorted(registry().items())}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(_KINDS), encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only home: the index is rebuilt per process
+    return _KINDS
+
+
 def check_op_name(name: str, kind: str, extra: Sequence[str] = ()) -> None:
     """Raise ValueError naming close matches when `name` is neither an infuse op nor a dj op of `kind`."""
     if name in extra:
         return
-    ops = registry()
-    if name in ops:
-        actual = op_kind(ops[name])
+    kinds = op_kinds()
+    if name in kinds:
+        actual = kinds[name]
         if actual != kind:
             raise ValueError(f"{name!r} is a data-juicer {actual}, not a {kind}")
         return
-    candidates = list(extra) + [n for n, c in ops.items() if op_kind(c) == kind]
+    candidates = list(extra) + [n for n, k in kinds.items() if k == kind]
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown {kind} op {name!r}{hint}")

@@ -16,7 +16,6 @@ from pydantic import Field
 
 from infuse.operators.base import runtime
 from infuse.operators.train.config import Job, Method
-from infuse.operators.train.modeling import params_on_disk
 from infuse.tasks import training
 from infuse.tasks.base import StepContext, StepOutput, model, optional
 
@@ -50,6 +49,8 @@ class Sft(training.TrainingStep):
         headers), lora for a larger one or when the count is unknown."""
         if o.method != "auto":
             return o.method
+        from infuse.operators.train.modeling import params_on_disk  # imports torch: only when deciding
+
         n = params_on_disk(base)
         return "full" if n is not None and n <= o.auto_full_max_params else "lora"
 
