@@ -51,7 +51,7 @@ def recipe_for(tmp_path: Path, docs: Path, base_url: str) -> Path:
                                              "max_retries": 0},
                                      "by_format": {"markdown": ["qa"]}, "paraphrase": {"enabled": False},
                                      "shard_size": 4},
-                      "mix": {"enabled": False}}}
+                      **{s: {"enabled": False} for s in ("filter", "dedup", "qa_filter", "mix")}}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
