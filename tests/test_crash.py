@@ -164,3 +164,115 @@ def test_sigkill_mid_model_write_is_never_trusted(tmp_path, examples_copy):
     rerun = infuse(["run", str(recipe)], cwd=tmp_path)
     assert rerun.returncode == 0 and last_states(tmp_path / "runs")["slow_model"] == "Completed", \
         "a deleted model is rebuilt"
+
+
+# ---- SIGKILL mid-training ----------------------------------------------------------------------------------------
+
+TRAIN_STEPS = str(Path(__file__).with_name("train_steps.py"))
+SFT_STEPS, SAVE_EVERY = 24, 4
+
+
+def _sft_recipe(path: Path, root: Path, tiny: Path) -> Path:
+    """The rows plug-in (8 made-up facts) -> sft, LoRA with dropout (so the resume needs the RNG state too) on a
+    tiny model for 24 steps of 1 row (3 passes, each in its own seeded order), a checkpoint every 4 steps, a
+    linear schedule with warmup."""
+    from tiny_models import fact_rows
+
+    rows = root.parent / "rows.jsonl"
+    if not rows.exists():
+        rows.write_text("\n".join(json.dumps(r) for r in fact_rows(2)), encoding="utf-8")
+    (root.parent / "docs").mkdir(exist_ok=True)
+    off = {s: {"enabled": False} for s in ("parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter")}
+    return write_recipe(path, root.parent / "docs", root, plugins=[TRAIN_STEPS], model={"path": str(tiny)},
+                        steps={**off, "rows": {"path": str(rows)},
+                               "sft": {"enabled": True, "method": "lora", "max_steps": SFT_STEPS, "batch_size": 1,
+                                       "max_length": 64, "learning_rate": 1e-2, "lr_scheduler": "linear",
+                                       "warmup_ratio": 0.1, "save_steps": SAVE_EVERY,
+                                       "lora": {"r": 8, "alpha": 16, "dropout": 0.1}}})
+
+
+def _training_processes(root: Path) -> list[int]:
+    """Pids of the accelerate launcher and training worker whose job lies under `root`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "infuse.operators.train.worker" in cmd and str(root) in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _model_files(model_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a model directory. card.json is compared without `created_at` and `metrics`
+    (wall-clock time, tokens/s, peak memory and the tokens this process trained: facts of the run, not of the
+    model), everything else byte for byte."""
+    import hashlib
+
+    out = {}
+    for p in sorted(model_dir.rglob("*")):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.name == "card.json":
+                card = json.loads(data)
+                data = json.dumps({k: v for k, v in card.items() if k not in ("created_at", "metrics")},
+                                  sort_keys=True).encode()
+            out[str(p.relative_to(model_dir))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def test_sigkill_mid_training_resumes_from_the_checkpoint_into_the_same_bytes(tmp_path):
+    """A real `infuse run` is SIGKILLed mid-sft (the CLI's process group; the training runs in its own
+    session and must go down with it); the re-run resumes from the newest checkpoint and ends with the
+    very bytes of a run that was never killed."""
+    from tiny_models import make_tiny_model
+
+    tiny = make_tiny_model(tmp_path / "tiny")
+    ref = _sft_recipe(tmp_path / "ref.yaml", tmp_path / "ref", tiny)
+    done = infuse(["run", str(ref)], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ref_sft = manifests(tmp_path / "ref")[-1]["steps"]["sft"]
+    assert ref_sft["state"] == "Completed" and ref_sft["stats"]["resumed_from"] == 0
+
+    root = tmp_path / "runs"
+    recipe = _sft_recipe(tmp_path / "r.yaml", root, tiny)
+    proc = spawn(["run", str(recipe)], cwd=tmp_path)
+    sft_dir = root / "artifacts" / "sft"
+    wait_for(lambda: any(sft_dir.glob("*/_work/checkpoints/checkpoint-*/trainer_state.json")), 300,
+             "the first complete checkpoint", proc)
+    training = _training_processes(root)
+    assert training, "the training processes run when the checkpoint appears"
+    kill(proc)
+    wait_for(lambda: not _training_processes(root), 60, "the training processes to end with the CLI")
+    (work,) = sft_dir.glob("*/_work")
+    assert not (work / "final").exists() and not (work / "result.json").exists(), "killed before training ended"
+    saved = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoints/checkpoint-*/trainer_state.json"))
+    assert saved and saved[-1] < SFT_STEPS
+    assert not any(sft_dir.glob("*/model")), "no model was published"
+
+    again = infuse(["run", str(recipe)], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    sft = manifests(root)[-1]["steps"]["sft"]
+    assert sft["state"] == "Completed" and sft["key"] == work.parent.name, "the same key, so the same work dir"
+    assert sft["stats"]["resumed_from"] == saved[-1] > 0, "resumed from the newest checkpoint, not from step 0"
+    report = (Path(sft["report"]["path"]) / "report.md").read_text(encoding="utf-8")
+    assert f"(resumed at step {sft['stats']['resumed_from']})" in report, "the step's report says it resumed"
+    ours, theirs = _model_files(Path(sft["outputs"]["model"]["path"])), _model_files(
+        Path(ref_sft["outputs"]["model"]["path"]))
+    assert "adapter_model.safetensors" in ours and "card.json" in ours
+    assert ours == theirs, "the resumed model is byte-identical to the unkilled run's"
+
+
+def test_a_checkpoint_killed_while_writing_its_trainer_state_is_not_resumed_from(tmp_path):
+    """The Trainer writes trainer_state.json last and not atomically: a kill mid-write leaves a checkpoint
+    whose state does not parse, and the resume takes the newest one before it."""
+    from infuse.operators.train.session import last_checkpoint
+
+    for step, state in ((4, '{"global_step": 4}'), (8, '{"global_step": 8, "log_hist'), (12, None)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"global_step": 12}')
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-12")

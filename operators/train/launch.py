@@ -99,6 +99,9 @@ def command(module_args: list[str], opts: LaunchOptions) -> tuple[list[str], dic
         cmd += ["--multi_gpu"]  # torchrun; on CPU the worker asks for gloo (use_cpu)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_DISABLE_RICH": "1", **opts.env}
+    # a fixed string hash: peft writes the target modules it resolved (all-linear: a set) into adapter_config.json
+    # in set order, which otherwise changes from process to process, and so would the model's bytes
+    env.setdefault("PYTHONHASHSEED", "0")
     if not gpus:
         threads = opts.cpu_threads or max((os.cpu_count() or 1) // max(n // opts.num_machines, 1), 1)
         env.setdefault("OMP_NUM_THREADS", str(threads))

@@ -32,11 +32,19 @@ def atomic_json(path: Path, obj: Any) -> None:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint-N under folder (one with its trainer state written)."""
+    """The newest complete checkpoint-N under folder (one with its trainer state written: the Trainer writes
+    trainer_state.json last, and not atomically, so a kill mid-write leaves one that does not parse)."""
     if not folder.is_dir():
         return None
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-            and p.name.split("-")[-1].isdigit()]
+
+    def complete(p: Path) -> bool:
+        try:
+            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+            return True
+        except (OSError, ValueError):
+            return False
+
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete(p)]
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
