@@ -45,7 +45,8 @@ def seed_model(ctx: StepContext, opts: SelectConfig, seed_rows: list[dict[str, A
         return str(merged)
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "seed.parquet"
-    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "messages": r["messages"]} for r in seed_rows]), data)
+    pq.write_table(pa.Table.from_pylist([{"sample_id": r.get("sample_id") or f"seed{i}", "messages": r["messages"]}
+                                         for i, r in enumerate(seed_rows)]), data)
     job = Job(kind="sft", base=base, output_dir=str(folder / "train"), data={"train": str(data), "eval": None},
               model=ctx.cfg.get("model") or {}, train=nec.train, method="lora", lora=nec.lora,
               card={"base": {"source": "model"}, "data": {"seed_rows": len(seed_rows)}})

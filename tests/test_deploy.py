@@ -155,21 +155,36 @@ def test_deploy_worker_run_fail_fix_retry(tmp_path, monkeypatch, no_gpu_limit_af
 
 GPU_PLUGIN = '''
 import time
-import pyarrow as pa
-from infuse.tasks.base import Step, StepOutput, StepReport, table
+from pathlib import Path
 
-SCHEMA = pa.schema([("start", pa.float64()), ("end", pa.float64())])
+import pyarrow as pa
+from infuse.tasks.base import Step, StepOptions, StepOutput, StepReport, table
+
+SCHEMA = pa.schema([("start", pa.float64()), ("end", pa.float64()), ("met", pa.bool_())])
+
+
+class HoldOptions(StepOptions):
+    meet: str = ""  # a folder where each holder leaves a mark when it starts
+    wait_s: float = 1.5  # how long a holder holds "the GPU" waiting for the other's mark
 
 
 class Hold(Step):
-    """Holds "the GPU" for a while and writes down when."""
+    """Holds "the GPU" until the other holder has started too (or wait_s passes); writes down when, and whether
+    they met: two holders met only if both held the GPU at once."""
     gpu = True
     inputs = ("chunks",)
+    Options = HoldOptions
 
     def run(self, ctx):
         start = time.time()
-        time.sleep(1.5)
-        out = ctx.write_table(self.out, [{"start": start, "end": time.time()}], SCHEMA)
+        folder = Path(ctx.options.meet)
+        (folder / self.name).touch()
+        other = folder / ("hold_b" if self.name == "hold_a" else "hold_a")
+        deadline = time.monotonic() + ctx.options.wait_s
+        while not other.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        row = {"start": start, "end": time.time(), "met": other.exists()}
+        out = ctx.write_table(self.out, [row], SCHEMA)
         return StepOutput({self.out: out}, report=StepReport(rows_in=1, kept=1))
 
 
@@ -185,7 +200,9 @@ class HoldB(Hold):
 
 
 def test_gpu_steps_queue_on_the_gpu_tag_limit(tmp_path, monkeypatch, no_gpu_limit_after):
-    """Two independent GPU steps run side by side, until the `gpu` limit of 1 makes the second wait."""
+    """Two independent GPU steps run side by side, until the `gpu` limit of 1 makes the second wait.
+    Each step holds "the GPU" until it sees the other start: without the limit they meet (however slowly the
+    second one starts on a busy machine); with it the first holds for wait_s and never sees the second."""
     import pyarrow.parquet as pq
 
     from infuse.deploy.deployments import ensure_gpu_limit
@@ -196,20 +213,26 @@ def test_gpu_steps_queue_on_the_gpu_tag_limit(tmp_path, monkeypatch, no_gpu_limi
     (tmp_path / "gpu_steps.py").write_text(GPU_PLUGIN)
     monkeypatch.chdir(tmp_path)
 
-    def intervals(name: str) -> list[tuple[float, float]]:
+    def holds(name: str, wait_s: float) -> list[dict]:
+        meet = tmp_path / f"meet-{name}"
+        meet.mkdir()
+        hold = {"meet": str(meet), "wait_s": wait_s}
         recipe = tmp_path / f"{name}.yaml"
         recipe.write_text(yaml.safe_dump({"name": name, "input": "docs", "storage": f"runs-{name}",
                                           "plugins": ["gpu_steps.py"],
-                                          "steps": {**OFF, "clean": {"enabled": False}}}))
+                                          "steps": {**OFF, "clean": {"enabled": False},
+                                                    "hold_a": hold, "hold_b": hold}}))
         res = run_recipe(recipe.name)
-        return sorted(tuple(pq.read_table(res[s]["outputs"][o]["path"]).to_pylist()[0].values())
-                      for s, o in (("hold_a", "a"), ("hold_b", "b")))
+        return sorted((pq.read_table(res[s]["outputs"][o]["path"]).to_pylist()[0] for s, o in (("hold_a", "a"),
+                                                                                             ("hold_b", "b"))),
+                      key=lambda r: r["start"])
 
-    (a, b) = intervals("free")
-    assert b[0] < a[1], "without the limit the two GPU steps overlap (they are independent)"
+    free = holds("free", wait_s=60)  # each returns as soon as the other has started
+    assert [h["met"] for h in free] == [True, True], f"without the limit the two GPU steps overlap: {free}"
     ensure_gpu_limit(1)
-    (a, b) = intervals("limited")
-    assert b[0] >= a[1] - 0.05, f"with a limit of 1 the second GPU step waits for the first: {a} {b}"
+    first, second = holds("limited", wait_s=1.5)
+    assert not first["met"], f"with a limit of 1 the second GPU step cannot start while the first holds: {first}"
+    assert second["start"] >= first["end"], f"the second GPU step waits for the first: {first} {second}"
 
 
 def test_the_flow_a_worker_loads_runs_on_the_recipe_s_dask_runner(tmp_path, examples_copy):

@@ -151,7 +151,9 @@ def test_generate_inside_running_loop(served):
 
 
 # ------------------------------------------------------------- fault injection
-FAST = {"timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+# A generous client timeout against a server that sleeps far past it: an answer that is merely slow on a busy
+# machine is never taken for a timeout, and a real one is one all the same.
+FAST = {"timeout_s": 3.0, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
 KIND_TO_ERROR = {"timeout": "timeout", "http_500": "http_500", "http_429": "http_429", "bad_body": "bad_response"}
 
 
@@ -165,9 +167,10 @@ def expected(server: FaultyServer, request: ChatRequest, max_retries: int) -> tu
     return KIND_TO_ERROR[outcome], max_retries + 1
 
 
-@pytest.mark.parametrize("max_retries", [0, 3])
-def test_faults_nothing_lost(max_retries):
-    with FaultyServer(fail_rate=0.3, seed=0, timeout_sleep_s=1.5) as srv:
+@pytest.mark.parametrize("max_retries, failed_min, failed_max, recovered_min",
+                         [(0, 5, 50, 0), (3, 0, 4, 1)])  # retries recover some rows and lose at most 4
+def test_faults_nothing_lost(max_retries, failed_min, failed_max, recovered_min):
+    with FaultyServer(fail_rate=0.3, seed=0, timeout_sleep_s=60.0) as srv:
         backend = make_backend(
             {"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 16, "max_retries": max_retries, **FAST}
         )
@@ -180,19 +183,18 @@ def test_faults_nothing_lost(max_retries):
     assert len(ok) + len(failed) == 50
     for r, q in zip(results, requests):
         kind, attempts = expected(srv, q, max_retries)
-        assert (r.error_kind, r.attempts) == (kind, attempts), r
-        if r.ok:
-            assert r.text and r.usage["completion_tokens"] > 0
-            full = default_content({"messages": q.messages})
-            assert r.text == full or full.startswith(r.text)  # bad_content is cut mid-JSON
-        else:
-            assert r.text is None and r.error
+        assert (r.error_kind, r.attempts, r.ok) == (kind, attempts, kind is None), r
+    by_id = {q.id: q for q in requests}
+    for r in ok:
+        full = default_content({"messages": by_id[r.id].messages})
+        assert r.text and r.usage["completion_tokens"] > 0
+        assert r.text == full or full.startswith(r.text)  # bad_content is cut mid-JSON
+    for r in failed:
+        assert r.text is None and r.error
     assert served_attempts == sum(r.attempts for r in results)  # every attempt reached the server
-    if max_retries == 0:
-        assert len(failed) >= 5
-    else:
-        assert any(r.ok and r.attempts > 1 for r in results)  # retries recovered some
-        assert len(failed) < 5
+    assert "timeout" in srv.outcomes and ok, "the timeout path was taken, and some rows came through"
+    recovered = [r for r in ok if r.attempts > 1]
+    assert failed_min <= len(failed) <= failed_max and len(recovered) >= recovered_min, (len(failed), len(recovered))
 
 
 def test_400_not_retried_and_key_never_leaks(monkeypatch, caplog):
@@ -297,19 +299,22 @@ def test_vllm_tiny_batch():
     if not torch.cuda.is_available():
         pytest.skip("vllm backend needs CUDA")
     backend = make_backend({"backend": "vllm", "max_model_len": 2048, "gpu_memory_utilization": 0.5})
-    requests = [req(0, "The capital of France is"), req(1, "Write a question and answer.", max_tokens=64, json_schema=QA_SCHEMA)]
+    # room enough for the guided JSON to close: a reply cut at max_tokens would not parse
+    requests = [req(0, "The capital of France is"), req(1, "Write a question and answer.", max_tokens=512,
+                                                        json_schema=QA_SCHEMA)]
     requests.append(req(2, "word " * 3000))
     results = backend.generate(requests)
     assert [r.id for r in results] == ["r0", "r1", "r2"]
     assert results[0].ok and results[0].usage["completion_tokens"] >= 1
-    assert results[1].ok
-    if results[1].finish_reason == "stop":
-        assert set(json.loads(results[1].text)) >= {"question", "answer"}
+    assert results[1].ok and results[1].finish_reason == "stop", results[1]
+    assert set(json.loads(results[1].text)) >= {"question", "answer"}
     assert results[2].error_kind == "prompt_too_long"
 
 
 def test_stop_string_ends_a_prefilled_reply_early():
-    """With a stop string the reply ends where the JSON closes, and keeps the stop string."""
+    """With a stop string, generation ends at its first occurrence past the prefill and the reply keeps it.
+    The stop string is taken from the model's own free (greedy) reply, so the stop is always reached: the
+    packaged model closes this JSON with "}\\n]", never "}]", and a fixed "}]" tested nothing."""
     from infuse.operators.llm import ChatRequest, make_backend
     from infuse.operators.llm.transformers_backend import _cut_at_stop
 
@@ -317,15 +322,16 @@ def test_stop_string_ends_a_prefilled_reply_early():
     assert _cut_at_stop("no stop here", ["}]"], 0) == ("no stop here", False)
     backend = make_backend({"backend": "transformers", "device": "cpu"})
     msgs = [{"role": "user", "content": "List one fact about LotusDB as JSON."}]
-    req = ChatRequest(id="s", messages=msgs, max_tokens=64, temperature=0.0,
-                      prefill='[{"question": "What is LotusDB?", "answer": "An embedded database."}', stop=["}]"])
-    free = ChatRequest(id="f", messages=msgs, max_tokens=64, temperature=0.0, prefill=req.prefill)
-    (res,), (ref,) = backend.generate([req]), backend.generate([free])  # greedy: the same tokens until the stop
-    assert res.ok and ref.ok, (res.error, ref.error)
-    assert res.text.startswith(req.prefill) and ref.text.startswith(req.prefill)
-    tail = ref.text[len(req.prefill) - 1:]  # the stop may close the prefill's own last brace
-    if "}]" in tail:
-        cut = len(req.prefill) - 1 + tail.index("}]") + 2
-        assert res.text == ref.text[:cut] and res.finish_reason == "stop", "the reply ends at the stop string"
-    else:
-        assert res.text == ref.text, "no stop string in the free reply: the stopped one is the same"
+    prefill = '[{"question": "What is LotusDB?", "answer": "An embedded database."}'
+    (ref,) = backend.generate([ChatRequest(id="f", messages=msgs, max_tokens=24, temperature=0.0, prefill=prefill)])
+    assert ref.ok and ref.text.startswith(prefill) and ref.usage["completion_tokens"] >= 12, ref
+    # a 4-character piece of the reply, past its first few characters, found nowhere else in the text
+    stop = next((ref.text[k:k + 4] for k in range(len(prefill) + 6, len(ref.text) - 8)
+                 if ref.text.count(ref.text[k:k + 4]) == 1), None)
+    assert stop, f"the free reply has no unique piece to stop at: {ref.text!r}"
+    cut = ref.text.index(stop) + len(stop)
+    (res,) = backend.generate([ChatRequest(id="s", messages=msgs, max_tokens=24, temperature=0.0, prefill=prefill,
+                                           stop=[stop])])  # greedy: the same tokens until the stop
+    assert res.ok, res.error
+    assert res.text == ref.text[:cut] and res.finish_reason == "stop", ("the reply ends at the stop string", stop)
+    assert res.usage["completion_tokens"] < ref.usage["completion_tokens"], "generation itself stopped early"

@@ -182,9 +182,19 @@ def test_the_cli_prints_the_command_and_curl_line_and_says_what_is_missing(tmp_p
     assert f"curl http://127.0.0.1:8123/v1/chat/completions" in ok.output and f'"model": "{merged}"' in ok.output
     dpo = runner.invoke(app, ["serve", str(tmp_path / "runs"), "--model", "dpo", "--engine", "transformers"])
     assert dpo.exit_code == 2 and "no committed `dpo.model`" in dpo.output and "steps.dpo.enabled" in dpo.output
-    if importlib.util.find_spec("vllm") is None:  # the CPU install: a clear word, not a traceback
-        gpu = runner.invoke(app, ["serve", str(tmp_path / "runs"), "--engine", "vllm"])
-        assert gpu.exit_code == 2 and "vllm is not installed" in gpu.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed: serve would launch it")
+def test_the_cli_says_vllm_is_not_installed_on_the_cpu_install(tmp_path, base):
+    """The CPU install has no vllm: `--engine vllm` is a clear word and exit code 2, not a traceback."""
+    from typer.testing import CliRunner
+
+    from infuse.flows.cli import app
+
+    commit(ArtifactStore(str(tmp_path / "runs")), "run-1", {"merge": ("merged", {"model": "sft.model"},
+                                                                        full_copy(base))})
+    gpu = CliRunner().invoke(app, ["serve", str(tmp_path / "runs"), "--engine", "vllm"])
+    assert gpu.exit_code == 2 and "vllm is not installed" in gpu.output, gpu.output
 
 
 # ---- transformers serve, for real ------------------------------------------------------------------------------

@@ -32,8 +32,9 @@ def recipe_for(tmp_path: Path, docs: Path, base_url: str) -> Path:
         "storage": str(tmp_path / "runs"),
         "steps": {
             "synthesize": {
+                # a generous timeout: a slow answer on a busy machine is no timeout; an injected one sleeps 60 s
                 "llm": {"backend": "openai", "base_url": base_url, "model": "faulty", "max_retries": 0,
-                        "timeout_s": 1.0, "concurrency": 8},
+                        "timeout_s": 3.0, "concurrency": 8},
                 "by_format": {"default": ["qa"]},
                 "paraphrase": {"enabled": False},
                 "shard_size": 8,
@@ -52,7 +53,7 @@ def read(ref: dict):
 def test_faulty_endpoint_loses_nothing_and_retry_failed_recovers(tmp_path, examples_copy):
     from infuse.flows.pipeline import run_recipe
 
-    with FaultyServer(fail_rate=0.3, seed=7, timeout_sleep_s=2.0, content_fn=qa_content) as server:
+    with FaultyServer(fail_rate=0.3, seed=7, timeout_sleep_s=60.0, content_fn=qa_content) as server:
         recipe = recipe_for(tmp_path, examples_copy, server.base_url)
         res = run_recipe(str(recipe))["synthesize"]
         status = read(res["outputs"]["status"])
@@ -100,6 +101,8 @@ def test_killed_run_resumes_finished_shards(tmp_path, examples_copy):
         for p in (tmp_path / "runs" / "artifacts" / "synthesize" / key).iterdir():
             if not p.name.startswith("shard-00000"):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
+        # and the item memo, which would otherwise hold every item (tests/test_synth_memo.py covers it)
+        shutil.rmtree(tmp_path / "runs" / "artifacts" / "cache-synthesize")
         shard0 = store.load_unit("synthesize", key, "shard-00000")["status"]
         shard0_calls = sum(store.read(shard0).column("calls").to_pylist())
         assert shard0_calls > 0

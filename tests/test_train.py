@@ -160,45 +160,7 @@ def test_two_processes_train_different_rows_into_the_same_weights(tmp_path, tiny
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-# ---- resume after a kill -----------------------------------------------------------------------------------------
-
-class Killed(Exception):
-    pass
-
-
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path, tiny):
-    (tmp_path / "ref").mkdir()
-    ref = job_for(tmp_path / "ref", tiny, "lora", steps=8, save_steps=2, lr_scheduler="linear")
-    full = run_job(ref, LaunchOptions(), on_log=lambda line: None)
-
-    (tmp_path / "cut").mkdir()
-    job = job_for(tmp_path / "cut", tiny, "lora", steps=8, save_steps=2, lr_scheduler="linear")
-
-    def kill_after_first_checkpoint(event: dict) -> None:
-        if event["event"] == "checkpoint":
-            raise Killed  # the launcher takes the whole process group down
-
-    with pytest.raises(Killed):
-        run_job(job, LaunchOptions(), on_log=lambda line: None, on_event=kill_after_first_checkpoint)
-    work = Path(job.output_dir)
-    assert not (work / "result.json").exists() and not (work / "final").exists()
-    saved = sorted(int(p.name.split("-")[1]) for p in (work / "checkpoints").glob("checkpoint-*"))
-    assert saved and saved[-1] < 8
-    steps_logged = []
-    res = run_job(job, LaunchOptions(), on_log=lambda line: None,
-                  on_event=lambda e: steps_logged.append(e["step"]) if e["event"] == "log" else None)
-    assert res["resumed_from"] == saved[-1]
-    assert min(steps_logged) == saved[-1] + 1, "the steps before the checkpoint were not trained again"
-    assert losses(res)[-1] == pytest.approx(losses(full)[-1], rel=1e-5)
-    a = load_file(Path(ref.output_dir) / "final" / "adapter_model.safetensors")
-    b = load_file(work / "final" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-
-    # a finished run in the same work dir is not trained again
-    again = run_job(job, LaunchOptions(), on_log=lambda line: None,
-                    on_event=lambda e: pytest.fail("trained again"))
-    assert again["metrics"] == res["metrics"]
-
+# ---- resume after a kill: a real SIGKILL of `infuse run` in tests/test_crash.py -----------------------------------
 
 def test_a_failing_training_process_raises_with_its_last_output(tmp_path):
     """Any module under the launcher: a non-zero exit is TrainingFailed, with the process's own last lines."""
@@ -228,16 +190,42 @@ def test_qlora_and_zero3_on_this_cpu_machine_are_validate_errors(tmp_path):
 
 # ---- the packaged Gemma 3 270M -----------------------------------------------------------------------------------
 
+def answer_loss(model, tok, rows: list[dict]) -> float:
+    """Mean loss on the assistant tokens of `rows`, tokenized as the worker does (the template saved with `tok`)."""
+    from infuse.operators.train.data import IGNORE, tokenize_chat
+
+    total = 0.0
+    for r in rows:
+        ids, labels = tokenize_chat(tok, r["messages"], tok.chat_template)
+        assert any(x != IGNORE for x in labels)
+        with torch.inference_mode():
+            total += model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+    return total / len(rows)
+
+
 @pytest.mark.slow
 def test_gemma_lora_few_steps_lower_the_loss(tmp_path):
+    """Three LoRA steps on the packaged Gemma lower the loss on one fixed batch (the four facts), measured with
+    the adapter off (the base as it was) and on, so the comparison is not between different batches."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from infuse.operators.models import local_model_path
 
     job = job_for(tmp_path, local_model_path(), "lora", steps=3, learning_rate=1e-3, batch_size=2, max_length=64,
                   save_steps=100)
     res = run_job(job, LaunchOptions(), on_log=lambda line: None)
-    first, last = losses(res)[0], losses(res)[-1]
-    assert last < first, losses(res)
-    card = read_card(Path(job.output_dir) / "final")
+    assert len(losses(res)) == 3, res["history"]
+    final = Path(job.output_dir) / "final"
+    tok = AutoTokenizer.from_pretrained(final)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(local_model_path(),
+                                                                           dtype=torch.float32), final).eval()
+    batch = fact_rows(1, system=SYSTEM)
+    after = answer_loss(model, tok, batch)
+    with model.disable_adapter():
+        before = answer_loss(model, tok, batch)
+    assert after < 0.75 * before, (before, after)  # 5.9 -> 1.7 here; unchanged weights give equal losses
+    card = read_card(final)
     assert card["template"]["name"] == "gemma" and card["base"]["model_type"] == "gemma3_text"
     shutil.rmtree(job.output_dir)
 
