@@ -51,7 +51,7 @@ demo-stop:
 	-$(BIN)/infuse server stop
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: install
 	$(BIN)/python bench/clean_bench.py

@@ -24,10 +24,10 @@ def _status(storage) -> list[dict]:
 
 def test_cli_flags(tmp_path, examples_copy):
     storage = tmp_path / "runs"
-    with FaultyServer(fail_rate=0.5, seed=11, timeout_sleep_s=1.5, content_fn=_content) as server:
+    with FaultyServer(fail_rate=0.5, seed=11, timeout_sleep_s=30.0, content_fn=_content) as server:
         recipe = write_recipe(tmp_path / "r.yaml", examples_copy, storage, steps={"synthesize": {
             "llm": {"backend": "openai", "base_url": server.base_url, "model": "m", "max_retries": 0,
-                    "timeout_s": 1.0, "concurrency": 4},
+                    "timeout_s": 3.0, "concurrency": 4},
             "by_format": {"default": ["qa"]}, "paraphrase": {"enabled": False}, "max_llm_items": 10,
             "shard_size": 4}})
         assert infuse(["run", str(recipe)], cwd=tmp_path).returncode == 0

@@ -201,7 +201,7 @@ def test_400_not_retried_and_key_never_leaks(monkeypatch, caplog):
     secret = "sk-test-SECRET-0123456789"
     monkeypatch.setenv("INFUSE_TEST_KEY", secret)
     caplog.set_level(logging.DEBUG)
-    with FaultyServer(fail_rate=0.0) as srv:
+    with FaultyServer(fail_rate=0.0, timeout_sleep_s=60.0) as srv:
         cfg = LLMConfig(backend="openai", model="m", base_url=srv.base_url, api_key_env="INFUSE_TEST_KEY", max_retries=1, **FAST)
         backend = make_backend(cfg)
         results = backend.generate(
