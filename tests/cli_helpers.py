@@ -66,3 +66,16 @@ def outputs_sha(storage: Path) -> dict[str, str]:
     """step.artifact -> sha256 of the newest run's outputs."""
     doc = manifests(storage)[-1]
     return {f"{s}.{n}": r["sha256"] for s, e in doc["steps"].items() for n, r in e.get("outputs", {}).items()}
+
+
+def training_processes(root: Path) -> list[int]:
+    """Pids of the accelerate launcher and the training worker whose job lies under `root`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "infuse.operators.train.worker" in cmd and str(root) in cmd:
+            pids.append(int(proc.name))
+    return pids

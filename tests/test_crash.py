@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import infuse, last_states, manifests, outputs_sha, spawn, wait_for, write_recipe
+from cli_helpers import (infuse, last_states, manifests, outputs_sha, spawn, training_processes, wait_for,
+                         write_recipe)
 from faulty_server import FaultyServer
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -191,19 +192,6 @@ def _sft_recipe(path: Path, root: Path, tiny: Path) -> Path:
                                        "lora": {"r": 8, "alpha": 16, "dropout": 0.1}}})
 
 
-def _training_processes(root: Path) -> list[int]:
-    """Pids of the accelerate launcher and training worker whose job lies under `root`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "infuse.operators.train.worker" in cmd and str(root) in cmd:
-            pids.append(int(proc.name))
-    return pids
-
-
 def _model_files(model_dir: Path) -> dict[str, str]:
     """sha256 of every file of a model directory. card.json is compared without `created_at` and `metrics`
     (wall-clock time, tokens/s, peak memory and the tokens this process trained: facts of the run, not of the
@@ -241,10 +229,10 @@ def test_sigkill_mid_training_resumes_from_the_checkpoint_into_the_same_bytes(tm
     sft_dir = root / "artifacts" / "sft"
     wait_for(lambda: any(sft_dir.glob("*/_work/checkpoints/checkpoint-*/trainer_state.json")), 300,
              "the first complete checkpoint", proc)
-    training = _training_processes(root)
+    training = training_processes(root)
     assert training, "the training processes run when the checkpoint appears"
     kill(proc)
-    wait_for(lambda: not _training_processes(root), 60, "the training processes to end with the CLI")
+    wait_for(lambda: not training_processes(root), 60, "the training processes to end with the CLI")
     (work,) = sft_dir.glob("*/_work")
     assert not (work / "final").exists() and not (work / "result.json").exists(), "killed before training ended"
     saved = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoints/checkpoint-*/trainer_state.json"))

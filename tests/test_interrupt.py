@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import infuse, manifests, spawn, wait_for, write_recipe
+from cli_helpers import infuse, manifests, spawn, training_processes, wait_for, write_recipe
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -31,19 +31,6 @@ def tiny(tmp_path_factory) -> Path:
     from tiny_models import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "base")
-
-
-def _training_processes(root: Path) -> list[int]:
-    """Pids of the accelerate launcher and the training worker whose job lies under `root`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "infuse.operators.train.worker" in cmd and str(root) in cmd:
-            pids.append(int(proc.name))
-    return pids
 
 
 def _prefect_states(run_id: str) -> tuple[object, dict[str, object]]:
@@ -75,7 +62,7 @@ def test_sigterm_mid_sft_ends_interrupted_stops_training_and_a_rerun_resumes(tmp
     sft_dir = root / "artifacts" / "sft"
     wait_for(lambda: any(sft_dir.glob("*/_work/checkpoints/checkpoint-*/trainer_state.json")), 600,
              "sft's first complete checkpoint", proc)
-    assert _training_processes(root), "the training processes run when the checkpoint appears"
+    assert training_processes(root), "the training processes run when the checkpoint appears"
 
     t0 = time.time()
     os.killpg(proc.pid, signal.SIGTERM)  # the CLI's process group, as a shell or a supervisor sends it
@@ -84,7 +71,7 @@ def test_sigterm_mid_sft_ends_interrupted_stops_training_and_a_rerun_resumes(tmp
     assert time.time() - t0 < 120, "stopped within the stop grace, not at the end of training"
     assert INTERRUPTED in out, out[-4000:]
     assert "Traceback" not in out and "Crashed" not in out and "Failed" not in out, out[-4000:]
-    wait_for(lambda: not _training_processes(root), 60, "the training processes to end (no orphans)")
+    wait_for(lambda: not training_processes(root), 60, "the training processes to end (no orphans)")
 
     doc = manifests(root)[-1]
     assert doc["status"] == "interrupted", doc["status"]
