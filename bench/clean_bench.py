@@ -139,7 +139,7 @@ def infuse_configs(path: Path):
 
     from infuse.operators.clean import CleanConfig
     from infuse.operators.dedup import DedupConfig, SimhashConfig
-    from infuse.operators.quality import FilterConfig
+    from infuse.operators.filter import FilterConfig
 
     recipe = yaml.safe_load(path.read_text())
     clean, filt = [], []
@@ -172,7 +172,7 @@ def default_configs():
     """infuse's default recipe: what a user gets without a clean/filter/dedup section."""
     from infuse.operators.clean import CleanConfig
     from infuse.operators.dedup import DedupConfig
-    from infuse.operators.quality import FilterConfig
+    from infuse.operators.filter import FilterConfig
 
     return CleanConfig.default(), FilterConfig.default(), DedupConfig.default()
 
@@ -182,7 +182,7 @@ def side_infuse(work: Path, batch: int, recipe: str = "dj") -> dict:
 
     from infuse.operators.clean import Cleaner
     from infuse.operators.dedup import Deduper
-    from infuse.operators.quality import QualityFilter
+    from infuse.operators.filter import QualityFilter
 
     t0 = time.perf_counter()
     ccfg, fcfg, dcfg = infuse_configs(YAML) if recipe == "dj" else default_configs()

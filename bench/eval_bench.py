@@ -54,7 +54,7 @@ def main() -> None:
     a = ap.parse_args()
     n = a.n or (8 if a.cpu_smoke else 32)
     tokens = a.tokens or (16 if a.cpu_smoke else 48)
-    from infuse.operators.models import model_dir
+    from infuse.operators.common.models import model_dir
 
     path = a.model
     if path is None:

@@ -99,7 +99,7 @@ def qwen2_shaped(out: Path, smoke: bool) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    from infuse.operators.models import local_model_path
+    from infuse.operators.common.models import local_model_path
 
     tok = AutoTokenizer.from_pretrained(local_model_path())
     if smoke:
@@ -143,7 +143,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from infuse.operators.models import local_model_path
+    from infuse.operators.common.models import local_model_path
     from infuse.operators.select.ifd import HFLossScorer, compute_ifd
     from infuse.operators.select.template import scorer_chat_template
 

@@ -73,7 +73,7 @@ def run_steps(recipe_path: Path, steps: tuple[str, ...] = STEPS) -> dict[str, di
     from infuse.flows import steps as _registered  # noqa: F401  (registers the steps)
     from infuse.flows.recipe import load_recipe
     from infuse.storage import ArtifactRef, ArtifactStore
-    from infuse.tasks.base import StepContext, get_step
+    from infuse.tasks.framework.step import StepContext, get_step
 
     recipe = load_recipe(recipe_path)
     store = ArtifactStore(recipe.storage)

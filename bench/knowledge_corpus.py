@@ -594,7 +594,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def parsed(path: Path) -> tuple[str, list[str]]:
     """The text the parse step gets from a file (its records joined) and the records' titles: the same call the
     pipeline makes (ingest.parse_file), so a file it would reject is a problem here too."""
-    from infuse.operators.ingest import FileEntry, parse_file
+    from infuse.operators.parsers.ingest import FileEntry, parse_file
 
     data = path.read_bytes()
     rows, rejects = parse_file(FileEntry(path.name, path, len(data), ""), data)
@@ -609,7 +609,7 @@ def sentences(text: str) -> list[str]:
 
 
 def trigrams(text: str) -> set[tuple[str, ...]]:
-    from infuse.operators.tokens import ngrams, tokens
+    from infuse.operators.common.tokens import ngrams, tokens
 
     return set(ngrams(tokens(text), 3))
 

@@ -65,7 +65,7 @@ def make_model(out: Path, shape: dict) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from infuse.operators.models import local_model_path
+    from infuse.operators.common.models import local_model_path
     from infuse.operators.train import templates
 
     tok = AutoTokenizer.from_pretrained(local_model_path())
@@ -182,7 +182,7 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from infuse.operators.dataset import SFT_SCHEMA
+    from infuse.operators.common.dataset import SFT_SCHEMA
     from infuse.operators.train.devices import gpu_names
 
     gpus = gpu_names()

@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append the markdown row(s) to this file")
     args = ap.parse_args()
     if args.model is None:
-        from infuse.operators.models import local_model_path
+        from infuse.operators.common.models import local_model_path
 
         args.model = str(local_model_path())
     args.n = args.n or (512 if args.gpu else 32)

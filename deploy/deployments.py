@@ -18,7 +18,7 @@ from pathlib import Path
 CPU_POOL = "infuse"
 GPU_POOL = "infuse-gpu"
 GPU_TAG = "gpu"
-from infuse.tasks.prefect_task import GPU_LIMIT  # the global concurrency limit every gpu step takes a slot of
+from infuse.tasks.framework.prefect_task import GPU_LIMIT  # the global concurrency limit every gpu step takes a slot of
 PREFECT_FILE = Path(__file__).with_name("prefect.yaml")
 
 

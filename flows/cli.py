@@ -240,7 +240,7 @@ def validate(recipe: Path) -> None:
     nodes = _graph(recipe, r, skipped)
     typer.secho(f"{recipe}: ok", fg=typer.colors.GREEN)
     typer.echo(f"input: {r.input}\nstorage: {r.storage}\nmodel: {r.model.path or '(packaged Gemma 3 270M)'}")
-    from infuse.tasks.base import ordered_steps
+    from infuse.tasks.framework.step import ordered_steps
 
     wired = {n.name: n for n in nodes}
     for cls in ordered_steps(r.plugins):
@@ -336,7 +336,7 @@ def plan(recipe: Path) -> None:
 @app.command()
 def steps(recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="include this recipe's plugin steps")) -> None:
     """List the pipeline's steps in order, with what each reads and writes."""
-    from infuse.tasks.base import ordered_steps
+    from infuse.tasks.framework.step import ordered_steps
 
     plugins = _load(recipe).plugins if recipe else []
     for cls in ordered_steps(plugins):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infuse.tasks.base import Input, Step, ordered_steps
+from infuse.tasks.framework.step import Input, Step, ordered_steps
 
 
 class GraphError(ValueError):

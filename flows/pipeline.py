@@ -25,10 +25,10 @@ from prefect.runtime import flow_run
 from infuse.flows.graph import Node, ancestors, build_graph, descendants
 from infuse.flows.lineage import lineage_markdown
 from infuse.flows.recipe import Recipe, load_recipe
-from infuse.operators.base import STOP, stable_hash
+from infuse.operators.common.base import STOP, stable_hash
 from infuse.storage import ArtifactStore, RunManifest
-from infuse.tasks.base import Step, StepContext, StepResult
-from infuse.tasks.prefect_task import INTERRUPTED, interrupted_state, step_task
+from infuse.tasks.framework.step import Step, StepContext, StepResult
+from infuse.tasks.framework.prefect_task import INTERRUPTED, interrupted_state, step_task
 
 
 class StepFailed(RuntimeError):

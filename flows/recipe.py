@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from infuse.flows import steps as _steps  # noqa: F401  (registers the pipeline's steps)
-from infuse.operators.base import Strict
-from infuse.tasks.base import StepOptions, load_plugin, ordered_steps
+from infuse.operators.common.base import Strict
+from infuse.tasks.framework.step import StepOptions, load_plugin, ordered_steps
 
 
 

@@ -10,11 +10,11 @@ from functools import partial
 
 import pyarrow as pa
 
-from infuse.operators.base import OperatorError, Reject
-from infuse.operators.chunk import ChunkConfig, chunk_document
-from infuse.operators.document import CHUNK_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.memo import REJECT, ROW, RowMemo, reject_cell, reject_from_cell, row_key
+from infuse.operators.common.base import OperatorError, Reject
+from infuse.operators.chunk.chunker import ChunkConfig, chunk_document
+from infuse.operators.parsers.document import CHUNK_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.memo import REJECT, ROW, RowMemo, reject_cell, reject_from_cell, row_key
 
 MEMO_SCHEMA = pa.schema([pa.field(ROW, pa.int64()), *CHUNK_SCHEMA, pa.field(REJECT, pa.string())])
 

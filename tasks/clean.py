@@ -12,13 +12,13 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 from infuse.operators.clean import CleanConfig, Cleaner, OpSpec
 from infuse.operators.clean.cleaner import OFFSET_MAP_TYPE
-from infuse.operators.document import CHUNK_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.shards import ShardStats, shard_rows
-from infuse.tasks.memo import REJECT, ROW, RowMemo, reject_cell, reject_from_cell, text_key
+from infuse.operators.parsers.document import CHUNK_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.shards import ShardStats, shard_rows
+from infuse.tasks.framework.memo import REJECT, ROW, RowMemo, reject_cell, reject_from_cell, text_key
 
 MEMO_SCHEMA = pa.schema([(ROW, pa.int64()), ("text", pa.string()), ("offset_map", OFFSET_MAP_TYPE),
                          (REJECT, pa.string())])

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from infuse.operators.base import runtime
+from infuse.operators.common.base import runtime
 from infuse.operators.train.config import Job
-from infuse.tasks import training
-from infuse.tasks.base import Step, StepContext, StepOutput, model
+from infuse.tasks.framework import training
+from infuse.tasks.framework.step import Step, StepContext, StepOutput, model
 
 
 class CptOptions(training.TrainStepOptions):
@@ -52,7 +52,7 @@ class Cpt(Step):
     def check(self, cfg: dict[str, Any]) -> list[str]:
         """The machine (check_training), and every general text file: there, UTF-8, and a .jsonl file's every
         line an object with a `text` string (what the trainer reads; it would fail on a line that is not JSON)."""
-        from infuse.tasks.checks import jsonl_rows, read_text, row_problems
+        from infuse.tasks.framework.checks import jsonl_rows, read_text, row_problems
 
         problems = training.check_training(cfg, cfg.get("method", "full"))
         for i, path in enumerate(cfg.get("general_text") or []):

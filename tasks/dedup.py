@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from infuse.operators.base import stable_hash
+from infuse.operators.common.base import stable_hash
 from infuse.operators.dedup import DedupConfig, Deduper
 from infuse.storage import ArtifactStore
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 INDEX_STEP = "cache-dedup"
 

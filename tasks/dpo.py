@@ -16,11 +16,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from infuse.operators.base import runtime
+from infuse.operators.common.base import runtime
 from infuse.operators.train.config import Job
 from infuse.operators.train.report import reward_curve_png
-from infuse.tasks import training
-from infuse.tasks.base import StepContext, StepOutput, model, optional
+from infuse.tasks.framework import training
+from infuse.tasks.framework.step import StepContext, StepOutput, model, optional
 
 
 class DpoOptions(training.TrainStepOptions):

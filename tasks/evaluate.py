@@ -22,17 +22,17 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Strict, key_dump, runtime, stable_hash
+from infuse.operators.common.base import Strict, key_dump, runtime, stable_hash
 from infuse.operators.evaluate import answer as ans
 from infuse.operators.evaluate import report as rep
 from infuse.operators.evaluate.leakage import LeakageError, find_leaks, prompts_of
 from infuse.operators.evaluate.metrics import degenerate, first_pass, score
 from infuse.operators.evaluate.questions import Item, from_eval_rows, paraphrase, read_user_questions
 from infuse.operators.llm import LLMConfig, make_backend
-from infuse.operators.models import model_dir
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
-from infuse.tasks.checks import jsonl_rows, read_text, row_problems, shown
-from infuse.tasks.item_memo import ItemMemo
+from infuse.operators.common.models import model_dir
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
+from infuse.tasks.framework.checks import jsonl_rows, read_text, row_problems, shown
+from infuse.tasks.framework.item_memo import ItemMemo
 
 QUESTIONS_SCHEMA = pa.schema([
     ("item_id", pa.string()), ("group", pa.string()), ("question", pa.string()), ("reference", pa.string()),
@@ -240,7 +240,7 @@ class Evaluate(Step):
             if cache.is_file():
                 saved = json.loads(cache.read_text(encoding="utf-8"))
                 para = [Item(**r) for r in saved["items"]]
-                from infuse.operators.base import Reject
+                from infuse.operators.common.base import Reject
 
                 prej = [Reject(**r) for r in saved["rejects"]]
             else:
@@ -344,8 +344,8 @@ class Evaluate(Step):
             if o.rag.enabled:
                 notes.append("no `chunks` in this run: no base+RAG or tuned+RAG row")
             return {}, {}
-        from infuse.operators.models import embed
-        from infuse.operators.synth.rag import build_index
+        from infuse.operators.common.models import embed
+        from infuse.operators.synthesize.rag import build_index
 
         chunks = ctx.read("chunks", columns=["chunk_id", "text"]).to_pylist()
         if not chunks:

@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject
-from infuse.operators.quality import FilterConfig, FilterOpSpec, QualityFilter
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.shards import ShardStats, shard_rows
-from infuse.tasks.memo import ROW, RowMemo, text_key
+from infuse.operators.common.base import Reject
+from infuse.operators.filter import FilterConfig, FilterOpSpec, QualityFilter
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.shards import ShardStats, shard_rows
+from infuse.tasks.framework.memo import ROW, RowMemo, text_key
 
 
 class FilterOptions(StepOptions, FilterConfig):

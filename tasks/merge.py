@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from infuse.operators.base import runtime
-from infuse.operators.models import model_dir
+from infuse.operators.common.base import runtime
+from infuse.operators.common.models import model_dir
 from infuse.operators.train.card import read_card
 from infuse.operators.train.merge import merge_model
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, model, optional
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, model, optional
 
 
 class MergeOptions(StepOptions):

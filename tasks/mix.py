@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.dataset import SFT_SCHEMA
+from infuse.operators.common.dataset import SFT_SCHEMA
 from infuse.operators.mix import IdentityValues, MixConfig, file_sha256, mix, source_path, write_exports
 from infuse.operators.mix.report import composition_png, markdown, source_table
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, report, table
-from infuse.tasks.checks import file_problem, jsonl_rows, read_text, row_problems, shown
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, report, table
+from infuse.tasks.framework.checks import file_problem, jsonl_rows, read_text, row_problems, shown
 
 
 class MixOptions(StepOptions, MixConfig):
@@ -82,7 +82,7 @@ def _general_file_problems(option: str, src: Any) -> list[str]:
     document or JSON Lines, or Parquet; every row must be alpaca, sharegpt or messages (`format`, `columns`)."""
     import json
 
-    from infuse.operators.base import OperatorError
+    from infuse.operators.common.base import OperatorError
     from infuse.operators.mix.formats import to_messages
     from infuse.operators.mix.load import read_rows
     from infuse.operators.mix.sample import RowError

@@ -15,13 +15,13 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject, check_stop
-from infuse.operators.document import DOCUMENT_SCHEMA
-from infuse.operators.ingest import check_input, duplicate_file, parse_file, scan
+from infuse.operators.common.base import Reject, check_stop
+from infuse.operators.parsers.document import DOCUMENT_SCHEMA
+from infuse.operators.parsers.ingest import check_input, duplicate_file, parse_file, scan
 from infuse.operators.parsers import parser_for
 from infuse.storage import ArtifactStore
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.checks import AllRejected, nothing_kept, shown
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.checks import AllRejected, nothing_kept, shown
 
 CACHE_STEP = "cache-parse"
 

@@ -24,16 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from infuse.operators.base import check_stop, key_dump, runtime, stable_hash
+from infuse.operators.common.base import check_stop, key_dump, runtime, stable_hash
 from infuse.operators.llm import ChatRequest, LLMConfig, make_backend
 from infuse.operators.preference import (PAIR_SCHEMA, SAMPLE_SCHEMA, Candidate, PairOptions, prompts_from_rows,
                                          read_user_pairs)
 from infuse.operators.preference.export import FORMATS, usage, write_pair_exports
 from infuse.operators.preference.pairs import Prompt, build_pairs, choose_prompts, sample_rows
-from infuse.tasks import training
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, report, table
-from infuse.tasks.checks import json_error, jsonl_rows, read_text, row_problems, shown
-from infuse.tasks.item_memo import ItemMemo
+from infuse.tasks.framework import training
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, optional, report, table
+from infuse.tasks.framework.checks import json_error, jsonl_rows, read_text, row_problems, shown
+from infuse.tasks.framework.item_memo import ItemMemo
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "tokenizer.model")

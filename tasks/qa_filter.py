@@ -9,8 +9,8 @@ from pydantic import Field
 
 from infuse.operators.llm import LLMConfig, make_backend
 from infuse.operators.qa_filter import QAFilterConfig, answer_lengths, qa_filter
-from infuse.operators.quality.plots import histogram_png
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.operators.filter.plots import histogram_png
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class QAFilterOptions(StepOptions, QAFilterConfig):

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from infuse.operators.base import runtime
+from infuse.operators.common.base import runtime
 from infuse.operators.select import SelectConfig, Selection, select_rows
 from infuse.operators.select.ifd import IFDScores
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, optional, table
 
 
 class SelectOptions(StepOptions, SelectConfig):
@@ -36,7 +36,7 @@ def seed_model(ctx: StepContext, opts: SelectConfig, seed_rows: list[dict[str, A
 
     from infuse.operators.train.config import Job, LaunchOptions
     from infuse.operators.train.merge import merge_model
-    from infuse.tasks import training
+    from infuse.tasks.framework import training
 
     nec = opts.mods.necessity
     folder = ctx.work_dir() / "necessity-model"
@@ -64,7 +64,7 @@ def seed_model(ctx: StepContext, opts: SelectConfig, seed_rows: list[dict[str, A
 def scorer_choice(opts: SelectConfig, model: dict[str, Any]) -> tuple[str, str | None, str]:
     """(scorer model dir, chat template name, dtype). superfilter: the small packaged model unless a path is
     given; ifd: the recipe's base model, with its template and dtype, unless a scorer path is given."""
-    from infuse.operators.models import model_dir
+    from infuse.operators.common.models import model_dir
     from infuse.operators.select.superfilter import default_scorer
 
     s = opts.scorer
@@ -180,7 +180,7 @@ def _necessity_fn(ctx: StepContext, opts: SelectConfig, model: dict[str, Any]) -
 
     def necessity(seed_rows: list[dict[str, Any]], conversations: list[Any]) -> Any:
         from infuse.operators.llm import make_backend
-        from infuse.operators.models import model_dir
+        from infuse.operators.common.models import model_dir
         from infuse.operators.select.mods import necessity_scores
 
         tuned = nec.model or seed_model(ctx, opts, seed_rows, model_dir(model.get("path")))

@@ -1,6 +1,6 @@
 """synthesize: chunks and documents -> SFT samples (`qa`), by LLM strategies and templates.
 
-The work (plan, cap, shards, resume, retry) is `operators.synth.synthesize`;
+The work (plan, cap, shards, resume, retry) is `operators.synthesize.run`;
 this step keeps the shards as units of its key (a shard's samples and
 statuses commit together), so a killed run resumes where it stopped, and
 every finished LLM item in an item memo kept by its content (tasks.item_memo),
@@ -17,13 +17,13 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import key_dump, stable_hash
+from infuse.operators.common.base import key_dump, stable_hash
 from infuse.operators.llm import LLMConfig, make_backend
-from infuse.operators.synth import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, build_index, estimate,
+from infuse.operators.synthesize import (ITEM_STATUS_SCHEMA, QA_SCHEMA, SynthConfig, build_index, estimate,
                                     format_estimate, plan_items, synthesize)
-from infuse.operators.synth.coverage import tag_facts
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
-from infuse.tasks.item_memo import ItemMemo
+from infuse.operators.synthesize.coverage import tag_facts
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.item_memo import ItemMemo
 
 
 class SynthesizeOptions(StepOptions, SynthConfig):
@@ -75,7 +75,7 @@ class Synthesize(Step):
         import yaml
 
         from infuse.operators.prompts import PROMPT_DIR
-        from infuse.tasks.checks import read_text, shown
+        from infuse.tasks.framework.checks import read_text, shown
 
         problems: list[str] = []
         names = sorted({p.name.split(".", 1)[0] for p in PROMPT_DIR.glob("*.v*.*") if p.suffix in (".yaml", ".yml",

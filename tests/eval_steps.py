@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.dataset import SFT_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.operators.common.dataset import SFT_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class EvalRowsOptions(StepOptions):

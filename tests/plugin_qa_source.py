@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.synth import QA_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.operators.synthesize import QA_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class QASourceOptions(StepOptions):

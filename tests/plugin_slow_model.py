@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, model
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, model
 
 
 class SlowModelOptions(StepOptions):

@@ -6,8 +6,8 @@ the way a step meets a broken input or a full disk.
 """
 from __future__ import annotations
 
-from infuse.operators.document import CHUNK_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.operators.parsers.document import CHUNK_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class GateOptions(StepOptions):

@@ -11,8 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from infuse.operators.dataset import SFT_SCHEMA
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.operators.common.dataset import SFT_SCHEMA
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 CHUNKS = pa.schema([("chunk_id", pa.string()), ("doc_id", pa.string()), ("text", pa.string())])
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from infuse.operators.chunk import ChunkConfig, chunk_document, headings_only
-from infuse.operators.document import Page, ParsedDoc, Section, document_row
+from infuse.operators.chunk.chunker import ChunkConfig, chunk_document, headings_only
+from infuse.operators.parsers.document import Page, ParsedDoc, Section, document_row
 
 CFG = ChunkConfig(target_chars=300, max_chars=600, min_chars=40, overlap_chars=40)
 
@@ -477,7 +477,7 @@ def test_row_from_pandas_with_numpy_lists():
     """Rows read back through pandas carry numpy arrays for list columns; they must work like lists."""
     import pyarrow as pa
 
-    from infuse.operators.document import DOCUMENT_SCHEMA
+    from infuse.operators.parsers.document import DOCUMENT_SCHEMA
 
     doc = make_doc(MD, sections=markdown_sections(MD), pages=[Page(1, 0, len(MD))])
     row = pa.Table.from_pylist([doc], schema=DOCUMENT_SCHEMA).to_pandas().to_dict("records")[0]

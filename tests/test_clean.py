@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from infuse.operators import dj
+from infuse.operators.common import dj
 from infuse.operators.clean import Cleaner, CleanConfig
 from infuse.operators.clean.ops import INFUSE_MAPPERS
 
@@ -114,10 +114,10 @@ def test_ops_that_need_network_are_refused():
 def test_provenance_after_clean_spans_point_at_the_documents_own_characters():
     """Clean drops an email and a URL, straightens quotes and collapses spaces: a span found in the cleaned
     chunk still maps to document text that covers it (issue 13, item 9)."""
-    from infuse.operators.chunk import ChunkConfig, chunk_document
-    from infuse.operators.document import CHUNK_SCHEMA, ParsedDoc, document_row
-    from infuse.operators.provenance import to_original
-    from infuse.operators.synth.spans import chunk_span
+    from infuse.operators.chunk.chunker import ChunkConfig, chunk_document
+    from infuse.operators.parsers.document import CHUNK_SCHEMA, ParsedDoc, document_row
+    from infuse.operators.common.provenance import to_original
+    from infuse.operators.synthesize.spans import chunk_span
 
     text = ("Write to ops@lotus.example or see https://lotus.example/docs/backup for the “backup” guide.   "
             "Stop   every writer before you copy the data directory.\n\n请联系 admin@example.com 获取帮助。"

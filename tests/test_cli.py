@@ -37,7 +37,7 @@ def test_a_default_step_without_its_input_is_skipped_but_an_asked_for_one_is_an_
 
 
 def test_steps_lists_pipeline_in_order():
-    from infuse.tasks.base import REGISTRY
+    from infuse.tasks.framework.step import REGISTRY
 
     res = runner.invoke(app, ["steps"])
     assert res.exit_code == 0

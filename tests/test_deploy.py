@@ -158,7 +158,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from infuse.tasks.base import Step, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.step import Step, StepOptions, StepOutput, StepReport, table
 
 SCHEMA = pa.schema([("start", pa.float64()), ("end", pa.float64()), ("met", pa.bool_())])
 

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from infuse.operators import dj
-from infuse.operators.quality import AutoBound, FilterConfig, QualityFilter
+from infuse.operators.common import dj
+from infuse.operators.filter import AutoBound, FilterConfig, QualityFilter
 
 ZH_PARA = (
     "自然语言处理是计算机科学领域与人工智能领域中的一个重要方向。"

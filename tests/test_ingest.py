@@ -9,7 +9,7 @@ from pathlib import Path
 
 import docx
 
-from infuse.operators.ingest import REASONS, FileEntry, parse_file, scan
+from infuse.operators.parsers.ingest import REASONS, FileEntry, parse_file, scan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LIMIT = 10 * 1024 * 1024
@@ -118,7 +118,7 @@ def test_every_reason_code_is_produced_by_some_input(tmp_path):
     import fpdf
     from pypdf import PdfWriter
 
-    from infuse.operators.ingest import duplicate_file
+    from infuse.operators.parsers.ingest import duplicate_file
 
     pdf = fpdf.FPDF()
     pdf.add_page()
@@ -194,7 +194,7 @@ def test_examples_every_file_is_a_document_or_a_reject():
 
 
 def test_one_bad_jsonl_line_rejects_that_record_only(tmp_path):
-    from infuse.operators.ingest import FileEntry, parse_file
+    from infuse.operators.parsers.ingest import FileEntry, parse_file
 
     data = b'{"name": "a", "doc": "first"}\n{not json}\n{"name": "c", "doc": "third"}\n'
     path = tmp_path / "r.jsonl"
@@ -208,7 +208,7 @@ def test_one_bad_jsonl_line_rejects_that_record_only(tmp_path):
 def test_json_wrapper_object_is_unwrapped(tmp_path):
     import json
 
-    from infuse.operators.ingest import FileEntry, parse_file
+    from infuse.operators.parsers.ingest import FileEntry, parse_file
 
     data = json.dumps({"data": [{"name": "a", "doc": "x"}, {"name": "b", "doc": "y"}]}).encode()
     path = tmp_path / "w.json"
@@ -218,7 +218,7 @@ def test_json_wrapper_object_is_unwrapped(tmp_path):
 
 
 def _jsonl(tmp_path, name: str, data: bytes):
-    from infuse.operators.ingest import FileEntry, parse_file
+    from infuse.operators.parsers.ingest import FileEntry, parse_file
 
     path = tmp_path / name
     path.write_bytes(data)
@@ -263,7 +263,7 @@ def test_gbk_csv_is_still_read_as_gbk(tmp_path):
 
 def test_text_corpus_jsonl_gives_one_document_and_text_chunks_per_line(tmp_path):
     """{chunk_id, text} web text: the text is the document; no id, no heading-only chunks (issue: 3 per record)."""
-    from infuse.operators.chunk import ChunkConfig, chunk_document
+    from infuse.operators.chunk.chunker import ChunkConfig, chunk_document
 
     long = " ".join(WEB) * 8
     data = "".join(json.dumps({"chunk_id": f"{i:08d}", "text": t}) + "\n" for i, t in enumerate([WEB[1], long]))
@@ -279,7 +279,7 @@ def test_text_corpus_jsonl_gives_one_document_and_text_chunks_per_line(tmp_path)
 
 
 def test_structured_records_keep_their_field_sections_and_never_give_heading_only_chunks():
-    from infuse.operators.chunk import ChunkConfig, chunk_document, headings_only
+    from infuse.operators.chunk.chunker import ChunkConfig, chunk_document, headings_only
 
     data = (EXAMPLES / "lotusdb_c_api.json").read_bytes()
     rows, rejects = parse_file(FileEntry("api.json", EXAMPLES / "lotusdb_c_api.json", len(data), "x"), data)

@@ -103,7 +103,7 @@ def test_sigterm_mid_sft_ends_interrupted_stops_training_and_a_rerun_resumes(tmp
 NOISY_PLUGIN = '''
 import warnings
 
-from infuse.tasks.base import Step, StepContext, StepOptions, StepOutput, StepReport, table
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 
 class NoisyOptions(StepOptions):

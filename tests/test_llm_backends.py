@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from infuse.operators.llm import ChatRequest, LLMConfig, make_backend  # noqa: E402
 from infuse.operators.llm.local_server import LocalServer  # noqa: E402
-from infuse.operators.models import embed, local_model_path  # noqa: E402
+from infuse.operators.common.models import embed, local_model_path  # noqa: E402
 from faulty_server import FaultyServer, default_content  # noqa: E402  (tests/ is on sys.path)
 
 QA_SCHEMA = {

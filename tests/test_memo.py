@@ -1,4 +1,4 @@
-"""Incremental chunk, clean and filter: per-row memo (tasks/memo.py), outputs equal to a from-scratch run."""
+"""Incremental chunk, clean and filter: per-row memo (tasks/framework/memo.py), outputs equal to a from-scratch run."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import yaml
 from infuse.flows import steps as _registered  # noqa: F401  (registers the steps)
 from infuse.flows.recipe import load_recipe
 from infuse.storage import ArtifactRef, ArtifactStore
-from infuse.tasks.base import StepContext, get_step
+from infuse.tasks.framework.step import StepContext, get_step
 
 STEPS = ("parse", "chunk", "clean", "filter")
 INPUTS = {"chunk": {"documents": "parse"}, "clean": {"chunks": "chunk"}, "filter": {"chunks": "clean"}}

@@ -378,7 +378,7 @@ def _run(recipe: Path):
 
 @pytest.mark.usefixtures("prefect_server")
 def test_mix_step_in_a_flow(tmp_path, monkeypatch):
-    from infuse.operators.dataset import SFT_SCHEMA
+    from infuse.operators.common.dataset import SFT_SCHEMA
 
     monkeypatch.chdir(tmp_path)  # general paths in the recipe are relative to where infuse runs
     qa = qa_rows(4, 10, per_chunk=2)

@@ -13,8 +13,8 @@ from openpyxl import Workbook
 from pptx import Presentation
 from pypdf import PdfReader, PdfWriter
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import Page
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import Page
 from infuse.operators.parsers import PARSERS, parser_for
 from infuse.operators.parsers.textdecode import decode_text
 
@@ -454,7 +454,7 @@ def test_jsonl_line_with_a_raw_line_separator_and_field_order():
     rec = {"zeta": "first field", "alpha": "second\u2028field", "mid": 3}
     docs = JsonlParser().parse_records((_json.dumps(rec, ensure_ascii=False) + "\n").encode(), "t.jsonl")
     assert list(docs[0].metadata["fields"]) == ["zeta", "alpha", "mid"]
-    from infuse.operators.document import document_row
+    from infuse.operators.parsers.document import document_row
 
     row = document_row("d", "t.jsonl", "jsonl", docs[0])
     assert list(_json.loads(row["metadata"])["fields"]) == ["zeta", "alpha", "mid"], "field order survives storage"

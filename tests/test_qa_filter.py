@@ -8,7 +8,7 @@ import pytest
 
 from infuse.operators.llm.base import ChatResult
 from infuse.operators.qa_filter import QAFilterConfig, containment, grounding_score, qa_filter, rouge_l
-from infuse.operators.synth import QA_SCHEMA, SynthConfig, plan, run_items
+from infuse.operators.synthesize import QA_SCHEMA, SynthConfig, plan, run_items
 
 SOURCE = ("向量数据库用于存储嵌入向量，并支持按余弦相似度检索最相近的文本片段。它常用于检索增强生成，"
           "把检索到的片段放进提示词，让模型依据资料回答问题。")

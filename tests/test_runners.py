@@ -51,8 +51,8 @@ def test_a_dying_dask_worker_fails_the_run_with_a_clear_error(tmp_path):
     plugin = tmp_path / "die_step.py"
     plugin.write_text(
         "import os\n"
-        "from infuse.operators.document import CHUNK_SCHEMA\n"
-        "from infuse.tasks.base import Step, table\n\n"
+        "from infuse.operators.parsers.document import CHUNK_SCHEMA\n"
+        "from infuse.tasks.framework.step import Step, table\n\n"
         "class Die(Step):\n"
         "    name = 'die'\n"
         "    stage = 25\n"

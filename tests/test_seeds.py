@@ -11,8 +11,8 @@ from faulty_server import FaultyServer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from infuse.operators.llm import ChatRequest, make_backend  # noqa: E402
-from infuse.operators.synth import SynthConfig, plan, run_items  # noqa: E402
-from infuse.operators.synth.run import request_seed  # noqa: E402
+from infuse.operators.synthesize import SynthConfig, plan, run_items  # noqa: E402
+from infuse.operators.synthesize.run import request_seed  # noqa: E402
 
 CODE = ["int add(int a, int b) {\n    return a + b;\n}", "int sub(int a, int b) {\n    return a - b;\n}"]
 
@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
-    from infuse.operators.models import GEMMA_CHAT_TEMPLATE
+    from infuse.operators.common.models import GEMMA_CHAT_TEMPLATE
 
     path = tmp_path_factory.mktemp("tiny-gemma")
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]

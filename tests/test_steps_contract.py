@@ -30,7 +30,7 @@ def _readme_step() -> str:
 TOY_MODEL = '''
 import json
 
-from infuse.tasks.base import Step, StepContext, StepOutput, StepReport, model
+from infuse.tasks.framework.step import Step, StepContext, StepOutput, StepReport, model
 
 
 class TinyCard(Step):
@@ -163,8 +163,8 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
     from faulty_server import FaultyServer
 
     import infuse.flows.steps  # noqa: F401  (the pipeline's steps, registered)
-    from infuse.operators.base import module_closure
-    from infuse.tasks.base import ordered_steps
+    from infuse.operators.common.base import module_closure
+    from infuse.tasks.framework.step import ordered_steps
 
     copy = _copy_repo(tmp_path / "repo")
     override = tmp_path / "my_qa.yaml"
@@ -183,11 +183,11 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
         _run_copy(copy, recipe, tmp_path)
 
         # 1. edit an operator module: exactly the steps whose code imports it recompute
-        module = "infuse.operators.chunk_sentences"
+        module = "infuse.operators.chunk.sentences"
         importers = {c.name for c in ordered_steps()
                      if module in module_closure((c.__module__,), ("infuse.operators", "infuse.tasks"))}
         assert importers == {"chunk"}
-        with (copy / "operators" / "chunk_sentences.py").open("a") as f:
+        with (copy / "operators" / "chunk" / "sentences.py").open("a") as f:
             f.write("\n# an edit that changes no behaviour\n")
         states = _run_copy(copy, recipe, tmp_path)
         assert {s for s, st in states.items() if st != "Cached"} == importers, states

@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from infuse.operators.document import CHUNK_SCHEMA, DOCUMENT_SCHEMA
+from infuse.operators.parsers.document import CHUNK_SCHEMA, DOCUMENT_SCHEMA
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.prompts import load_prompt, render
-from infuse.operators.synth import QA_SCHEMA, SynthConfig, estimate, format_estimate, plan, run_items
-from infuse.operators.synth.jsonrepair import ParseError, parse_json_loose, parse_qa, parse_questions
-from infuse.operators.lang import cjk_ratio, detect_lang
-from infuse.operators.synth.rag import build_index
+from infuse.operators.synthesize import QA_SCHEMA, SynthConfig, estimate, format_estimate, plan, run_items
+from infuse.operators.synthesize.jsonrepair import ParseError, parse_json_loose, parse_qa, parse_questions
+from infuse.operators.common.lang import cjk_ratio, detect_lang
+from infuse.operators.synthesize.rag import build_index
 
 # ---------------------------------------------------------------- fixtures
 
@@ -546,7 +546,7 @@ def test_end_to_end_real_backend():
 
 
 def test_repair_keeps_true_false_null_inside_strings_and_survives_deep_nesting():
-    from infuse.operators.synth.jsonrepair import ParseError, parse_json_loose
+    from infuse.operators.synthesize.jsonrepair import ParseError, parse_json_loose
 
     out = parse_json_loose("[{'question': 'Is null allowed?', 'answer': 'It is true that null is rejected', 'ok': true},]")
     assert out == [{"question": "Is null allowed?", "answer": "It is true that null is rejected", "ok": True}]
@@ -557,7 +557,7 @@ def test_repair_keeps_true_false_null_inside_strings_and_survives_deep_nesting()
 
 def test_record_answers_are_the_document_text_for_numbers_and_bools():
     from infuse.operators.parsers.records import field_text as parser_text
-    from infuse.operators.synth.record_template import field_text
+    from infuse.operators.synthesize.record_template import field_text
 
     assert field_text is parser_text
     assert [field_text(v) for v in (30.0, True, None, 7)] == ["30", "True", "", "7"]
@@ -570,7 +570,7 @@ def test_record_answers_are_the_document_text_for_numbers_and_bools():
     ("第一章 总则\n正文内容。", "总则", "正文内容。"),
 ])
 def test_section_body_drops_every_kind_of_heading_line(text, heading, body):
-    from infuse.operators.synth.section_template import section_body
+    from infuse.operators.synthesize.section_template import section_body
 
     s, e = section_body(text, {"start": 0, "end": len(text), "heading_path": [heading]}, 1000)
     assert text[s:e] == body
@@ -582,9 +582,9 @@ def test_record_value_span_is_inside_its_field_section():
 
     import pyarrow as pa
 
-    from infuse.operators.document import document_row
+    from infuse.operators.parsers.document import document_row
     from infuse.operators.parsers.jsonrec import JsonParser
-    from infuse.operators.synth import SynthConfig, plan, run_items
+    from infuse.operators.synthesize import SynthConfig, plan, run_items
 
     parsed = JsonParser().parse_records(_json.dumps([{"name": "x", "v1": "1", "timeout": 30.0}]).encode(), "r.json")
     doc = document_row("d1", "r.json", "json", parsed[0])

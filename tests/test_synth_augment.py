@@ -11,7 +11,7 @@ import pyarrow as pa
 from faulty_server import FaultyServer
 
 from infuse.operators.llm import make_backend
-from infuse.operators.synth import SynthConfig, plan, run_items
+from infuse.operators.synthesize import SynthConfig, plan, run_items
 
 CHUNK = ("LotusDB stores each table in an append-only log. Compaction runs every night at 02:00 "
          "and merges log segments older than seven days. Backups are taken after compaction.")

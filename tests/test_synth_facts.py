@@ -7,9 +7,9 @@ from collections import defaultdict
 
 from infuse.operators.mix import MixConfig, mix
 from infuse.operators.qa_filter.language import LanguageOptions, check_language
-from infuse.operators.synth import SynthConfig, plan, run_items
-from infuse.operators.synth.facts import monolingual
-from infuse.operators.tokens import tokens
+from infuse.operators.synthesize import SynthConfig, plan, run_items
+from infuse.operators.synthesize.facts import monolingual
+from infuse.operators.common.tokens import tokens
 
 from tests.test_synth import chunks_of, doc_row
 

@@ -15,7 +15,7 @@ from faulty_server import FaultyServer
 
 from infuse.operators.llm import make_backend
 from infuse.operators.qa_filter import QAFilterConfig, qa_filter
-from infuse.operators.synth import QA_SCHEMA, SynthConfig, plan, run_items
+from infuse.operators.synthesize import QA_SCHEMA, SynthConfig, plan, run_items
 
 OPS = ("LotusDB stores each table in an append-only log. Compaction runs every night at 02:00 and merges log "
        "segments older than seven days. Backups are taken after compaction finishes.")
@@ -165,7 +165,7 @@ def test_raft_names_its_true_source_among_distractors():
 def test_llm_samples_that_state_a_fact_are_counted_for_it():
     """facts and atomic_facts side by side through the scripted server: the LLM's fact list states the port and
     the compaction time, so its samples are tagged with those facts and the coverage counts them."""
-    from infuse.operators.synth.coverage import tag_facts
+    from infuse.operators.synthesize.coverage import tag_facts
 
     rows, _, _, _ = run(["facts", "atomic_facts"], facts={"phrasings": 3})
     metas = {r["sample_id"]: json.loads(r["meta"] or "{}") for r in rows}

@@ -7,12 +7,12 @@ import json
 import pyarrow as pa
 import pytest
 
-from infuse.operators.document import document_row
-from infuse.operators.lang import prose_lang
+from infuse.operators.parsers.document import document_row
+from infuse.operators.common.lang import prose_lang
 from infuse.operators.parsers.csvrec import CsvParser
 from infuse.operators.parsers.jsonrec import JsonParser
 from infuse.operators.qa_filter import QAFilterConfig, qa_filter
-from infuse.operators.synth import QA_SCHEMA, SynthConfig, plan, run_items
+from infuse.operators.synthesize import QA_SCHEMA, SynthConfig, plan, run_items
 
 RECORDS = {"json": ["record_template"], "csv": ["record_template"]}  # one question per field (facts: test_synth_facts)
 

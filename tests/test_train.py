@@ -20,7 +20,7 @@ import yaml
 from safetensors.torch import load_file
 from tiny_models import FACTS, fact_rows, make_tiny_model
 
-from infuse.operators.dataset import SFT_SCHEMA
+from infuse.operators.common.dataset import SFT_SCHEMA
 from infuse.operators.train.card import read_card
 from infuse.operators.train.config import Job, LaunchOptions, LoraOptions, TrainOptions
 from infuse.operators.train.launch import TrainingFailed, launch, run_job
@@ -210,7 +210,7 @@ def test_gemma_lora_few_steps_lower_the_loss(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from infuse.operators.models import local_model_path
+    from infuse.operators.common.models import local_model_path
 
     job = job_for(tmp_path, local_model_path(), "lora", steps=3, learning_rate=1e-3, batch_size=2, max_length=64,
                   save_steps=100)

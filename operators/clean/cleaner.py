@@ -5,12 +5,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from infuse.operators import dj
-from infuse.operators.base import Reject
+from infuse.operators.common import dj
+from infuse.operators.common.base import Reject
 from infuse.operators.clean.config import CleanConfig, Gate
-from infuse.operators.lang import detect_lang
+from infuse.operators.common.lang import detect_lang
 from infuse.operators.clean.ops import INFUSE_MAPPERS
-from infuse.operators.provenance import offset_map
+from infuse.operators.common.provenance import offset_map
 
 OFFSET_MAP_TYPE = pa.list_(pa.int32())
 

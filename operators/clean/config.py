@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from infuse.operators.base import Strict
+from infuse.operators.common.base import Strict
 
 Lang = Literal["zh", "en"]
 Kind = Literal["text", "table", "code", "record"]
@@ -81,7 +81,7 @@ class CleanConfig(Strict):
 
     @model_validator(mode="after")
     def _names(self) -> "CleanConfig":
-        from infuse.operators import dj
+        from infuse.operators.common import dj
         from infuse.operators.clean.ops import INFUSE_MAPPERS
 
         for op in self.ops:

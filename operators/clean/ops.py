@@ -24,7 +24,7 @@ from typing import Any
 
 import regex
 
-from infuse.operators.lang import CJK_CHAR, has_cjk
+from infuse.operators.common.lang import CJK_CHAR, has_cjk
 
 MapperFn = Callable[[list[str], Sequence[str], dict[str, Any]], list[str]]
 

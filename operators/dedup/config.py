@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infuse.operators.base import Strict
+from infuse.operators.common.base import Strict
 
 
 class SimhashConfig(Strict):

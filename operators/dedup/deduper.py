@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from infuse.operators.base import Reject, stable_hash
-from infuse.operators.lang import detect_lang
+from infuse.operators.common.base import Reject, stable_hash
+from infuse.operators.common.lang import detect_lang
 from infuse.operators.dedup import semantic
 from infuse.operators.dedup.config import DedupConfig
 from infuse.operators.dedup.groups import components, pairs_from_keys

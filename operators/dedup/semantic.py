@@ -18,7 +18,7 @@ ITERATIONS = 12
 
 def embed(texts: list[str]) -> np.ndarray:
     """(len(texts), 384) float16 unit vectors from the packaged MiniLM."""
-    from infuse.operators.models import embed as minilm
+    from infuse.operators.common.models import embed as minilm
 
     return minilm(texts).astype(np.float16)
 

@@ -31,7 +31,7 @@ class SimhashHasher:
     """data-juicer's SimHash per chunk; `auto` picks character shingles for CJK-dominant chunks."""
 
     def __init__(self, cfg: SimhashConfig) -> None:
-        from infuse.operators import dj
+        from infuse.operators.common import dj
 
         dj.ensure_loaded()
         self.cfg = cfg

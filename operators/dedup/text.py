@@ -22,6 +22,6 @@ def exact_key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(normalize_exact(text).encode(), digest_size=8).digest(), "little")
 
 
-from infuse.operators.tokens import shingles, tokens  # noqa: E402  (dedup's shingles are the shared ones)
+from infuse.operators.common.tokens import shingles, tokens  # noqa: E402  (dedup's shingles are the shared ones)
 
 __all__ = ["exact_key", "normalize_exact", "shingles", "tokens"]

@@ -23,7 +23,7 @@ def rubric(lang: str = "en") -> str:
 def judge(rows: list[dict[str, Any]], backend: LLMBackend, max_tokens: int = 96) -> list[int | None]:
     """rows: dicts with question, reference, answer, lang. Returns a grade (or None) per row."""
     from infuse.operators.prompts import load_prompt
-    from infuse.operators.synth.jsonrepair import parse_json_loose
+    from infuse.operators.synthesize.jsonrepair import parse_json_loose
 
     prompts: dict[str, Any] = {}
     reqs = []

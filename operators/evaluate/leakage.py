@@ -5,7 +5,7 @@ one training prompt (a user turn of a `train` row) reaches `threshold`.
 Jaccard, not containment: template questions share their frame ("X的返回值是什么？"
 for X and for Y, a section and its sub-section) and are not the same question.
 Tokens are characters for Chinese and words for English
-(infuse.operators.tokens), so one threshold serves both. An inverted index over
+(infuse.operators.common.tokens), so one threshold serves both. An inverted index over
 the training n-grams keeps it linear.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infuse.operators.evaluate.questions import Item
-from infuse.operators.tokens import ngrams, tokens
+from infuse.operators.common.tokens import ngrams, tokens
 
 
 @dataclass

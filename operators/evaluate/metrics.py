@@ -1,6 +1,6 @@
 """Scores of one answer against its reference: strict, token F1, ROUGE-L F1, contains; bootstrap CIs over items.
 
-Tokens are those of `infuse.operators.tokens`: a Chinese character is one
+Tokens are those of `infuse.operators.common.tokens`: a Chinese character is one
 token, an English word is one token (after NFKC and case folding, punctuation
 dropped), so "char-level" F1 means characters for Chinese and words for
 English with one function. A score against several references (the answer
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import regex
 
-from infuse.operators.lang import CJK_CHAR
-from infuse.operators.tokens import tokens
+from infuse.operators.common.lang import CJK_CHAR
+from infuse.operators.common.tokens import tokens
 
 
 def f1(pred: str, ref: str) -> float:

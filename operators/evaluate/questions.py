@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.base import Reject, stable_hash
-from infuse.operators.lang import detect_lang
+from infuse.operators.common.base import Reject, stable_hash
+from infuse.operators.common.lang import detect_lang
 from infuse.operators.llm import ChatRequest, LLMBackend
-from infuse.operators.synth.schema import meta_of
-from infuse.operators.tokens import tokens
+from infuse.operators.synthesize.schema import meta_of
+from infuse.operators.common.tokens import tokens
 
 GROUPS = ("domain", "paraphrase", "user", "general")
 
@@ -206,7 +206,7 @@ def variant_problem(variant: str, source: str, earlier: list[str] | tuple[str, .
 
 def _questions_of(text: str | None) -> list[str]:
     """Every question string of a JSON reply (objects with a question key, or plain strings), unfiltered."""
-    from infuse.operators.synth.jsonrepair import QUESTION_KEYS, ParseError, parse_json_loose
+    from infuse.operators.synthesize.jsonrepair import QUESTION_KEYS, ParseError, parse_json_loose
 
     value = parse_json_loose(text)
     entries = value if isinstance(value, list) else [value]
@@ -228,8 +228,8 @@ def paraphrase(items: list[Item], backend: LLMBackend, k: int, max_tokens: int =
     is a reject with its reason; an item whose reply fails or holds no question gets no variants, recorded too.
     """
     from infuse.operators.prompts import load_prompt
-    from infuse.operators.synth.core import json_stop
-    from infuse.operators.synth.jsonrepair import QA_JSON_SCHEMA
+    from infuse.operators.synthesize.core import json_stop
+    from infuse.operators.synthesize.jsonrepair import QA_JSON_SCHEMA
 
     if k <= 0 or not items:
         return [], []

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from infuse.operators.base import Strict, runtime
+from infuse.operators.common.base import Strict, runtime
 
 
 class LLMConfig(Strict):

@@ -33,7 +33,7 @@ class LocalServer:
         log_path: str | Path | None = None,
     ) -> None:
         if model_path is None:
-            from infuse.operators.models import local_model_path
+            from infuse.operators.common.models import local_model_path
 
             model_path = local_model_path()
         self.model = str(model_path)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from infuse.operators.base import STOP
+from infuse.operators.common.base import STOP
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.llm.config import LLMConfig
 

@@ -15,10 +15,10 @@ import threading
 import time
 from typing import Any
 
-from infuse.operators.base import STOP
+from infuse.operators.common.base import STOP
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.llm.config import LLMConfig
-from infuse.operators.models import model_dir
+from infuse.operators.common.models import model_dir
 
 log = logging.getLogger("infuse.llm.transformers")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from infuse.operators.llm.base import ChatRequest, ChatResult
 from infuse.operators.llm.config import LLMConfig
-from infuse.operators.models import model_dir
+from infuse.operators.common.models import model_dir
 
 log = logging.getLogger("infuse.llm.vllm")
 

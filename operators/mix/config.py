@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infuse.operators.base import Strict
+from infuse.operators.common.base import Strict
 
 EXPORTS = ("llamafactory", "swift", "openai")
 DOMAIN = "domain"  # the source name of the rows read from `qa`

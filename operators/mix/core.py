@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 from infuse.operators.mix.config import DOMAIN, IdentityValues, MixConfig
 from infuse.operators.mix.dedup import dedup
 from infuse.operators.mix.identity import Identity

@@ -6,7 +6,7 @@ names the sample it duplicates.
 """
 from __future__ import annotations
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 from infuse.operators.mix.sample import Sample, prompt_key
 
 

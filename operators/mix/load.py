@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.base import OperatorError, Reject
-from infuse.operators.lang import detect_lang
+from infuse.operators.common.base import OperatorError, Reject
+from infuse.operators.common.lang import detect_lang
 from infuse.operators.mix.config import GeneralSource
 from infuse.operators.mix.formats import to_messages
 from infuse.operators.mix.identity import Identity

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 from infuse.operators.mix.sample import Sample, unit_hash
 
 

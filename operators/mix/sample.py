@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from infuse.operators.synth.schema import meta_of
-from infuse.operators.tokens import tokens
+from infuse.operators.synthesize.schema import meta_of
+from infuse.operators.common.tokens import tokens
 
 Message = dict[str, str]
 

@@ -1,7 +1,7 @@
 """Assemble text from blocks while recording heading offsets (used by docx, html)."""
 from __future__ import annotations
 
-from infuse.operators.document import Section
+from infuse.operators.parsers.document import Section
 from infuse.operators.parsers.sections import build_sections
 
 

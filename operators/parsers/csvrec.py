@@ -5,8 +5,8 @@ import csv
 import io
 from pathlib import PurePosixPath
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.jsonrec import bad_record
 from infuse.operators.parsers.records import combine, render_record
 from infuse.operators.parsers.textdecode import decode_records, has_bad_bytes

@@ -14,8 +14,8 @@ from docx.oxml.ns import qn
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.blocks import TextBuilder
 from infuse.operators.parsers.tables import to_markdown
 

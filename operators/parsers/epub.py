@@ -18,8 +18,8 @@ from xml.etree import ElementTree
 
 from bs4 import BeautifulSoup
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.html import Walker
 
 # encryption methods that only obfuscate embedded fonts: the text is readable

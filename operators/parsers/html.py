@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 from bs4 import BeautifulSoup, Comment, Doctype, NavigableString, ProcessingInstruction, Tag
 
-from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.blocks import TextBuilder
 from infuse.operators.parsers.tables import to_markdown
 from infuse.operators.parsers.textdecode import decode_text

@@ -5,8 +5,8 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.records import combine, render_record
 from infuse.operators.parsers.textdecode import decode_records, decode_text, has_bad_bytes
 

@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.textdecode import decode_text
 from infuse.operators.parsers.txt import normalise_newlines
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 from infuse.operators.parsers.textdecode import decode_text
 

@@ -9,8 +9,8 @@ from typing import Any
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import Page, ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import Page, ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 
 

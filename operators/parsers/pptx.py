@@ -10,8 +10,8 @@ from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import Page, ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import Page, ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 from infuse.operators.parsers.tables import to_markdown
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 
 TITLE_FIELDS = ("title", "name", "名称", "姓名", "名字", "函数", "函数名", "标题")

@@ -1,7 +1,7 @@
 """Turn a flat list of headings into nested Sections with [start, end) spans."""
 from __future__ import annotations
 
-from infuse.operators.document import Section
+from infuse.operators.parsers.document import Section
 
 
 def build_sections(heads: list[tuple[int, str, int]], text_len: int) -> list[Section]:

@@ -22,7 +22,7 @@ import re
 
 from charset_normalizer import from_bytes
 
-from infuse.operators.base import OperatorError
+from infuse.operators.common.base import OperatorError
 
 _ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
 _BOMS = (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from infuse.operators.document import ParsedDoc
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.textdecode import decode_text
 
 

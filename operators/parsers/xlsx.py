@@ -7,8 +7,8 @@ from pathlib import PurePosixPath
 
 from openpyxl import load_workbook
 
-from infuse.operators.base import OperatorError
-from infuse.operators.document import ParsedDoc
+from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.records import combine, render_record
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 
 ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
         "observation": "user"}

@@ -29,12 +29,12 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject, Strict
-from infuse.operators.dataset import MESSAGE
+from infuse.operators.common.base import Reject, Strict
+from infuse.operators.common.dataset import MESSAGE
 from infuse.operators.evaluate.metrics import strict_detail
 from infuse.operators.qa_filter.grounding import grounding_score
-from infuse.operators.synth.schema import meta_of
-from infuse.operators.tokens import tokens
+from infuse.operators.synthesize.schema import meta_of
+from infuse.operators.common.tokens import tokens
 
 PAIR_SCHEMA = pa.schema([
     ("pair_id", pa.string()),

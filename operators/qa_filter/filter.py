@@ -9,11 +9,11 @@ from typing import Any, Callable, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from infuse.operators.base import Reject, Strict
+from infuse.operators.common.base import Reject, Strict
 from infuse.operators.qa_filter.grounding import grounding_score
 from infuse.operators.qa_filter.language import LanguageOptions, check_language
-from infuse.operators.synth.schema import meta_of
-from infuse.operators.tokens import shingles
+from infuse.operators.synthesize.schema import meta_of
+from infuse.operators.common.tokens import shingles
 
 Sources = dict[str, str] | Callable[[str], str | None]
 
@@ -302,7 +302,7 @@ def _judge(alive: list[_Sample], lookup: Callable[[str], str | None], sources_by
     (the judge is advisory). A turn found unsupported is cut like an ungrounded one."""
     from infuse.operators.llm.base import ChatRequest
     from infuse.operators.prompts import load_prompt
-    from infuse.operators.synth.jsonrepair import parse_json_loose
+    from infuse.operators.synthesize.jsonrepair import parse_json_loose
 
     skip = set(cfg.grounding.skip_strategies)
     todo: list[tuple[_Sample, int]] = []

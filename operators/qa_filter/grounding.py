@@ -8,8 +8,8 @@ answer length (ROUGE-L recall of the answer against the source).
 """
 from __future__ import annotations
 
-from infuse.operators.tokens import ngrams as _ngrams
-from infuse.operators.tokens import tokens
+from infuse.operators.common.tokens import ngrams as _ngrams
+from infuse.operators.common.tokens import tokens
 
 
 def containment(answer: str, source: str, n: int = 2) -> float:

@@ -3,7 +3,7 @@
 A sample is mixed when one of its turns mixes the prose of two languages
 ("我是the LotusDB team开发的人工智能助手", "What is the 处理建议 of X?"), or when
 its turns are in different languages (an English question answered in
-Chinese). Prose is judged by `infuse.operators.lang.prose_runs`: identifiers,
+Chinese). Prose is judged by `infuse.operators.common.lang.prose_runs`: identifiers,
 API names, error codes, numbers and code never count as English.
 
 Words a turn takes verbatim from its document (a heading, a field name, a
@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import Field
 
-from infuse.operators.base import Strict
-from infuse.operators.lang import majority, prose_runs
+from infuse.operators.common.base import Strict
+from infuse.operators.common.lang import majority, prose_runs
 
 
 class LanguageOptions(Strict):

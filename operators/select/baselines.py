@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from infuse.operators.tokens import tokens
+from infuse.operators.common.tokens import tokens
 
 
 def answer_lengths(answers: Sequence[str]) -> np.ndarray:

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infuse.operators.base import Strict, runtime
+from infuse.operators.common.base import Strict, runtime
 from infuse.operators.llm import LLMConfig
-from infuse.operators.synth.config import TEMPLATE_STRATEGIES
+from infuse.operators.synthesize.config import TEMPLATE_STRATEGIES
 from infuse.operators.train.config import LoraOptions, TrainOptions
 
 METHODS = ("ifd", "superfilter", "mods", "kcenter", "facility_location", "longest", "diversity", "random")

@@ -18,7 +18,7 @@ def row_text(messages: Any, which: str = "question") -> str:
 
 def embed_rows(conversations: Sequence[Any], which: str = "question") -> np.ndarray:
     """L2-normalised MiniLM embeddings (n, 384) of the rows' text."""
-    from infuse.operators.models import embed
+    from infuse.operators.common.models import embed
 
     return embed([row_text(m, which) for m in conversations])
 

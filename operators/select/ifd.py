@@ -29,7 +29,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from infuse.operators.base import check_stop
+from infuse.operators.common.base import check_stop
 
 log = logging.getLogger("infuse.select.ifd")
 

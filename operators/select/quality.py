@@ -67,7 +67,7 @@ def reward_scores(model_dir: str, conversations: Sequence[Any], batch_size: int 
 
 def parse_score(text: str | None) -> float | None:
     """The judge's score: from its JSON, else the first `score: N` in the text."""
-    from infuse.operators.synth.jsonrepair import parse_json_loose
+    from infuse.operators.synthesize.jsonrepair import parse_json_loose
 
     try:
         value = parse_json_loose(text)

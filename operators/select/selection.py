@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from infuse.operators.base import Reject
+from infuse.operators.common.base import Reject
 from infuse.operators.select.config import Budget
 
 

@@ -25,7 +25,7 @@ from infuse.operators.select.selection import DIVERSITY_LABEL, Selection, divers
 
 def default_scorer() -> str:
     """The small scorer: the packaged Gemma 3 270M."""
-    from infuse.operators.models import local_model_path
+    from infuse.operators.common.models import local_model_path
 
     return str(local_model_path())
 

@@ -21,7 +21,7 @@ def scorer_chat_template(tokenizer: Any, name: str | None = None) -> str:
         if "{%" in name or "{{" in name:
             return name
         if name == "gemma":
-            from infuse.operators.models import GEMMA_CHAT_TEMPLATE
+            from infuse.operators.common.models import GEMMA_CHAT_TEMPLATE
 
             return GEMMA_CHAT_TEMPLATE
         raise TemplateError(f"chat template {name!r} is not available to select yet; use the model's own template "

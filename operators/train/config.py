@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from infuse.operators.base import Strict, runtime
+from infuse.operators.common.base import Strict, runtime
 
 Method = Literal["lora", "dora", "full", "qlora", "hybrid"]
 Strategy = Literal["ddp", "fsdp2", "zero2", "zero3"]

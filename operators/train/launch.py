@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.base import STOP, Interrupted
+from infuse.operators.common.base import STOP, Interrupted
 from infuse.operators.train.config import Job, LaunchOptions
 from infuse.operators.train.devices import gpu_count, installed
 

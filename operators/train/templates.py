@@ -153,7 +153,7 @@ def _single_token(tokenizer: Any, text: str) -> bool:
 
 def _is_infuse_plain_gemma(source: str | None) -> bool:
     """The marker-less template infuse adds when it converts the packaged Gemma: not the model's own."""
-    from infuse.operators.models import GEMMA_CHAT_TEMPLATE
+    from infuse.operators.common.models import GEMMA_CHAT_TEMPLATE
 
     return source == GEMMA_CHAT_TEMPLATE
 

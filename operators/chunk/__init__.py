@@ -1,0 +1,1 @@
+"""Chunking: documents into token-bounded pieces (chunker), at sentence boundaries (sentences)."""

@@ -1,0 +1,395 @@
+"""The step contract: one class per step, in one file, registered by being defined.
+
+A step says what it is (`name`, `description`, `gpu`), where it stands in the
+pipeline (`stage`), what it reads (`inputs`, by artifact name) and writes
+(`outputs`: tables, models, reports), and its recipe options (`Options`, which
+become the recipe's `steps.<name>` section). `run(ctx)` does the work and
+returns a StepOutput.
+
+Everything steps do the same way lives here, not in the steps: the cache key,
+the cleanup of a killed try, the rejects and report artifacts, timing, the
+commit of all outputs as one unit, and the UI artifacts.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from infuse.operators.common.base import STOP, Reject, Strict, code_version, key_dump, runtime, stable_hash
+from infuse.storage import ArtifactRef, ArtifactStore, ArtifactWriter, DirOutput
+from infuse.tasks.framework.progress import Progress
+
+
+def _versions(*dists: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for d in dists:
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            out[d] = "absent"
+    return out
+
+
+# Libraries whose upgrade can change what a step produces (a data-juicer upgrade can change what a
+# filter keeps; a trl upgrade, how a model trains): part of every step's code version.
+LIBRARY_VERSIONS = _versions("py-data-juicer", "datasketch", "pypdf", "python-docx", "python-pptx", "ebooklib",
+                             "beautifulsoup4", "charset-normalizer", "jieba", "transformers", "pyarrow",
+                             "torch", "trl", "peft", "accelerate")
+
+KINDS = ("table", "model", "report")
+RESERVED = ("rejects", "report")  # every step writes these two itself
+
+
+@dataclass(frozen=True)
+class Output:
+    """One artifact a step writes: a table (Parquet), a model or a report (a directory)."""
+
+    kind: str
+    schema: pa.Schema | None = None  # a table's, when fixed
+    description: str = ""
+
+
+def table(schema: pa.Schema | None = None, description: str = "") -> Output:
+    return Output("table", schema, description)
+
+
+def model(description: str = "") -> Output:
+    return Output("model", None, description)
+
+
+def report(description: str = "") -> Output:
+    return Output("report", None, description)
+
+
+@dataclass(frozen=True)
+class Input:
+    """An artifact a step reads: `chunks` (from the nearest enabled step before it that writes
+    chunks) or `sft.model` (that step's, only)."""
+
+    name: str
+    optional: bool = False
+
+    @property
+    def artifact(self) -> str:
+        return self.name.rpartition(".")[2]
+
+    @property
+    def producer(self) -> str | None:
+        return self.name.rpartition(".")[0] or None
+
+
+def optional(name: str) -> Input:
+    return Input(name, optional=True)
+
+
+class StepOptions(Strict):
+    """Options every step has; none of them changes what the step produces."""
+
+    enabled: bool = runtime(True, description="run this step; when off, later steps read the artifact from the "
+                                              "step before it")
+    retries: int = runtime(0, ge=0, le=10, description="Prefect retries for an infrastructure failure of the step")
+    retry_delay_s: float = runtime(5.0, ge=0)
+
+
+@dataclass
+class StepReport:
+    """What a step says about its run: counts for the manifest and UI, markdown, tables and plots."""
+
+    rows_in: int | None = None
+    kept: int | None = None
+    unit_in: str = "rows"
+    unit_out: str = "rows"
+    markdown: str = ""  # appended to the step's summary in the UI and saved as report.md
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # extra UI tables: <step>-<name>
+    images: dict[str, bytes] = field(default_factory=dict)  # PNGs: saved in the report, shown in the UI
+    stats: dict[str, Any] = field(default_factory=dict)  # into the manifest and the step's result
+
+
+@dataclass
+class StepOutput:
+    outputs: dict[str, ArtifactRef]
+    rejects: list[Reject] = field(default_factory=list)
+    report: StepReport = field(default_factory=StepReport)
+
+
+@dataclass
+class StepResult:
+    """What a step task returns (and Prefect caches): refs to its artifacts plus its stats."""
+
+    step: str
+    key: str
+    outputs: dict[str, dict[str, Any]]
+    rejects: dict[str, Any]
+    report: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "key": self.key, "outputs": self.outputs, "rejects": self.rejects,
+                "report": self.report, "stats": self.stats}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StepResult":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def refs(self) -> dict[str, dict[str, Any]]:
+        return {**self.outputs, "rejects": self.rejects, "report": self.report}
+
+
+class StepContractError(RuntimeError):
+    """A step broke its own declaration (an undeclared or missing output): a bug, not bad data."""
+
+
+REGISTRY: dict[str, type["Step"]] = {}
+
+
+class Step:
+    """Base of every step; see the module docstring. Subclass it, set the class attributes, write run()."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    gpu: ClassVar[bool] = False
+    stage: ClassVar[float] = 0.0  # pipeline order: parse 10, chunk 20, ... a new step picks a number between
+    inputs: ClassVar[tuple[str | Input, ...]] = ()
+    outputs: ClassVar[dict[str, Output]] = {}
+    Options: ClassVar[type[StepOptions]] = StepOptions
+    operators: ClassVar[tuple[str, ...]] = ()  # modules it loads dynamically, which imports alone would not reveal
+    rerun_on: ClassVar[tuple[str, ...]] = ()  # run flags (e.g. "retry_failed") that make this step recompute
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if not cls.__dict__.get("name"):
+            return  # an abstract helper class
+        for out, spec in cls.outputs.items():
+            if out in RESERVED or spec.kind not in KINDS:
+                raise StepContractError(f"step {cls.name}: output {out!r} ({spec.kind}) is reserved or of no known "
+                                        f"kind; kinds are {', '.join(KINDS)}")
+        REGISTRY[cls.name] = cls  # a module imported again (reload, a plugin) replaces its own step
+
+    # ---- declarations, as data ------------------------------------------------
+    @classmethod
+    def input_specs(cls) -> list[Input]:
+        return [i if isinstance(i, Input) else Input(i) for i in cls.inputs]
+
+    @classmethod
+    def module(cls) -> str:
+        return cls.__module__
+
+    # ---- hooks, with their defaults -------------------------------------------
+    def config(self, recipe: Any) -> dict[str, Any]:
+        """The step's config for this run: its recipe section, plus whatever top-level recipe
+        sections it needs (parse: the input folder; training steps: the model)."""
+        return recipe.step_options(self.name).model_dump(mode="json")
+
+    def options(self, cfg: dict[str, Any]) -> StepOptions:
+        return self.Options.model_validate({k: v for k, v in cfg.items() if k in self.Options.model_fields})
+
+    def key_config(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """What of the config goes into the cache key: all but the runtime fields (retries, timeouts,
+        concurrency, at any depth), plus the extras `config` added."""
+        extras = {k: v for k, v in cfg.items() if k not in self.Options.model_fields}
+        return {**key_dump(self.options(cfg)), **extras}
+
+    def fingerprint(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """What the output depends on besides inputs, code and config (parse: the folder's files)."""
+        return {}
+
+    def code_version(self) -> str:
+        """Every infuse.operators and infuse.tasks module the step's module imports (by source), plus
+        the library versions that shape its output."""
+        code = code_version(self.module(), *self.operators, prefixes=("infuse.operators", "infuse.tasks"))
+        return stable_hash({"code": code, "libs": LIBRARY_VERSIONS})[:16]
+
+    def cache_key(self, cfg: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> str:
+        """The content address of the step's output: same code, config and inputs -> same key."""
+        return stable_hash({
+            "step": self.name,
+            "code": self.code_version(),
+            "config": self.key_config(cfg),
+            "inputs": {k: v["sha256"] for k, v in sorted(inputs.items())},
+            "fingerprint": self.fingerprint(cfg),
+        })[:24]
+
+    def check(self, cfg: dict[str, Any]) -> list[str]:
+        """Problems this machine would have running the step with this config (a GPU-only method on a CPU,
+        a missing package), said by `infuse validate` and before `infuse run` starts anything."""
+        return []
+
+    def estimate(self, ctx: "StepContext") -> str | None:
+        """`infuse plan`: what running this step would cost, said before running it (None: no estimate)."""
+        return None
+
+    def run(self, ctx: "StepContext") -> StepOutput:
+        raise NotImplementedError
+
+    # ---- what every step does the same way ------------------------------------
+    def execute(self, ctx: "StepContext") -> StepResult:
+        """Run the step and commit everything it wrote as one unit."""
+        store = ctx.store
+        store.invalidate(self.name, ctx.key, fresh=ctx.fresh)  # until the commit, this key is not complete
+        if ctx.fresh:
+            store.clear_work(self.name, ctx.key)
+        t0 = time.perf_counter()
+        out = self.run(ctx)
+        wall = time.perf_counter() - t0
+        missing = set(self.outputs) - set(out.outputs)
+        extra = set(out.outputs) - set(self.outputs)
+        if missing or extra:
+            raise StepContractError(f"step {self.name}: outputs {sorted(out.outputs)} do not match its declaration "
+                                    f"{sorted(self.outputs)}")
+        rep = out.report
+        rejects_ref = store.write_rejects(self.name, ctx.key, [r.to_row(self.name) for r in out.rejects])
+        by_reason = dict(Counter(r.reason for r in out.rejects).most_common())
+        stats = {**rep.stats, "rows_in": rep.rows_in, "kept": rep.kept, "units": f"{rep.unit_in} -> {rep.unit_out}",
+                 "rejected": len(out.rejects), "rejected_by_reason": by_reason, "wall_s": round(wall, 3)}
+        from infuse.tasks.framework.report import summary_markdown, publish
+
+        refs = {**out.outputs, "rejects": rejects_ref}
+        md = summary_markdown(self.name, ctx.key, store, refs, stats, rep)
+        files = {"report.md": md.encode(), "stats.json": json.dumps(stats, ensure_ascii=False, indent=1,
+                                                                    default=str).encode()}
+        files.update({f"{name}.png": png for name, png in rep.images.items()})
+        report_ref = store.write_dir(self.name, ctx.key, "report", files, kind="report",
+                                     describe=f"report: {', '.join(sorted(files))}")
+        refs["report"] = report_ref
+        store.commit_step(self.name, ctx.key, refs)  # written last: the step's commit point
+        publish(self.name, store, refs, stats, rep)
+        return StepResult(self.name, ctx.key, {n: r.to_dict() for n, r in out.outputs.items()},
+                          rejects_ref.to_dict(), report_ref.to_dict(), stats)
+
+
+PLUGINS: dict[str, str] = {}  # plugin spec (as a recipe names it, resolved) -> its module's name
+
+
+def ordered_steps(plugins: list[str] | tuple[str, ...] | None = None) -> list[type[Step]]:
+    """The pipeline's steps in order, plus those of the given plugins (a plugin's steps belong only to
+    the recipes that name it, even after another recipe loaded it into this process)."""
+    wanted = {PLUGINS.get(_plugin_id(p)) for p in plugins or ()}
+    plugin_modules = set(PLUGINS.values())
+    steps = [c for c in REGISTRY.values() if c.__module__ not in plugin_modules or c.__module__ in wanted]
+    return sorted(steps, key=lambda c: (c.stage, c.name))
+
+
+def _plugin_id(spec: str) -> str:
+    return str(Path(spec).resolve()) if spec.endswith(".py") else spec
+
+
+def get_step(name: str) -> type[Step]:
+    if name not in REGISTRY:
+        raise KeyError(f"unknown step {name!r}; steps are: {', '.join(c.name for c in ordered_steps())}")
+    return REGISTRY[name]
+
+
+def load_plugin(spec: str) -> None:
+    """Import a module that defines steps: a dotted module name or a path to a .py file."""
+    if spec.endswith(".py"):
+        path = Path(spec).resolve()
+        name = f"infuse_plugin_{path.stem}_{stable_hash(str(path))[:8]}"
+        if name not in sys.modules:
+            mod_spec = importlib.util.spec_from_file_location(name, path)
+            if mod_spec is None or mod_spec.loader is None:
+                raise ImportError(f"plugin {spec}: not a Python file")
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[name] = module
+            try:
+                mod_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+    else:
+        name = importlib.import_module(spec).__name__
+    PLUGINS[_plugin_id(spec)] = name
+
+
+class StepContext:
+    """What a step's run() gets: its options, inputs, a place to write outputs, progress and logging."""
+
+    def __init__(self, step: Step, key: str, store: ArtifactStore, cfg: dict[str, Any],
+                 inputs: dict[str, ArtifactRef], runtime: dict[str, Any] | None = None,
+                 log: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+        self.step, self.key, self.store, self.cfg = step, key, store, cfg
+        self.inputs = inputs
+        self.runtime = runtime or {}
+        self.options = step.options(cfg)
+        self.log = log or logging.getLogger(f"infuse.{step.name}")
+
+    @property
+    def fresh(self) -> bool:
+        """--refresh: recompute from scratch (resumable shards and checkpoints are thrown away)."""
+        return bool(self.runtime.get("fresh"))
+
+    @property
+    def stopping(self) -> bool:
+        return STOP.is_set()
+
+    # ---- inputs ---------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return name in self.inputs
+
+    def input(self, name: str) -> ArtifactRef:
+        if name not in self.inputs:
+            raise KeyError(f"step {self.step.name}: no input {name!r} in this run (has: {', '.join(self.inputs)})")
+        return self.inputs[name]
+
+    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return self.store.read(self.input(name), columns=columns)
+
+    def batches(self, name: str, batch_size: int = 10_000, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        return self.store.iter_batches(self.input(name), batch_size=batch_size, columns=columns)
+
+    def input_dir(self, name: str) -> Path:
+        """A model or report input as a local directory."""
+        return self.store.local_dir(self.input(name))
+
+    # ---- outputs --------------------------------------------------------------
+    def _declared(self, name: str, kind: str) -> None:
+        spec = self.step.outputs.get(name)
+        if spec is None or spec.kind != kind:
+            raise StepContractError(f"step {self.step.name}: {name!r} is not a declared {kind} output")
+
+    def writer(self, name: str, schema: pa.Schema | None = None, **kw: Any) -> ArtifactWriter:
+        self._declared(name, "table")
+        return self.store.writer(self.step.name, self.key, name, schema or self.step.outputs[name].schema, **kw)
+
+    def write_table(self, name: str, table: pa.Table | list[dict[str, Any]], schema: pa.Schema | None = None) -> ArtifactRef:
+        self._declared(name, "table")
+        return self.store.write_table(self.step.name, self.key, name, table, schema or self.step.outputs[name].schema)
+
+    @contextmanager
+    def dir_output(self, name: str) -> Iterator[DirOutput]:
+        """A local directory to fill with a model or report output; committed atomically on a clean exit."""
+        spec = self.step.outputs.get(name)
+        if spec is None or spec.kind == "table":
+            raise StepContractError(f"step {self.step.name}: {name!r} is not a declared model or report output")
+        with self.store.dir_writer(self.step.name, self.key, name, kind=spec.kind) as out:
+            yield out
+
+    def work_dir(self) -> Path:
+        """Scratch for this step and key that survives a kill (checkpoints, resumable state)."""
+        return self.store.work_dir(self.step.name, self.key)
+
+    # ---- units that commit together (a shard's outputs) ------------------------
+    def save_unit(self, unit: str, tables: dict[str, pa.Table]) -> dict[str, ArtifactRef]:
+        return self.store.commit_unit(self.step.name, self.key, unit, tables)
+
+    def load_unit(self, unit: str) -> dict[str, ArtifactRef] | None:
+        return self.store.load_unit(self.step.name, self.key, unit)
+
+    # ---- progress ---------------------------------------------------------------
+    def progress(self, total: int | None, desc: str = "", unit: str = "items") -> Progress:
+        """A progress bar in the terminal and a progress artifact in the UI for one piece of long work."""
+        return Progress(total, desc or self.step.name, unit=unit, key=f"{self.step.name.replace('_', '-')}-progress",
+                        log=self.log)
