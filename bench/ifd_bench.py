@@ -145,7 +145,7 @@ def main() -> None:
 
     from infuse.operators.common.models import local_model_path
     from infuse.operators.select.ifd import HFLossScorer, compute_ifd
-    from infuse.operators.select.template import scorer_chat_template
+    from infuse.operators.select.scorers import scorer_template
 
     device = args.device or ("cuda" if args.gpu else "cpu")
     n = args.rows or (6 if args.smoke else 400 if args.gpu else 150)
@@ -165,7 +165,7 @@ def main() -> None:
     print(f"model: {path}\nrows: {len(conversations)} from {args.data.name}")
 
     tok = AutoTokenizer.from_pretrained(path)
-    template = scorer_chat_template(tok, None if tok.chat_template else "gemma")
+    template, _ = scorer_template(tok, path, None)
 
     # the reference: fp32, output_hidden_states=True, batch 1
     ref_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_hidden_states=True)

@@ -15,8 +15,8 @@ passed to the engine explicitly, and so is the generation config whose
 end-of-turn ids make a reply stop where training taught it to.
 
 The model comes from the run's manifest like `infuse show` finds artifacts:
-the newest committed output of the step (`sft.model`, `dpo.model`) or of the
-merge step that read it.
+the newest committed `model` output of the step asked for (`sft.model`,
+`dpo.model`, ...; by default the run's last) or of the merge step that merged it.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-MODELS = ("sft", "dpo")
 Engine = Literal["auto", "vllm", "transformers"]
 # vLLM's accepted values of --max-lora-rank (vllm.config.lora.MaxLoRARanks)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -43,7 +42,7 @@ class ServeError(ValueError):
 class Served:
     """A model artifact found in a run: where it is and what it is."""
 
-    model: str  # sft | dpo: the training step it comes from
+    model: str  # the step that trained it (sft, dpo, ...)
     step: str  # the step whose output it is (sft, dpo, merge, ...)
     run_id: str
     path: Path  # the local directory
@@ -78,12 +77,11 @@ def open_store(run: str | Path):
     raise ServeError(f"{run}: neither a recipe file nor a runs directory")
 
 
-def find_model(store, model: str = "sft", merged: bool = False) -> Served:
-    """The newest committed `<model>.model` of the runs under `store`, or (merged) the merge of it."""
+def find_model(store, model: str, merged: bool = False) -> Served:
+    """The newest committed `<model>.model` of the runs under `store`, or (merged) the merge of it: the output
+    of a merge step whose last model input is `<model>.model`."""
     from infuse.storage import ArtifactRef, RunManifest
 
-    if model not in MODELS:
-        raise ServeError(f"--model {model!r}: one of {', '.join(MODELS)}")
     runs = RunManifest.all_runs(store)
     if not runs:
         raise ServeError("no run found under this storage root; run the recipe first")
@@ -91,9 +89,7 @@ def find_model(store, model: str = "sft", merged: bool = False) -> Served:
         for step, entry in doc.get("steps", {}).items():
             outputs = entry.get("outputs", {})
             if merged:
-                reads = entry.get("inputs_from", {}).values()
-                hit = "merged" in outputs and f"{model}.model" in reads
-                name = "merged"
+                hit, name = "merged" in outputs and _merged_from(entry) == f"{model}.model", "merged"
             else:
                 hit, name = step == model and "model" in outputs, "model"
             if hit and RunManifest.committed_entry(store, doc, step):
@@ -104,10 +100,31 @@ def find_model(store, model: str = "sft", merged: bool = False) -> Served:
                 return Served(model, step, doc["run_id"], path, read_card(path) or {})
     steps = sorted({s for d in runs for s in d.get("steps", {})})
     what = f"merge of `{model}.model`" if merged else f"`{model}.model`"
-    hint = {"sft": "turn sft on (steps.sft.enabled: true)", "dpo": "turn dpo on (steps.dpo.enabled: true)"}[model]
-    hint += ", and merge (steps.merge.enabled: true)" if merged else ""
+    hint = f"turn {model} on (steps.{model}.enabled: true)" + (", and merge (steps.merge.enabled: true)"
+                                                                if merged else "")
     raise ServeError(f"no committed {what} in the runs under this storage root (steps run: {', '.join(steps)}); "
                      f"{hint} and run the recipe")
+
+
+def _merged_from(entry: dict[str, Any]) -> str | None:
+    """The model a merge step merged: its last input (merge reads every model before it, newest last)."""
+    return next(reversed(list(entry.get("inputs_from", {}).values())), None)
+
+
+def last_model(store) -> str:
+    """The step that trained the newest run's last model: its last step with a `model` output, or the model
+    its last merge merged."""
+    from infuse.storage import RunManifest
+
+    for doc in RunManifest.all_runs(store):
+        for step, entry in reversed(list(doc.get("steps", {}).items())):
+            outputs = entry.get("outputs", {})
+            if "model" in outputs:
+                return step
+            if "merged" in outputs and _merged_from(entry):
+                return str(_merged_from(entry)).partition(".")[0]
+    raise ServeError("no trained model in the runs under this storage root; turn a training step on (e.g. "
+                     "steps.sft.enabled: true) and run the recipe")
 
 
 # ---- what each engine accepts ---------------------------------------------------------------------------------
@@ -255,16 +272,12 @@ class Plan:
 
 def plan(run: str | Path, model: str | None = None, merged: bool = False, engine: Engine = "auto",
          host: str = "127.0.0.1", port: int = 8000) -> Plan:
-    """Find the model and build the engine's command line (nothing starts). No `model`: the run's last
-    trained one, dpo's when dpo ran (the demo aligns after sft), else sft's."""
+    """Find the model and build the engine's command line (nothing starts). No `model`: the newest run's last
+    trained one (last_model: dpo's when dpo ran after sft)."""
     engine = pick_engine(engine)
     store = open_store(run)
     if model is None:
-        try:
-            find_model(store, "dpo")
-            model = "dpo"
-        except ServeError:
-            model = "sft"
+        model = last_model(store)
     if engine == "transformers" and not merged:  # it loads whole models only: the merge of the model asked
         try:                                       # for, or the model itself when it is whole (method full)
             served = find_model(store, model, merged=True)

@@ -144,25 +144,11 @@ class _RunLog(logging.Handler):
 @contextmanager
 def _quiet_terminal(storage: str):
     """For `infuse run` only: the terminal shows infuse's lines, the run's log file has every line."""
-    import sys
-
     from prefect.logging.handlers import PrefectConsoleHandler
 
     env = {k: os.environ.get(k) for k in QUIET_ENV}
     os.environ.update(QUIET_ENV)
-    bars = []  # libraries already imported read the variables no more
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.utils as hub
-
-        if not hub.are_progress_bars_disabled():
-            hub.disable_progress_bars()
-            bars.append(hub.enable_progress_bars)
-    if "transformers" in sys.modules:
-        import transformers
-
-        if transformers.utils.logging.is_progress_bar_enabled():
-            transformers.utils.logging.disable_progress_bar()
-            bars.append(transformers.utils.logging.enable_progress_bar)
+    bars = _progress_bars_off()
     root = logging.getLogger()
     consoles = [h for h in root.handlers if isinstance(h, PrefectConsoleHandler)]
     terminal, log = _TerminalFilter(), _RunLog(storage)
@@ -179,16 +165,41 @@ def _quiet_terminal(storage: str):
             h.removeFilter(terminal)
         for enable in bars:
             enable()
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(env)
         with log.lock:
             path = log.finish()
         log.close()
         if path:
             typer.secho(f"log: {path}", dim=True, err=True)
+
+
+def _progress_bars_off() -> list:
+    """Turn off the progress bars of the libraries already imported, which read QUIET_ENV no more;
+    returns the calls that turn them back on."""
+    import sys
+
+    bars = []
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.utils as hub
+
+        if not hub.are_progress_bars_disabled():
+            hub.disable_progress_bars()
+            bars.append(hub.enable_progress_bars)
+    if "transformers" in sys.modules:
+        import transformers
+
+        if transformers.utils.logging.is_progress_bar_enabled():
+            transformers.utils.logging.disable_progress_bar()
+            bars.append(transformers.utils.logging.enable_progress_bar)
+    return bars
+
+
+def _restore_env(env: dict[str, str | None]) -> None:
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _sigterm_is_ctrl_c(signum: int, frame: object) -> None:
@@ -334,7 +345,9 @@ def plan(recipe: Path) -> None:
 
 
 @app.command()
-def steps(recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="include this recipe's plugin steps")) -> None:
+def steps(
+    recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="include this recipe's plugin steps"),
+) -> None:
     """List the pipeline's steps in order, with what each reads and writes."""
     from infuse.tasks.framework.step import ordered_steps
 
@@ -382,51 +395,62 @@ def show(
     full: bool = typer.Option(False, "--full", help="print every value whole (default: cut to the terminal width)"),
 ) -> None:
     """Show an artifact (table, model or report): schema, row count, head, and the step's rejects with reasons."""
-    import pyarrow.parquet as pq
-
-    from infuse.storage import ArtifactRef, ArtifactStore, RunManifest
+    from infuse.storage import ArtifactStore, RunManifest
 
     if target.endswith(".parquet"):
-        table = pq.read_table(target)
-        typer.echo(f"{target}\nrows: {table.num_rows}")
-        typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
-        typer.echo(_head(table, rows, full))
+        _show_parquet(target, rows, full)
         return
     store = ArtifactStore(_load(recipe).storage)
     runs = RunManifest.all_runs(store)
     if not runs:
         typer.secho("no run found under this storage root; run the recipe first", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    # the newest committed output of the step, or of the last step that writes an artifact of that name
-    found = RunManifest.find_step(store, target)
-    name = None
-    if found is None:
-        for doc in runs:
-            for step, entry in reversed(list(doc.get("steps", {}).items())):
-                if target in entry.get("outputs", {}) and RunManifest.committed_entry(store, doc, step):
-                    found, name = (doc, entry), target
-                    break
-            if found:
-                break
-    if found is None:
-        known = sorted({s for d in runs for s in d.get("steps", {})})
-        typer.secho(f"{target!r}: no committed output of a step or artifact of that name; steps run: "
-                    f"{', '.join(known)}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-    doc, entry = found
-    step = entry.get("reused_from_step") or next(s for s, e in doc["steps"].items() if e is entry)
+    doc, step, entry, name = _find_output(store, runs, target)
     typer.echo(f"run {doc['run_id']} ({doc.get('status')})  step {step}  state {entry.get('state')}")
     outputs = {name: entry["outputs"][name]} if name else entry.get("outputs", {})
     for ref in outputs.values():
         _show_ref(store, ref, rows, full)
     if entry.get("rejects"):
-        rej = store.read(ArtifactRef.from_dict(entry["rejects"]))
-        typer.secho(f"\n== rejects: {rej.num_rows} rows", bold=True)
-        if rej.num_rows:
-            typer.echo(rej.column("reason").to_pandas().value_counts().to_string())
-            typer.echo(_head(rej.select(["id", "reason", "message"]), max(rows, 20), full))
+        _show_rejects(store, entry["rejects"], rows, full)
     stats = {k: v for k, v in entry.get("stats", {}).items() if not k.startswith("_")}
     typer.echo("\nstats: " + json.dumps(stats, ensure_ascii=False))
+
+
+def _show_parquet(path: str, rows: int, full: bool) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    typer.echo(f"{path}\nrows: {table.num_rows}")
+    typer.echo("\n".join(f"  {f.name}: {f.type}" for f in table.schema))
+    typer.echo(_head(table, rows, full))
+
+
+def _find_output(store, runs: list[dict], target: str) -> tuple[dict, str, dict, str | None]:
+    """The newest committed output of step `target`, else of the last step that writes an artifact named
+    `target`: (run manifest, step, its entry, the artifact's name or None for all the step's outputs)."""
+    from infuse.storage import RunManifest
+
+    found = RunManifest.find_step(store, target)
+    if found is not None:
+        return found[0], target, found[1], None
+    for doc in runs:
+        for step, entry in reversed(list(doc.get("steps", {}).items())):
+            if target in entry.get("outputs", {}) and RunManifest.committed_entry(store, doc, step):
+                return doc, step, entry, target
+    known = sorted({s for d in runs for s in d.get("steps", {})})
+    typer.secho(f"{target!r}: no committed output of a step or artifact of that name; steps run: "
+                f"{', '.join(known)}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _show_rejects(store, ref: dict, rows: int, full: bool) -> None:
+    from infuse.storage import ArtifactRef
+
+    rej = store.read(ArtifactRef.from_dict(ref))
+    typer.secho(f"\n== rejects: {rej.num_rows} rows", bold=True)
+    if rej.num_rows:
+        typer.echo(rej.column("reason").to_pandas().value_counts().to_string())
+        typer.echo(_head(rej.select(["id", "reason", "message"]), max(rows, 20), full))
 
 
 def _eval_entry(run: Path) -> tuple[str, list[dict]]:
@@ -508,8 +532,8 @@ def deploy(
 @app.command()
 def serve(
     run: str = typer.Argument(..., help="a recipe file (its storage) or a storage root such as runs/demo"),
-    model: Optional[str] = typer.Option(None, "--model", help="the trained model to serve: sft or dpo (default: "
-                                                               "dpo when the run has one, else sft)"),
+    model: Optional[str] = typer.Option(None, "--model", help="the step whose trained model to serve: sft, dpo, "
+                                                               "... (default: the newest run's last model)"),
     merged: bool = typer.Option(False, "--merged", help="serve merge's output of that model, not the adapter"),
     port: int = typer.Option(8000, "--port", help="port of the OpenAI-compatible server"),
     host: str = typer.Option("127.0.0.1", "--host", help="address it listens on (0.0.0.0: every interface)"),

@@ -1,13 +1,14 @@
 """The pipeline as a DAG, wired by artifact name.
 
-The enabled steps, in stage order. Each input resolves to a producer: `chunks`
-to the nearest enabled step before it that writes `chunks`; `sft.model` to that
-step only. A disabled step is skipped over (dedup off: qa_filter reads
-filter's chunks); an optional input with no producer is simply absent; a
-required one is an error that `infuse validate` reports, except for a step that
-is on by default and was not turned on by the recipe: with its input turned off
-upstream (synthesize off: no `qa` for mix), it is skipped, with the reason in
-`skipped`.
+The enabled steps, in pipeline order. Each input resolves to a producer:
+`chunks` to the nearest enabled step before it that writes `chunks`;
+`sft.model` to that step only; models() to every model that an enabled step
+before it writes (`cpt.model`, `sft.model`, ... in that order). A disabled
+step is skipped over (dedup off: qa_filter reads filter's chunks); an optional
+input with no producer is simply absent; a required one is an error that
+`infuse validate` reports, except for a step that is on by default and was not
+turned on by the recipe: with its input turned off upstream (synthesize off:
+no `qa` for mix), it is skipped, with the reason in `skipped`.
 """
 from __future__ import annotations
 
@@ -41,43 +42,55 @@ def build_graph(recipe: Any, skipped: dict[str, str] | None = None) -> list[Node
     """The enabled steps in order, each with its inputs resolved; GraphError lists what is missing.
     Steps on by default whose required inputs no enabled step makes go to `skipped` (name -> why)."""
     nodes: list[Node] = []
-    latest: dict[str, str] = {}  # artifact name -> the last enabled step so far that writes it
-    enabled: dict[str, Step] = {}
     problems = []
     for cls in ordered_steps(recipe.plugins):
-        step = cls()
-        opts = recipe.step_options(step.name)
+        opts = recipe.step_options(cls.name)
         if not opts.enabled:
             continue
-        node = Node(step)
-        missing = []
-        for spec in cls.input_specs():
-            producer = _producer(spec, latest, enabled)
-            if producer is not None:
-                node.inputs[spec.name] = (producer, spec.artifact)
-            elif not spec.optional:
-                why = (f"step {spec.producer!r} is disabled or does not write {spec.artifact!r}" if spec.producer
-                       else f"no enabled step before it writes {spec.artifact!r}")
-                missing.append(f"needs `{spec.name}`, but {why}")
+        node = Node(cls())
+        missing = _wire(node, nodes)
         if missing and "enabled" not in opts.model_fields_set:  # on by default, not asked for: skip it
             if skipped is not None:
-                skipped[step.name] = "; ".join(missing)
+                skipped[cls.name] = "; ".join(missing)
             continue
-        problems += [f"steps.{step.name}: {m}" for m in missing]
+        problems += [f"steps.{cls.name}: {m}" for m in missing]
         nodes.append(node)
-        enabled[step.name] = step
-        for out in cls.outputs:
-            latest[out] = step.name
     if problems:
         raise GraphError(problems)
     return nodes
 
 
-def _producer(spec: Input, latest: dict[str, str], enabled: dict[str, Step]) -> str | None:
-    if spec.producer is None:
-        return latest.get(spec.artifact)
-    step = enabled.get(spec.producer)
-    return spec.producer if step is not None and spec.artifact in type(step).outputs else None
+def _wire(node: Node, before: list[Node]) -> list[str]:
+    """Resolve the node's inputs against the enabled steps before it; returns what it lacks."""
+    missing = []
+    for spec in type(node.step).input_specs():
+        found = _every(spec, before) if spec.kind else _named(spec, before)
+        node.inputs.update(found)
+        if not found and not spec.optional:
+            missing.append(f"needs `{spec.name}`, but {_why_missing(spec)}")
+    return missing
+
+
+def _named(spec: Input, before: list[Node]) -> dict[str, tuple[str, str]]:
+    """`chunks`: the nearest step before that writes chunks; `sft.model`: that step, when enabled and writing it."""
+    for node in reversed(before):
+        if spec.artifact in type(node.step).outputs and spec.producer in (None, node.name):
+            return {spec.name: (node.name, spec.artifact)}
+    return {}
+
+
+def _every(spec: Input, before: list[Node]) -> dict[str, tuple[str, str]]:
+    """models(): every output of that kind that a step before writes, as `<step>.<output>`, in pipeline order."""
+    return {f"{n.name}.{out}": (n.name, out) for n in before
+            for out, o in type(n.step).outputs.items() if o.kind == spec.kind}
+
+
+def _why_missing(spec: Input) -> str:
+    if spec.kind:
+        return f"no enabled step before it writes a {spec.kind}"
+    if spec.producer:
+        return f"step {spec.producer!r} is disabled or does not write {spec.artifact!r}"
+    return f"no enabled step before it writes {spec.artifact!r}"
 
 
 def descendants(nodes: list[Node], names: set[str]) -> set[str]:

@@ -5,7 +5,9 @@ key is unchanged and whose output is still committed comes back Cached; one
 whose output was deleted or torn is recomputed. A step starts as soon as the
 steps it reads from are done, so independent steps run side by side on the
 task runner. `--from`/`--only` take upstream outputs from the newest run that
-still has them committed instead of running those steps.
+still has them committed instead of running those steps. A stop (SIGTERM,
+Ctrl-C) sets STOP for the steps in this process and, on a Dask or Ray runner,
+writes the run's stop marker (storage/runstate.py) for the cluster's workers.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from infuse.flows.graph import Node, ancestors, build_graph, descendants
 from infuse.flows.lineage import lineage_markdown
 from infuse.flows.recipe import Recipe, load_recipe
 from infuse.operators.common.base import STOP, stable_hash
-from infuse.storage import ArtifactStore, RunManifest
+from infuse.storage import ArtifactStore, RunManifest, StopMarker
 from infuse.tasks.framework.step import Step, StepContext, StepResult
 from infuse.tasks.framework.prefect_task import INTERRUPTED, interrupted_state, step_task
 
@@ -130,6 +132,14 @@ def plan_steps(nodes: list[Node], from_step: str | None, only: str | None,
     return run, descendants(nodes, set(refresh or []))
 
 
+def plan_targets(nodes: list[Node]) -> tuple[set[str], list[str]]:
+    """`infuse plan`: the first steps that can estimate their cost, and the steps to run (what they need)."""
+    estimating = {n.name for n in nodes if type(n.step).estimate is not Step.estimate}
+    targets = {t for t in estimating if not ancestors(nodes, {t}) & estimating}
+    needed = ancestors(nodes, targets) | targets
+    return targets, [n for n in step_names(nodes) if n in needed]
+
+
 @flow(name="infuse", log_prints=True)
 def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | None = None,
                     refresh: list[str] | None = None, retry_failed: bool = False,
@@ -167,21 +177,20 @@ class Pipeline:
         self.nodes = build_graph(recipe, skipped)
         for name, why in skipped.items():
             self.log.info(f"{name}: skipped (on by default, but it {why})")
-        self.by_name = {n.name: n for n in self.nodes}
         self.run_names, self.fresh = plan_steps(self.nodes, from_step, only, refresh)
-        self.only = only
         self.targets: set[str] = set()
-        if plan_only:  # the first steps that can estimate their cost, and what they need
-            estimating = {n.name for n in self.nodes if type(n.step).estimate is not Step.estimate}
-            self.targets = {t for t in estimating if not ancestors(self.nodes, {t}) & estimating}
-            needed = ancestors(self.nodes, self.targets) | self.targets
-            self.run_names = [n for n in step_names(self.nodes) if n in needed]
+        if plan_only:
+            self.targets, self.run_names = plan_targets(self.nodes)
         self.store = ArtifactStore(recipe.storage)
         self.manifest = RunManifest(self.store, str(flow_run.id or "local"), recipe.model_dump(mode="json"),
                                     recipe_path)
         self.storage = result_storage(self.store)
         self.runtime = {"runner": _runner_kind(), "workers": recipe.runner.workers, "plugins": list(recipe.plugins),
                         "shard_rows": recipe.runner.shard_rows, **flags}
+        self.stop_marker: StopMarker | None = None
+        if self.runtime["runner"] != "local":  # a cluster's processes never see STOP: they check the marker
+            self.stop_marker = StopMarker(self.store.root, self.manifest.run_id)
+            self.runtime["stop_marker"] = self.stop_marker.to_runtime()
         self.done: dict[str, dict[str, Any]] = {}  # step -> its outputs' refs (run or reused)
         self.results: dict[str, dict[str, Any]] = {}
         self.summary: list[str] = []
@@ -198,32 +207,36 @@ class Pipeline:
             self._reuse_upstream()
             pending = [n for n in self.nodes if n.name in self.run_names]
             while pending or running:
-                busy = {p.name for p in pending} | {r.node.name for r in running.values()}
-                for node in list(pending) if self.failed is None else []:
-                    if node.deps & busy:
-                        continue  # an upstream step has not finished yet
-                    pending.remove(node)
-                    missing = node.deps - set(self.done)
-                    if missing:
-                        self.failed = (node.name, f"needs the output of {sorted(missing)}, which no earlier run has "
-                                                  f"committed; run the whole pipeline once first")
-                        break
-                    sub = self._submit(node)
-                    if sub is not None:
-                        running[id(sub.future)] = sub
-                if self.failed is not None:
-                    pending.clear()  # a step failed: start nothing new, let the running ones finish
-                if not running:
-                    continue
-                future = self._next_done(running)
-                again = self._finish(running.pop(id(future)))
-                if again is not None:
-                    running[id(again.future)] = again
+                self._start_ready(pending, running)
+                if running:
+                    future = self._next_done(running)
+                    _track(running, self._finish(running.pop(id(future))))
         except BaseException as e:  # SIGTERM (Prefect raises TerminationSignal), Ctrl-C, or a bug here
             self._stop(running, e)
             if not _stop_signal(e):
                 raise
             return interrupted_state(f"interrupted ({_why(e)}): finished work is committed; run again to resume")
+        return self._conclude()
+
+    def _start_ready(self, pending: list[Node], running: dict[int, "Submitted"]) -> None:
+        """Submit each pending step whose upstream steps are done. After a failure nothing new starts
+        (the running steps finish)."""
+        busy = {p.name for p in pending} | {r.node.name for r in running.values()}
+        for node in list(pending) if self.failed is None else []:
+            if node.deps & busy:
+                continue  # an upstream step has not finished yet
+            pending.remove(node)
+            missing = node.deps - set(self.done)
+            if missing:
+                self.failed = (node.name, f"needs the output of {sorted(missing)}, which no earlier run has "
+                                          f"committed; run the whole pipeline once first")
+                break
+            _track(running, self._submit(node))
+        if self.failed is not None:
+            pending.clear()
+
+    def _conclude(self) -> dict[str, Any]:
+        """Save and publish how the run ended; raise StepFailed when a step failed."""
         if self.failed is not None:
             name, error = self.failed
             self.manifest.save(status="failed", error=f"{name}: {error}")
@@ -260,6 +273,7 @@ class Pipeline:
         wait a bounded time for them, and save the manifest as it stands."""
         STOP.set()
         reason = _why(why)
+        self._tell_workers(reason)
         self.log.warning("stopping (%s): %d running step(s) commit what is finished", reason, len(running))
         again: list[int] = []
         previous = _on_stop_signals(lambda sig, _frame: again.append(sig))  # a second signal cuts the wait short
@@ -277,6 +291,15 @@ class Pipeline:
             self._publish_summary(f"interrupted: {reason}")
         finally:
             _on_stop_signals(previous)
+
+    def _tell_workers(self, reason: str) -> None:
+        """On a cluster, write the run's stop marker: shard work there checks it between shards (shards.py)."""
+        if self.stop_marker is None:
+            return
+        try:
+            self.stop_marker.request(reason)
+        except Exception as e:  # the storage is unreachable: the stop still ends the run here
+            self.log.warning("could not write the stop marker for the cluster's workers: %s", e)
 
     def _config(self, node: Node) -> dict[str, Any]:
         return node.step.config(self.recipe)
@@ -298,7 +321,7 @@ class Pipeline:
         recompute = force or fresh or rerun or self.store.step_committed(node.name, key) is None
         opts = self.recipe.step_options(node.name)
         runtime = {**self.runtime, "fresh": fresh, "step_module": type(node.step).module()}
-        task = step_task(type(node.step)).with_options(retries=opts.retries, retry_delay_seconds=opts.retry_delay_s,
+        task = step_task(type(node.step), cfg).with_options(retries=opts.retries, retry_delay_seconds=opts.retry_delay_s,
                                                         refresh_cache=recompute, result_storage=self.storage)
         future = task.submit(node.name, key, self.store.root, cfg, inputs, runtime)
         return Submitted(future, node, key, inputs, force)
@@ -306,36 +329,55 @@ class Pipeline:
     def _finish(self, sub: "Submitted", interrupted: bool = False) -> "Submitted | None":
         """Record a finished step; returns its new submission when it must run again."""
         sub.future.wait()  # as_completed may yield before the final state is set on the future
-        node, key, inputs, state = sub.node, sub.key, sub.inputs, sub.future.state
-        if state.is_completed() and state.name == "Cached" and not sub.forced and not interrupted:
-            committed = self.store.step_committed(node.name, key)
-            result = state.result()
-            if committed is None or any(committed[n].sha256 != r["sha256"]
-                                        for n, r in StepResult.from_dict(result).refs().items() if n in committed):
-                # a cache record that disagrees with the committed files (a root copied or half rewritten):
-                # trust the files, never the record
-                return self._submit(node, force=True)
-        if not state.is_completed():  # Failed, Crashed or Cancelled
-            error = str(state.message)
-            try:
-                state.result(raise_on_failure=True)
-            except BaseException as e:  # the step's own error, for the summary and the flow's failure
-                error = f"{type(e).__name__}: {e}"
-            if not state.is_final():  # the future ended but the task run never did: its worker died under it
-                cause = _future_error(sub.future)
-                error = (f"the {self.runtime['runner']} worker running it died before the step finished"
-                         + (f" ({cause})" if cause else "") + "; see the worker logs above")
-            label = "Interrupted" if STOP.is_set() or state.name == INTERRUPTED else "Failed"
-            self.manifest.record(node.name, {"key": key, "state": label, "error": error})
-            self.summary.append(f"| {node.name} | **{label}** | | | | {error[:300]} |")
-            if label == "Interrupted":
-                self.log.warning("%s interrupted: %s", node.name, state.message or error)
-            else:
-                self.log.error("%s failed: %s", node.name, error)
-            self.failed = self.failed or (node.name, error)
-            return None
+        state = sub.future.state
+        if state.is_completed() and state.name == "Cached" and not sub.forced and not interrupted \
+                and not self._cache_record_holds(sub, state):
+            # a cache record that disagrees with the committed files (a root copied or half rewritten):
+            # trust the files, never the record
+            return self._submit(sub.node, force=True)
+        if state.is_completed():
+            self._record_done(sub, state)
+        else:  # Failed, Crashed or Cancelled
+            self._record_failure(sub, state)
+        return None
+
+    def _cache_record_holds(self, sub: "Submitted", state: Any) -> bool:
+        """Whether the step's outputs are committed with the hashes its Cached result names."""
+        committed = self.store.step_committed(sub.node.name, sub.key)
+        refs = StepResult.from_dict(state.result()).refs()
+        return committed is not None and all(committed[n].sha256 == r["sha256"] for n, r in refs.items()
+                                             if n in committed)
+
+    def _failure(self, sub: "Submitted", state: Any) -> str:
+        """What went wrong, in words: the step's own error, or the death of the worker that ran it."""
+        error = str(state.message)
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as e:  # the step's own error, for the summary and the flow's failure
+            error = f"{type(e).__name__}: {e}"
+        if not state.is_final():  # the future ended but the task run never did: its worker died under it
+            cause = _future_error(sub.future)
+            error = (f"the {self.runtime['runner']} worker running it died before the step finished"
+                     + (f" ({cause})" if cause else "") + "; see the worker logs above")
+        return error
+
+    def _record_failure(self, sub: "Submitted", state: Any) -> None:
+        """A step that did not complete: Interrupted when the run is stopping, else Failed (which stops the run)."""
+        name, error = sub.node.name, self._failure(sub, state)
+        label = "Interrupted" if STOP.is_set() or state.name == INTERRUPTED else "Failed"
+        self.manifest.record(name, {"key": sub.key, "state": label, "error": error})
+        self.summary.append(f"| {name} | **{label}** | | | | {error[:300]} |")
+        if label == "Interrupted":
+            self.log.warning("%s interrupted: %s", name, state.message or error)
+        else:
+            self.log.error("%s failed: %s", name, error)
+        self.failed = self.failed or (name, error)
+
+    def _record_done(self, sub: "Submitted", state: Any) -> None:
+        """A completed (or Cached) step: its outputs feed the steps after it, its lineage goes to the manifest."""
+        node = sub.node
         res = StepResult.from_dict(state.result())
-        committed = self.store.step_committed(node.name, key) or {}
+        committed = self.store.step_committed(node.name, sub.key) or {}
         refs = {n: committed[n].to_dict() if n in committed else r for n, r in res.refs().items()}  # current paths
         res.outputs = {n: refs[n] for n in res.outputs}
         res.rejects, res.report = refs["rejects"], refs["report"]
@@ -344,8 +386,8 @@ class Pipeline:
         stats = dict(res.stats)
         files = stats.pop("input_files", None)  # what a step read from outside the pipeline (parse: the folder)
         self.manifest.record(node.name, {
-            "key": key, "state": state.name, "code_version": node.step.code_version(),
-            "config": self._config(node), "inputs": {k: v["sha256"] for k, v in inputs.items()},
+            "key": sub.key, "state": state.name, "code_version": node.step.code_version(),
+            "config": self._config(node), "inputs": {k: v["sha256"] for k, v in sub.inputs.items()},
             "inputs_from": {k: f"{p}.{a}" for k, (p, a) in node.inputs.items()},
             "outputs": res.outputs, "rejects": res.rejects, "report": res.report, "stats": stats,
             **({"input_files": files} if files is not None else {}),
@@ -354,7 +396,6 @@ class Pipeline:
         self.summary.append(f"| {node.name} | {state.name} | {out['rows']} | {res.stats.get('rejected', 0)} | "
                             f"{res.stats.get('wall_s', 0):.2f} | `{self.store.display(out['path'])}` |")
         self.log.info("%s: %s, %s -> %s", node.name, state.name, _size(out), self.store.display(out["path"]))
-        return None
 
     def _reuse_upstream(self) -> None:
         """Steps before --from/--only (or those a plan needs and did not run) come from earlier runs."""
@@ -453,6 +494,12 @@ def _future_error(future: Any) -> str:
     except Exception:
         return ""
     return f"{type(exc).__name__}: {exc}" if exc else ""
+
+
+def _track(running: dict[int, "Submitted"], sub: "Submitted | None") -> None:
+    """Add a submitted step to the running ones (None: nothing was submitted, e.g. a plan's estimate)."""
+    if sub is not None:
+        running[id(sub.future)] = sub
 
 
 @dataclass

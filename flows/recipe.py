@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from infuse.flows import steps as _steps  # noqa: F401  (registers the pipeline's steps)
 from infuse.operators.common.base import Strict
-from infuse.tasks.framework.step import StepOptions, load_plugin, ordered_steps
-
+from infuse.tasks.framework.step import StepContractError, StepOptions, load_plugin, ordered_steps
 
 
 class RunnerOptions(Strict):
@@ -157,6 +156,9 @@ def parse_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
         raise RecipeError(source, problems)
     try:
         model = recipe_model(data.get("plugins") or [])
+    except StepContractError as e:  # the plugins' steps do not fit the pipeline (a stage taken twice)
+        raise RecipeError(source, [f"plugins: {e}"]) from e
+    try:
         return model.model_validate(data)
     except ValidationError as e:
         raise RecipeError(source, format_errors(e, model)) from None

@@ -57,26 +57,31 @@ def render(rows: list[dict[str, Any]], columns: list[str], width: int | None = N
     if not rows:
         return "(no rows)"
     if full:
-        blocks = []
-        for i, row in enumerate(rows):
-            lines = [f"-- row {i}"]
-            for c in columns:
-                value = _cell(row.get(c))
-                lines.append(f"{c}: {value}" if "\n" not in value else f"{c}:\n{value}")
-            blocks.append("\n".join(lines))
-        return "\n\n".join(blocks)
-    width = width or terminal_width()
+        return "\n\n".join(_block(i, row, columns) for i, row in enumerate(rows))
     cells = [[_cell(r.get(c)).replace("\r\n", "⏎").replace("\n", "⏎").replace("\t", " ") for c in columns]
              for r in rows]
     widths = [max([_width(c)] + [_width(row[k]) for row in cells]) for k, c in enumerate(columns)]
-    budget = width - len(SEP) * (len(columns) - 1)
-    while sum(widths) > budget:  # narrow the widest column, one column at a time
+    widths = _fit(widths, (width or terminal_width()) - len(SEP) * (len(columns) - 1))
+    return "\n".join(SEP.join(_pad(_cut(v, w), w) for v, w in zip(line, widths)).rstrip()
+                     for line in [columns, *cells])
+
+
+def _block(i: int, row: dict[str, Any], columns: list[str]) -> str:
+    """One row with every value whole, a multi-line value under its column's name."""
+    lines = [f"-- row {i}"]
+    for c in columns:
+        value = _cell(row.get(c))
+        lines.append(f"{c}: {value}" if "\n" not in value else f"{c}:\n{value}")
+    return "\n".join(lines)
+
+
+def _fit(widths: list[int], budget: int) -> list[int]:
+    """Column widths that fit the budget: the widest column narrowed first, none below MIN_COL."""
+    widths = list(widths)
+    while sum(widths) > budget:
         k = max(range(len(widths)), key=lambda j: widths[j])
         if widths[k] <= MIN_COL:
             break  # too many columns for this terminal: lines wrap, but every column stays readable
         others = sum(widths) - widths[k]
         widths[k] = max(MIN_COL, min(widths[k] - 1, budget - others))
-    lines = [SEP.join(_pad(_cut(c, w), w) for c, w in zip(columns, widths)).rstrip()]
-    for row in cells:
-        lines.append(SEP.join(_pad(_cut(v, w), w) for v, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
+    return widths

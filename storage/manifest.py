@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from infuse.storage.store import ArtifactRef, ArtifactStore
+from infuse.storage.store import ArtifactStore
 
 
 @dataclass
@@ -91,7 +91,3 @@ class RunManifest:
             if entry is not None:
                 return doc, entry
         return None
-
-
-def refs_of(entry: dict[str, Any]) -> dict[str, ArtifactRef]:
-    return {n: ArtifactRef.from_dict(r) for n, r in entry.get("outputs", {}).items()}

@@ -72,17 +72,29 @@ class ArtifactRef:
 _UNIT_MEMBER = re.compile(r"(.+\.[0-9a-f]{12})\.parquet")
 
 
+def _leftover(fname: str, unit_tables: set[str]) -> bool:
+    """A file of a key folder that nothing trusts: a killed write's temp file, or a unit's table that no
+    committed unit names."""
+    member = _UNIT_MEMBER.fullmatch(fname)
+    return ".tmp-" in fname or bool(member and member.group(1) not in unit_tables)
+
+
 def _local_cache() -> Path:
     base = os.environ.get("INFUSE_CACHE")
     return Path(base) if base else Path.home() / ".cache" / "infuse"
 
 
-def _sha256_file(path: Path) -> str:
+def _sha256_stream(f: Any) -> str:
+    """sha256 of a binary file object's bytes, read in 1 MiB blocks (a model file need not fit in memory)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256_stream(f)
 
 
 def dir_manifest(root: Path) -> dict[str, dict[str, Any]]:
@@ -278,8 +290,6 @@ class ArtifactStore:
 
     def _rename(self, src: str, dst: str) -> None:
         if self._protocol in ("file", "local"):
-            import os
-
             os.replace(src, dst)  # atomic on POSIX
         else:  # object stores: copy-then-delete; the meta file is the commit point
             self.fs.mv(src, dst)
@@ -291,23 +301,17 @@ class ArtifactStore:
             f.write(text)
         self._rename(tmp, path)
 
-    def write_bytes(self, relpath: str, data: bytes) -> str:
-        """A small side file (a plot, say), written atomically."""
-        path = self.url(relpath)
-        self.fs.makedirs(self.fs._parent(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as f:
-            f.write(data)
-        self._rename(tmp, path)
-        return path
-
     def write_json(self, relpath: str, obj: Any) -> str:
         path = self.url(relpath)
         self._write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=str))
         return path
 
     def read_json(self, relpath: str) -> Any:
-        path = self.url(relpath)
+        """A JSON file under the root (`manifests/<run>.json`), or None when it is not there."""
+        return self._load_json(self.url(relpath))
+
+    def _load_json(self, path: str) -> Any:
+        """The JSON file at a full path, or None when it is not there (never committed, or removed)."""
         if not self.fs.exists(path):
             return None
         with self.fs.open(path, "r", encoding="utf-8") as f:
@@ -400,11 +404,7 @@ class ArtifactStore:
         return refs
 
     def _read_unit_doc(self, step: str, key: str, unit: str) -> dict[str, Any] | None:
-        path = self.unit_path(step, key, unit)
-        if not self.fs.exists(path):
-            return None
-        with self.fs.open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
+        return self._load_json(self.unit_path(step, key, unit))
 
     def load_unit(self, step: str, key: str, unit: str) -> dict[str, ArtifactRef] | None:
         """A committed unit's tables, or None when it was never committed or a file is gone."""
@@ -442,21 +442,19 @@ class ArtifactStore:
     def step_record_path(self, step: str, key: str) -> str:
         return self.url("artifacts", step, key, "_step.json")
 
-    def commit_step(self, step: str, key: str, refs: dict[str, ArtifactRef], extra: dict[str, Any] | None = None) -> None:
+    def commit_step(self, step: str, key: str, refs: dict[str, ArtifactRef]) -> None:
         """Commit a step's outputs as one unit: the record naming them all is written last."""
         doc = {"step": step, "key": key, "committed_at": time.time(),
-               "artifacts": {n: r.to_dict() for n, r in refs.items()}, **(extra or {})}
+               "artifacts": {n: r.to_dict() for n, r in refs.items()}}
         self._write_text_atomic(self.step_record_path(step, key), json.dumps(doc, ensure_ascii=False, indent=1,
                                                                              default=str))
 
     def step_committed(self, step: str, key: str) -> dict[str, ArtifactRef] | None:
         """Every artifact of a committed step, or None when the step's unit is not whole
         (no record, or an artifact it names is gone or was rewritten since)."""
-        path = self.step_record_path(step, key)
-        if not self.fs.exists(path):
+        doc = self._load_json(self.step_record_path(step, key))
+        if doc is None:
             return None
-        with self.fs.open(path, "r", encoding="utf-8") as f:
-            doc = json.load(f)
         out = {}
         for name, d in doc["artifacts"].items():
             ref = self.committed(step, key, name)
@@ -465,21 +463,12 @@ class ArtifactStore:
             out[name] = ref
         return out
 
-    def read_step_record(self, step: str, key: str) -> dict[str, Any] | None:
-        path = self.step_record_path(step, key)
-        if not self.fs.exists(path):
-            return None
-        with self.fs.open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-
     # ---- reading ---------------------------------------------------------
     def committed(self, step: str, key: str, name: str) -> ArtifactRef | None:
         """The artifact if it was committed and its data is still there."""
-        meta = self.meta_path(step, key, name)
-        if not self.fs.exists(meta):
+        d = self.read_meta(step, key, name)
+        if d is None:
             return None
-        with self.fs.open(meta, "r", encoding="utf-8") as f:
-            d = json.load(f)
         kind = d.get("kind", "table")
         # the data beside the meta, under THIS root (a copied or moved root reads its own files)
         path = self.artifact_path(step, key, name) if kind == "table" else self.dir_path(step, key, name)
@@ -520,11 +509,8 @@ class ArtifactStore:
         return cache
 
     def read_meta(self, step: str, key: str, name: str) -> dict[str, Any] | None:
-        meta = self.meta_path(step, key, name)
-        if not self.fs.exists(meta):
-            return None
-        with self.fs.open(meta, "r", encoding="utf-8") as f:
-            return json.load(f)
+        """An artifact's meta (its commit point: sha256, rows, schema, files), or None when not committed."""
+        return self._load_json(self.meta_path(step, key, name))
 
     def invalidate(self, step: str, key: str, fresh: bool = False) -> None:
         """Un-commit a step's outputs before recomputing them, so a killed recompute leaves
@@ -539,22 +525,27 @@ class ArtifactStore:
         record = self.step_record_path(step, key)
         if self.fs.exists(record):
             self.fs.rm(record)  # first: from here on the step is not complete
-        kept: set[str] = set()
-        for unit in self.fs.glob(f"{base}/*.unit.json"):
-            if fresh:
-                self.fs.rm(unit)
-                continue
-            with self.fs.open(unit, "r", encoding="utf-8") as f:
-                kept |= {ArtifactRef.from_dict(r).name for r in json.load(f)["tables"].values()}
+        kept = self._unit_tables(base, drop=fresh)
         for meta in self.fs.glob(f"{base}/*.meta.json"):
             name = meta.rsplit("/", 1)[-1][: -len(".meta.json")]
             if name not in kept:
                 self.fs.rm(meta)
         for entry in self.fs.ls(base, detail=False):
             fname = entry.rstrip("/").rsplit("/", 1)[-1]
-            member = _UNIT_MEMBER.fullmatch(fname)  # a unit's table that no committed unit names
-            if ".tmp-" in fname or (member and member.group(1) not in kept) or (fresh and fname == "_work"):
+            if _leftover(fname, kept) or (fresh and fname == "_work"):
                 self.fs.rm(entry, recursive=True)
+
+    def _unit_tables(self, base: str, drop: bool) -> set[str]:
+        """The table names the committed units under a key folder name; with `drop`, the units are
+        removed instead (and so name nothing)."""
+        kept: set[str] = set()
+        for unit in self.fs.glob(f"{base}/*.unit.json"):
+            if drop:
+                self.fs.rm(unit)
+                continue
+            doc = self._load_json(unit) or {"tables": {}}
+            kept |= {ArtifactRef.from_dict(r).name for r in doc["tables"].values()}
+        return kept
 
     def work_dir(self, step: str, key: str) -> Path:
         """Scratch for a step's key that survives a kill (training checkpoints): a local path.
@@ -597,8 +588,5 @@ class ArtifactStore:
         """Recompute the sha256 of the data (every file of a directory) and compare it with the recorded one."""
         if ref.is_dir:
             return dir_sha(dir_manifest(self.local_dir(ref))) == ref.sha256 if self.is_local else True
-        sha = hashlib.sha256()
         with self.fs.open(ref.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-        return sha.hexdigest() == ref.sha256
+            return _sha256_stream(f) == ref.sha256

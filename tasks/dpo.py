@@ -17,10 +17,9 @@ from typing import Literal
 from pydantic import Field
 
 from infuse.operators.common.base import runtime
-from infuse.operators.train.config import Job
-from infuse.operators.train.report import reward_curve_png
 from infuse.tasks.framework import training
 from infuse.tasks.framework.step import StepContext, StepOutput, model, optional
+from infuse.tasks.framework.training_report import dpo_report
 
 
 class DpoOptions(training.TrainStepOptions):
@@ -48,43 +47,25 @@ class Dpo(training.TrainingStep):
     name = "dpo"
     stage = 110
     description = "direct preference optimisation (trl DPOTrainer + peft) over the SFT model"
-    inputs = ("pairs", "sft.model", optional("cpt.model"))
+    inputs = ("pairs", "sft.model", optional(training.CPT_MODEL))
     outputs = {"model": model("DPO adapter + the SFT model under sft/ + tokenizer + card.json")}
     Options = DpoOptions
 
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options
-        base, base_info = training.base_model(ctx)
-        n_pairs = ctx.input("pairs").rows
-        if not n_pairs:
+        if not ctx.input("pairs").rows:
             raise ValueError("dpo: the preference step made no pairs (see its rejects: every sampled reply was "
                              "grounded, truncated or empty?); raise preference.max_new_tokens or samples_per_prompt, "
                              "or add preference.user_data")
         data, hashes = training.write_inputs(ctx, ["pairs"])
-        sft = ctx.input_dir("sft.model")
-        job = Job(kind="dpo", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],
-                  train=training.train_options(o), method=o.method, lora=o.lora,
-                  extra={"sft": str(sft), "beta": o.beta, "loss_type": o.loss_type,
-                         "precompute_ref_log_probs": o.precompute_ref_log_probs,
-                         **({"simpo_gamma": o.simpo_gamma} if o.loss_type == "simpo" else {})},
-                  card={"base": base_info, "data": {**hashes, "sft.model": ctx.input("sft.model").sha256}})
+        extra = {"sft": str(ctx.input_dir("sft.model")), "beta": o.beta, "loss_type": o.loss_type,
+                 "precompute_ref_log_probs": o.precompute_ref_log_probs,
+                 **({"simpo_gamma": o.simpo_gamma} if o.loss_type == "simpo" else {})}
+        job = training.make_job(ctx, "dpo", training.base_model(ctx), data,
+                                {**hashes, "sft.model": ctx.input("sft.model").sha256}, extra=extra)
         result = training.train(ctx, job, o.launch, "dpo")
         ref = training.publish_model(ctx, Path(job.output_dir) / "final", "model",
                                      f"dpo {o.method} ({o.loss_type}, beta {o.beta}): adapter over the SFT model")
-        prep = result["prep"]["train"]
-        report = training.training_report(result, f"dpo ({o.loss_type}, beta {o.beta})", prep["samples"],
-                                          prep["kept"], unit="pairs")
-        report.images["reward-margins"] = reward_curve_png(result.get("history", []), f"dpo ({o.loss_type})")
-        hist = [r for r in result.get("history", []) if "rewards/margins" in r]
-        if hist:
-            reward = ("beta x mean token log-prob, no reference" if o.loss_type in ("simpo", "orpo")
-                      else "beta x log-ratio to the SFT model")
-            report.markdown += (f"\n\nReward margin (chosen - rejected, {reward}) "
-                                f"{hist[0]['rewards/margins']:.4f} at step {hist[0]['step']} -> "
-                                f"{hist[-1]['rewards/margins']:.4f} at step {hist[-1]['step']}; reward accuracy "
-                                f"{hist[-1].get('rewards/accuracies', float('nan')):.2f}.")
-            report.stats["rewards"] = {"first_margin": hist[0]["rewards/margins"],
-                                       "last_margin": hist[-1]["rewards/margins"],
-                                       "last_accuracy": hist[-1].get("rewards/accuracies")}
-        report.stats["ref_check"] = result.get("ref_check", {})
+        report = dpo_report(result, o.loss_type, o.beta)
         return StepOutput({"model": ref}, training.rejects_of(result), report)
+

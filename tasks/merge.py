@@ -1,14 +1,15 @@
-"""merge: the trained adapter folded into its base, one plain model directory.
+"""merge: the newest trained model folded into its base, one plain model directory.
 
-Reads the nearest model before it (sft's now, dpo's later). LoRA/DoRA merge
-into a bf16 load of the base; QLoRA into a bf16 reload of the base, never the
-4-bit weights; hybrid into the updated base it carries. The result loads with
-plain transformers, `transformers serve` and vLLM (tokenizer, chat template
-and generation config included).
+Reads every model before it (models()) and merges the last: dpo's when it
+ran, else sft's. LoRA/DoRA merge into a bf16 load of the base; QLoRA into a
+bf16 reload of the base, never the 4-bit weights; hybrid into the updated base
+it carries. The result loads with plain transformers, `transformers serve` and
+vLLM (tokenizer, chat template and generation config included).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -16,7 +17,7 @@ from infuse.operators.common.base import runtime
 from infuse.operators.common.models import model_dir
 from infuse.operators.train.card import read_card
 from infuse.operators.train.merge import merge_model
-from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, model, optional
+from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, model, models
 
 
 class MergeOptions(StepOptions):
@@ -27,25 +28,16 @@ class MergeOptions(StepOptions):
 class Merge(Step):
     name = "merge"
     stage = 120
+    uses_model = True
     description = "merge the adapter into its base: a plain model for transformers, transformers serve and vLLM"
-    inputs = ("model", optional("cpt.model"))
+    inputs = (models(),)
     outputs = {"merged": model("merged weights + tokenizer with its chat template + card.json")}
     Options = MergeOptions
 
-    def config(self, recipe: Any) -> dict[str, Any]:
-        return {**super().config(recipe), "model": recipe.model.model_dump(mode="json")}
-
     def run(self, ctx: StepContext) -> StepOutput:
-        src = ctx.input_dir("model")
-        card = read_card(src) or {}
-        source = card.get("base", {}).get("source")
-        base = None
-        if source == "cpt.model" and ctx.has("cpt.model"):
-            base = ctx.input_dir("cpt.model")
-        elif source == "model":
-            base = model_dir(ctx.cfg["model"].get("path"))
+        src = ctx.input_dir(ctx.models()[-1])
         with ctx.dir_output("merged") as out:
-            merged = merge_model(src, out.path, base_dir=base, dtype=ctx.options.dtype)
+            merged = merge_model(src, out.path, base_dir=_base(ctx, src), dtype=ctx.options.dtype)
             out.describe = f"merged {merged['merged_from']['method']} model ({ctx.options.dtype})"
         md = (f"Merged the **{merged['merged_from']['method']}** model ({merged['merged_from']['layout']}) into "
               f"{ctx.options.dtype} weights; chat template `{merged['template']['name']}`.\n\n"
@@ -54,3 +46,14 @@ class Merge(Step):
               f"print(chat([{{'role': 'user', 'content': 'Hello'}}], max_new_tokens=200)[0]['generated_text'])\n```")
         return StepOutput({"merged": out.ref}, [], StepReport(rows_in=1, kept=1, unit_in="model", unit_out="model",
                                                                markdown=md, stats={"card": merged}))
+
+
+def _base(ctx: StepContext, src: Path) -> Path | str | None:
+    """The base the model was trained on, as its card's `base.source` says: a model input of this step (cpt's,
+    by its input name), or the recipe's model; None: the card's own base path."""
+    source = (read_card(src) or {}).get("base", {}).get("source")
+    if source and ctx.has(source):
+        return ctx.input_dir(source)
+    if source == "model":
+        return model_dir(ctx.cfg["model"].get("path"))
+    return None

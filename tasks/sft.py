@@ -15,9 +15,10 @@ from typing import Literal
 from pydantic import Field
 
 from infuse.operators.common.base import runtime
-from infuse.operators.train.config import Job, Method
+from infuse.operators.train.config import Method
 from infuse.tasks.framework import training
 from infuse.tasks.framework.step import StepContext, StepOutput, model, optional
+from infuse.tasks.framework.training_report import sft_report
 
 
 class SftOptions(training.TrainStepOptions):
@@ -39,7 +40,7 @@ class Sft(training.TrainingStep):
     stage = 90
     description = "supervised fine-tuning (trl SFTTrainer + peft): lora, dora, qlora, full, hybrid"
     # `train`/`eval` from mix; with mix off, the qa_filter's `qa` alone (all of it trained, no eval)
-    inputs = (optional("train"), optional("eval"), optional("qa"), optional("cpt.model"))
+    inputs = (optional("train"), optional("eval"), optional("qa"), optional(training.CPT_MODEL))
     outputs = {"model": model("adapter or weights + tokenizer with its chat template + card.json")}
     Options = SftOptions
 
@@ -56,23 +57,16 @@ class Sft(training.TrainingStep):
 
     def run(self, ctx: StepContext) -> StepOutput:
         o = ctx.options
-        base, base_info = training.base_model(ctx)
-        method = self.method(o, base)
+        base = training.base_model(ctx)
+        method = self.method(o, base[0])
         if not ctx.has("train") and not ctx.has("qa"):
             raise ValueError("sft needs `train` (from mix) or `qa` (from qa_filter); neither is in this run")
-        names = ["train", "eval"] if ctx.has("train") else ["qa"]
-        data, hashes = training.write_inputs(ctx, names)
+        data, hashes = training.write_inputs(ctx, ["train", "eval"] if ctx.has("train") else ["qa"])
         if "qa" in data:
             data = {"train": data["qa"]}
-        job = Job(kind="sft", base=base, output_dir=str(ctx.work_dir()), data=data, model=ctx.cfg["model"],
-                  train=training.train_options(o), method=method, lora=o.lora, switch_at=o.switch_at,
-                  eval_steps=o.eval_steps, early_stopping_patience=o.early_stopping_patience,
-                  card={"base": base_info, "data": hashes})
+        job = training.make_job(ctx, "sft", base, data, hashes, method=method, switch_at=o.switch_at,
+                                eval_steps=o.eval_steps, early_stopping_patience=o.early_stopping_patience)
         result = training.train(ctx, job, o.launch, "sft")
         ref = training.publish_model(ctx, Path(job.output_dir) / "final", "model",
                                      f"sft {method}: {result['card']['layout']} + tokenizer + card.json")
-        prep = result["prep"]
-        rows_in = sum(prep.get(s, {}).get("samples", 0) for s in ("train", "eval"))
-        kept = sum(prep.get(s, {}).get("kept", 0) for s in ("train", "eval"))
-        report = training.training_report(result, f"sft ({method})", rows_in, kept)
-        return StepOutput({"model": ref}, training.rejects_of(result), report)
+        return StepOutput({"model": ref}, training.rejects_of(result), sft_report(result, method))

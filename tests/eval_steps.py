@@ -1,5 +1,6 @@
 """A stand-in for the data steps and mix in the evaluate tests: `train`, `eval` (SFT_SCHEMA) and `chunks` from a
-JSON file ({"rows": [...], "chunks": [{"chunk_id", "doc_id", "text"}]}), loaded through a recipe's `plugins:`."""
+JSON file ({"rows": [...], "chunks": [{"chunk_id", "doc_id", "text"}]}), loaded through a recipe's `plugins:`.
+It has no stage: it reads nothing, so it goes first."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ class EvalRowsOptions(StepOptions):
 
 class EvalRows(Step):
     name = "evalrows"
-    stage = 80
     description = "train/eval rows and chunks from a JSON file (tests)"
     outputs = {"train": table(SFT_SCHEMA), "eval": table(SFT_SCHEMA), "chunks": table()}
     Options = EvalRowsOptions

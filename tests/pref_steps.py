@@ -2,6 +2,7 @@
 
 Loaded through a recipe's `plugins:`; every data step before it is turned off,
 so a flow test runs just this, sft, preference, dpo and merge on a tiny model.
+It has no stage: it reads nothing, so it goes first.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ class CorpusOptions(StepOptions):
 
 class Corpus(Step):
     name = "corpus"
-    stage = 80
     description = "train/eval rows and their chunks from JSONL files (tests)"
     outputs = {"train": table(SFT_SCHEMA), "eval": table(SFT_SCHEMA), "chunks": table(CHUNKS)}
     Options = CorpusOptions

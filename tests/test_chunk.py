@@ -231,24 +231,28 @@ MD = (
 )
 
 
+def assert_within_sections(rows: list[dict], sections: list[Section], n: int) -> None:
+    """No chunk crosses a section start or end, and each chunk in a section has its deepest section's headings."""
+    boundaries = sorted({0, n} | {s.start for s in sections} | {s.end for s in sections})
+    for r in rows:
+        inside = [b for b in boundaries if r["start"] < b < r["end"]]
+        assert inside == [], r["text"][:60]
+    for r in [r for r in rows if r["heading_path"]]:
+        sec = max((s for s in sections if s.start <= r["start"] < s.end), key=lambda s: s.level)
+        assert r["heading_path"] == sec.heading_path
+
+
 def test_heading_paths_and_no_chunk_crosses_a_section():
     sections = markdown_sections(MD)
     doc = make_doc(MD, sections=sections)
     rows = chunk_document(doc, CFG)
     check_invariants(doc, rows)
-    boundaries = sorted({0, len(MD)} | {s.start for s in sections} | {s.end for s in sections})
-    for r in rows:
-        inside = [b for b in boundaries if r["start"] < b < r["end"]]
-        assert inside == [], r["text"][:60]
+    assert_within_sections(rows, sections, len(MD))
     paths = [r["heading_path"] for r in rows]
     assert paths[0] == []
     assert rows[0]["text"] == "Preface text before any heading. It has two sentences."
     assert ["Guide"] in paths and ["Guide", "Safety"] in paths and ["Guide", "Valves"] in paths
     assert paths[-1] == ["Appendix"]
-    for r in rows:
-        if r["heading_path"]:
-            sec = max((s for s in sections if s.start <= r["start"] < s.end), key=lambda s: s.level)
-            assert r["heading_path"] == sec.heading_path
     valves = [r for r in rows if r["heading_path"] == ["Guide", "Valves"]]
     assert [r["text"] for r in valves] == [
         "## Valves\n\nValves are checked daily. They are replaced every two years."

@@ -1,4 +1,4 @@
-"""The CLI's offline commands: validate, steps, show on a .parquet file."""
+"""The CLI's offline commands: validate, steps, show (a .parquet file, or a step or artifact of a stored run)."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -95,3 +95,48 @@ def test_show_cuts_wide_text_to_the_terminal_and_full_shows_it_all(tmp_path, mon
     assert "THE END" not in head and "…" in head and "d2" in head and "[1, 2]" in head
     full = runner.invoke(app, ["show", str(path), "--full"])
     assert full.exit_code == 0 and body in full.output
+
+
+def _stored_run(tmp_path):
+    """A storage root with one run whose `chunk` step committed `chunks` and one reject, as the flow leaves it."""
+    from infuse.storage import ArtifactStore, RunManifest
+
+    (tmp_path / "docs").mkdir()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"input: {tmp_path / 'docs'}\nstorage: {tmp_path / 'runs'}\n")
+    store = ArtifactStore(str(tmp_path / "runs"))
+    chunks = store.write_table("chunk", "k1", "chunks", [{"chunk_id": "c1", "text": "one"},
+                                                         {"chunk_id": "c2", "text": "two"}])
+    rejects = store.write_rejects("chunk", "k1", [{"id": "d9", "step": "chunk", "reason": "no_chunks",
+                                                    "message": "d9.md: blank", "detail": "{}"}])
+    store.commit_step("chunk", "k1", {"chunks": chunks, "rejects": rejects})
+    manifest = RunManifest(store, "run-1", {}, str(recipe))
+    manifest.record("chunk", {"key": "k1", "state": "Completed", "outputs": {"chunks": chunks.to_dict()},
+                              "rejects": rejects.to_dict(), "stats": {"rows_in": 3, "_hidden": 1}})
+    return recipe, manifest
+
+
+def test_show_a_step_or_an_artifact_of_a_stored_run(tmp_path):
+    recipe, _ = _stored_run(tmp_path)
+    for target in ("chunk", "chunks"):  # the step by name, or the artifact by name
+        res = runner.invoke(app, ["show", target, "-r", str(recipe)])
+        assert res.exit_code == 0, res.output
+        assert "run run-1 (running)  step chunk  state Completed" in res.output
+        assert "== chunks: 2 rows" in res.output and "chunk_id: string" in res.output and "c2" in res.output
+        assert "== rejects: 1 rows" in res.output and "no_chunks" in res.output and "d9.md: blank" in res.output
+        assert 'stats: {"rows_in": 3}' in res.output, "stats starting with _ are not shown"
+    res = runner.invoke(app, ["show", "nothing", "-r", str(recipe)])
+    assert res.exit_code == 1
+    assert "'nothing': no committed output of a step or artifact of that name; steps run: chunk" in res.output
+
+
+def test_show_without_a_run_or_with_the_output_gone_says_so(tmp_path):
+    import shutil
+
+    recipe, manifest = _stored_run(tmp_path)
+    shutil.rmtree(tmp_path / "runs" / "artifacts")
+    res = runner.invoke(app, ["show", "chunk", "-r", str(recipe)])
+    assert res.exit_code == 1 and "no committed output of a step or artifact of that name" in res.output
+    shutil.rmtree(tmp_path / "runs" / "manifests")
+    res = runner.invoke(app, ["show", "chunk", "-r", str(recipe)])
+    assert res.exit_code == 1 and "no run found under this storage root; run the recipe first" in res.output

@@ -263,3 +263,20 @@ def test_semantic_pairs_stay_within_clusters_and_match_brute_force():
     assert set(zip(a.tolist(), b.tolist())) == brute and len(brute) == 40
     a, b = near_pairs(x, 0.9, k=8)  # clustered: near copies land with their original
     assert set(zip(a.tolist(), b.tolist())) == brute
+
+
+def test_stages_run_in_order_and_the_index_keeps_every_stage_column():
+    from infuse.operators.dedup.stages import REASONS, STAGES
+
+    assert STAGES == ("exact", "simhash", "minhash", "semantic")
+    assert REASONS == {"exact": "exact_duplicate", "simhash": "near_duplicate_simhash",
+                       "minhash": "near_duplicate_minhash", "semantic": "near_duplicate_semantic"}
+    texts = [en(1, 60), en(1, 60), edit(en(1, 60), 2, 3)]
+    d, keep, rejects = run(DedupConfig(exact=True, simhash=None, minhash=MinhashConfig()), table(texts))
+    assert [s.name for s in d.active] == ["exact", "minhash"]
+    assert [(r.id, r.reason) for r in rejects] == [("c1", "exact_duplicate"), ("c2", "near_duplicate_minhash")]
+    assert rejects[0].message == "same normalised text as c0"
+    assert rejects[1].message == "near duplicate (minhash) of c0" and 0.7 <= rejects[1].detail["jaccard"] < 1
+    index = d.index()
+    assert index.column_names == ["chunk_id", "length", "text_hash", "kept", "exact", "simhash", "minhash", "semantic"]
+    assert index.column("simhash").null_count == 3 and index.column("exact").null_count == 0

@@ -126,15 +126,9 @@ def margin(model, tok, question: str, chosen: str, rejected: str) -> float:
     return float(completion_logp(model, tok, prompt, chosen) - completion_logp(model, tok, prompt, rejected))
 
 
-@pytest.mark.usefixtures("prefect_server")
-def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tmp_path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from infuse.flows.pipeline import run_recipe
-    from infuse.operators.train.card import read_card
-
-    tiny = make_tiny_model(tmp_path / "tiny")
+def align_recipe(tmp_path: Path, tiny: Path) -> Path:
+    """corpus (the facts' rows, one held out for eval, four general rows with a confidently wrong answer, and a
+    chunk per fact) -> sft (lora) -> preference (sampled from base and sft, plus three user pairs) -> dpo -> merge."""
     rows = fact_rows(2, system=SYSTEM) + [{**fact_rows(1, system=SYSTEM)[3], "sample_id": "eval-3", "split": "eval"}]
     wrong = {**rows[0], "kind": "general", "chunk_id": None, "doc_id": None,
              "messages": rows[0]["messages"][:-1] + [{"role": "assistant", "content": CONFIDENTLY_WRONG}]}
@@ -166,12 +160,12 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
                         "merge": {"enabled": True, "dtype": "float32"}}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    res = run_recipe(str(path))
-    pref, dpo = res["preference"], res["dpo"]
+    return path
 
-    # preference: no eval question among the prompts; generated pairs never have a grounded rejected reply
-    pairs = pq.read_table(pref["outputs"]["pairs"]["path"]).to_pylist()
-    rejects = pq.read_table(pref["rejects"]["path"]).to_pylist()
+
+def assert_generated_pairs_are_safe(pairs: list[dict], rejects: list[dict]) -> None:
+    """No eval question among the prompts, and a generated pair's rejected reply is never a grounded one: here it
+    is the SFT model's confidently wrong answer."""
     generated = [p for p in pairs if p["origin"] == "generated"]
     assert {p["sample_id"] for p in generated} == {"fact-0-0", "fact-0-1"}, "the SFT model's wrong answer is rejected"
     assert all(p["rejected"] == CONFIDENTLY_WRONG and p["rejected_from"] == "sft" for p in generated)
@@ -180,17 +174,24 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
     assert sorted(r["id"] for r in rejects if r["reason"] == "eval_prompt") == ["fact-3-0", "fact-3-1"]
     for p in generated:
         assert p["rejected_grounding"] < 0.3 and p["rejected"] != p["chosen"]
+
+
+def assert_every_sample_has_a_fate(pref: dict, pairs: list[dict], rejects: list[dict]) -> None:
+    """Both models sampled every prompt; grounded replies are never rejected ones; every sampled prompt became a
+    pair or a reject; the user's three pairs are in."""
+    generated = [p for p in pairs if p["origin"] == "generated"]
     samples = pq.read_table(pref["outputs"]["samples"]["path"]).to_pylist()
     grounded = [s for s in samples if s["verdict"] == "grounded"]
     assert grounded, "the SFT model answered some questions from the source: those replies are never rejected"
     assert not {(s["sample_id"], s["text"]) for s in grounded} & {(p["sample_id"], p["rejected"]) for p in generated}
     assert len(samples) == 6 * 2 * 2 and {s["model"] for s in samples} == {"base", "sft"}
-    sampled = {s["sample_id"] for s in samples}
     fates = {p["sample_id"] for p in generated} | {r["id"] for r in rejects}
-    assert sampled <= fates, "every sampled prompt became a pair or a reject"
+    assert {s["sample_id"] for s in samples} <= fates, "every sampled prompt became a pair or a reject"
     assert sum(p["origin"].startswith("user:") for p in pairs) == 3
 
-    # exports: every pair in each tool's file, and the report says where they are and how to train on them
+
+def assert_exports_hold_every_pair(pref: dict, pairs: list[dict]) -> None:
+    """Every pair in each tool's file, and the report says where they are and how to train on them."""
     exports = Path(pref["outputs"]["exports"]["path"])
     for name in ("llamafactory/infuse_pref_train.jsonl", "swift/train.jsonl", "openai/train.jsonl"):
         assert len((exports / name).read_text(encoding="utf-8").splitlines()) == len(pairs), name
@@ -198,13 +199,12 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
     md = (Path(pref["report"]["path"]) / "report.md").read_text(encoding="utf-8")
     assert f"dataset_dir: {exports}/llamafactory" in md and "swift rlhf --rlhf_type dpo" in md
 
-    # dpo: rewards logged, plotted; the reference log-probs are the SFT model's
+
+def assert_reference_is_the_sft_model(dpo: dict, pairs: list[dict], sft_model, tok) -> None:
+    """Rewards logged and plotted; the trainer's reference log-probs are the SFT model's, scored here."""
     report = Path(dpo["report"]["path"])
     assert (report / "reward-margins.png").read_bytes()[:4] == b"\x89PNG"
     assert dpo["stats"]["rewards"]["last_margin"] > 0
-    sft_dir = Path(res["sft"]["outputs"]["model"]["path"])
-    tok = AutoTokenizer.from_pretrained(sft_dir)
-    sft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), sft_dir).eval()
     check = dpo["stats"]["ref_check"]
     by_id = {p["pair_id"]: p for p in pairs}
     assert len(check["pair_ids"]) >= 3
@@ -213,8 +213,15 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
         assert c == pytest.approx(float(completion_logp(sft_model, tok, p["prompt"], p["chosen"])), abs=2e-3)
         assert r == pytest.approx(float(completion_logp(sft_model, tok, p["prompt"], p["rejected"])), abs=2e-3)
 
-    # merge: base + sft + dpo in one plain model, and on held-out pairs its margin beats the SFT model's
-    dpo_dir = Path(dpo["outputs"]["model"]["path"])
+
+def assert_merged_is_base_sft_dpo(res: dict, tiny: Path, sft_dir: Path, sft_model, tok) -> None:
+    """base + sft + dpo in one plain model, and on held-out pairs its margin beats the SFT model's."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from infuse.operators.train.card import read_card
+
+    dpo_dir = Path(res["dpo"]["outputs"]["model"]["path"])
     assert read_card(dpo_dir)["layout"] == "adapter+sft" and (dpo_dir / "sft" / "adapter_model.safetensors").is_file()
     merged = AutoModelForCausalLM.from_pretrained(res["merge"]["outputs"]["merged"]["path"]).eval()
     stacked = PeftModel.from_pretrained(
@@ -229,25 +236,37 @@ def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tm
         assert margin(merged, tok, question, chosen, rejected) > margin(sft_model, tok, question, chosen, rejected)
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_dpo_over_sft_raises_the_held_out_margin_and_merges_into_base_sft_dpo(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infuse.flows.pipeline import run_recipe
+
+    tiny = make_tiny_model(tmp_path / "tiny")
+    res = run_recipe(str(align_recipe(tmp_path, tiny)))
+    pref = res["preference"]
+    pairs = pq.read_table(pref["outputs"]["pairs"]["path"]).to_pylist()
+    rejects = pq.read_table(pref["rejects"]["path"]).to_pylist()
+    assert_generated_pairs_are_safe(pairs, rejects)
+    assert_every_sample_has_a_fate(pref, pairs, rejects)
+    assert_exports_hold_every_pair(pref, pairs)
+    sft_dir = Path(res["sft"]["outputs"]["model"]["path"])
+    tok = AutoTokenizer.from_pretrained(sft_dir)
+    sft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), sft_dir).eval()
+    assert_reference_is_the_sft_model(res["dpo"], pairs, sft_model, tok)
+    assert_merged_is_base_sft_dpo(res, tiny, sft_dir, sft_model, tok)
+
+
 # ---- resume after a real SIGKILL ---------------------------------------------------------------------------------
 
-def test_a_sigkilled_dpo_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path):
-    """The dpo worker under `accelerate launch`, started as launch.py starts it (its own process group), is
-    SIGKILLed as soon as its first complete checkpoint is on disk; the re-run resumes from it, trains only the
-    steps after it, and ends with the loss and adapter of a run that was never killed."""
-    from safetensors.torch import load_file
-    from test_dpo_losses import dpo_job, sft_model
-
+def kill_at_first_checkpoint(job, tmp_path: Path) -> list[int]:
+    """Start the dpo worker under `accelerate launch` as launch.py starts it (its own process group) and SIGKILL
+    the group as soon as its first complete checkpoint is on disk: the steps of the checkpoints it left."""
     from infuse.operators.train.config import LaunchOptions
-    from infuse.operators.train.launch import WORKER, command, run_job
+    from infuse.operators.train.launch import WORKER, command
     from infuse.operators.train.session import last_checkpoint
 
-    base, sft = sft_model(tmp_path / "models")
-    steps = 12
-    train = dict(steps=steps, batch_size=1, save_steps=2, save_total_limit=2, learning_rate=5e-3)
-    unbroken = run_job(dpo_job(tmp_path / "ref", base, sft, "sigmoid", **train), LaunchOptions(), lambda line: None)
-
-    job = dpo_job(tmp_path / "cut", base, sft, "sigmoid", **train)
     work = Path(job.output_dir)
     work.mkdir(parents=True)
     (work / "job.json").write_text(job.model_dump_json(indent=1), encoding="utf-8")
@@ -268,8 +287,25 @@ def test_a_sigkilled_dpo_run_resumes_from_its_checkpoint_and_ends_where_an_unbro
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not (work / "result.json").exists() and not (work / "final").exists(), "killed before the end"
-    saved = sorted(int(p.name.split("-")[1]) for p in (work / "checkpoints").glob("checkpoint-*")
-                   if (p / "trainer_state.json").is_file())
+    return sorted(int(p.name.split("-")[1]) for p in (work / "checkpoints").glob("checkpoint-*")
+                  if (p / "trainer_state.json").is_file())
+
+
+def test_a_sigkilled_dpo_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_run_ends(tmp_path):
+    """The dpo worker is SIGKILLed as soon as its first complete checkpoint is on disk; the re-run resumes from
+    it, trains only the steps after it, and ends with the loss and adapter of a run that was never killed."""
+    from safetensors.torch import load_file
+    from test_dpo_losses import dpo_job, sft_model
+
+    from infuse.operators.train.config import LaunchOptions
+    from infuse.operators.train.launch import run_job
+
+    base, sft = sft_model(tmp_path / "models")
+    steps = 12
+    train = dict(steps=steps, batch_size=1, save_steps=2, save_total_limit=2, learning_rate=5e-3)
+    unbroken = run_job(dpo_job(tmp_path / "ref", base, sft, "sigmoid", **train), LaunchOptions(), lambda line: None)
+    job = dpo_job(tmp_path / "cut", base, sft, "sigmoid", **train)
+    saved = kill_at_first_checkpoint(job, tmp_path)
     assert saved and 0 < saved[-1] < steps
 
     lines: list[str] = []
@@ -284,5 +320,5 @@ def test_a_sigkilled_dpo_run_resumes_from_its_checkpoint_and_ends_where_an_unbro
     last = [h["loss"] for h in res["history"] if "loss" in h][-1]
     assert last == pytest.approx([h["loss"] for h in unbroken["history"] if "loss" in h][-1], rel=1e-5)
     a = load_file(tmp_path / "ref" / "work" / "final" / "adapter_model.safetensors")
-    b = load_file(work / "final" / "adapter_model.safetensors")
+    b = load_file(Path(job.output_dir) / "final" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

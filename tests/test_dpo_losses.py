@@ -164,11 +164,24 @@ def expected_loss(loss_type: str, policy, ref, tok) -> tuple[float, float]:
 
 # ---- the test ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("loss_type", list(LOSS_OPTIONS))
-def test_each_loss_type_trains_with_its_own_formula(runs, loss_type):
+def assert_logged_as_computed(loss_type: str, logged: dict[int, dict], work: Path, sft: Path) -> None:
+    """The loss and chosen log-prob logged at steps 1 and 2 are the formula's, computed here with plain
+    transformers: at step 1 the new adapter is zero (the policy is the SFT model), at step 2 it is checkpoint-1's."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    tok = AutoTokenizer.from_pretrained(work / "final")
+    ref = AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32).eval()
+    step2 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
+                                      work / "checkpoints" / "checkpoint-1").eval()
+    for step, policy in ((1, ref), (2, step2)):
+        loss, chosen_logps = expected_loss(loss_type, policy, ref, tok)
+        assert logged[step]["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5), (step, logged[step])
+        assert logged[step]["logps/chosen"] == pytest.approx(chosen_logps, rel=1e-4, abs=1e-5), (step, logged[step])
+
+
+@pytest.mark.parametrize("loss_type", list(LOSS_OPTIONS))
+def test_each_loss_type_trains_with_its_own_formula(runs, loss_type):
     job, sft = runs[loss_type]
     work = Path(job.output_dir)
     if (work / "error.txt").is_file():
@@ -177,15 +190,7 @@ def test_each_loss_type_trains_with_its_own_formula(runs, loss_type):
     assert res["dpo"]["loss_type"] == loss_type
     logged = {h["step"]: h for h in res["history"] if "loss" in h}
     assert sorted(logged) == [1, 2], res["history"]
-
-    tok = AutoTokenizer.from_pretrained(work / "final")
-    ref = AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32).eval()
-    step2 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft, dtype=torch.float32),
-                                      work / "checkpoints" / "checkpoint-1").eval()
-    for step, policy in ((1, ref), (2, step2)):  # step 1: the new adapter is zero, the policy is the SFT model
-        loss, chosen_logps = expected_loss(loss_type, policy, ref, tok)
-        assert logged[step]["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5), (step, logged[step])
-        assert logged[step]["logps/chosen"] == pytest.approx(chosen_logps, rel=1e-4, abs=1e-5), (step, logged[step])
+    assert_logged_as_computed(loss_type, logged, work, sft)
     if loss_type in ("sigmoid", "ipo", "hinge"):
         assert logged[1]["loss"] == pytest.approx({"sigmoid": math.log(2), "hinge": 1.0, "ipo": 25.0}[loss_type])
         assert res["ref_check"]["pair_ids"], "the reference path was checked"

@@ -255,7 +255,8 @@ def test_compare_prints_both_runs_side_by_side_with_deltas(facts_run, rag_run):
 
 def test_paraphrases_keep_their_item_and_reference_and_the_judge_grades_or_leaves_ungraded():
     """Through the openai backend against a real local server: variants equal to the question are dropped, a
-    reply that is not JSON fails only its item; the judge's grade is parsed, a malformed one is None."""
+    reply that is not JSON fails only its item; the judge's grade is parsed, a malformed one is None and a
+    reject that says why."""
     from infuse.operators.evaluate.judge import judge
     from infuse.operators.evaluate.questions import Item, paraphrase
     from infuse.operators.llm import make_backend
@@ -275,12 +276,16 @@ def test_paraphrases_keep_their_item_and_reference_and_the_judge_grades_or_leave
     with FaultyServer(fail_rate=0.0, content_fn=content) as srv:
         backend = make_backend({"backend": "openai", "base_url": srv.base_url, "model": "m", "max_retries": 0})
         out, rejects = paraphrase(items, backend, k=1)
-        grades = judge([{"question": q, "reference": a, "answer": ans, "lang": "en"} for q, a, ans in
-                        [(*FACTS[0], "bright violet"), (*FACTS[1], "nobody")]], backend)
+        grades, ungraded = judge([{"question": q, "reference": a, "answer": ans, "lang": "en", "model": "sft",
+                                   "item_id": sid} for sid, q, a, ans in
+                                  [("domain:a", *FACTS[0], "bright violet"), ("domain:b", *FACTS[1], "nobody")]],
+                                 backend)
     assert [(p.question, p.reference, p.parent_id, p.doc_id) for p in out] == [
         ("Which colour does the Zorblat river have?", FACTS[0][1], "domain:a", "d")]
     assert [(r.id, r.reason) for r in rejects] == [("a", "paraphrase_same"), ("b", "paraphrase_malformed")]
     assert grades == [4, None]
+    assert [(r.id, r.reason, r.detail) for r in ungraded] == [
+        ("domain:b", "judge_unreadable", {"model": "sft", "item_id": "domain:b", "raw": "no idea"})]
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from infuse.operators.common import dj
-from infuse.operators.filter import AutoBound, FilterConfig, QualityFilter
+from infuse.operators.filter import FilterConfig, QualityFilter
 
 ZH_PARA = (
     "自然语言处理是计算机科学领域与人工智能领域中的一个重要方向。"
@@ -186,3 +186,19 @@ def test_default_recipe_runs_offline_on_chinese_and_english():
     zh_ratio, en_ratio = row["stat_alpha_token_ratio"]
     assert 0.5 < zh_ratio < 2.5 < en_ratio
     assert row["stat_num_words"][0] >= 35
+
+
+def test_a_stat_op_says_which_chunks_are_out_and_why():
+    from infuse.operators.filter.stat_ops import OutOfBounds, stat_op
+    from infuse.operators.filter.config import FilterOpSpec
+
+    op = stat_op(FilterOpSpec(name="text_length_filter", min=3, max=8))
+    t = pa.table({"stat_text_len": pa.array([1.0, 5.0, None, float("nan"), 9.0], pa.float64())})
+    out = op.outside(t, {"low": 3.0, "high": 8.0})
+    assert sorted(out) == [0, 3, 4], "in range and null (op not applied) are kept"
+    assert out[0] == OutOfBounds("text_len", 1.0, 3.0, "low") and out[4] == OutOfBounds("text_len", 9.0, 8.0, "high")
+    assert (out[3].side, out[3].bound, math.isnan(out[3].value)) == ("failed", None, True)
+    assert (out[0].reason, out[0].message("fixed")) == ("text_len_too_low", "text_len=1 < low bound 3 (fixed)")
+    assert (out[4].reason, out[4].message("auto")) == ("text_len_too_high", "text_len=9 > high bound 8 (auto)")
+    assert (out[3].reason, out[3].message(None)) == ("stat_failed", "text_len could not be computed")
+    assert sorted(op.outside(t, {})) == [3], "no bounds: only a failed stat is out"

@@ -1,4 +1,5 @@
-"""scan + parse_file: every reject reason, ids, and the examples/ corpus fully accounted for."""
+"""scan + parse_file: every reject reason, ids, and the examples/ corpus fully accounted for; parse_files (the
+step's work without a flow): the per-file cache, the same bytes under two names, every file's fate."""
 from __future__ import annotations
 
 import hashlib
@@ -290,3 +291,71 @@ def test_structured_records_keep_their_field_sections_and_never_give_heading_onl
     assert chunks and all(not headings_only(c["text"], c["heading_path"]) for c in chunks)
     assert not any(c["text"].strip() == "# lotus_open" for c in chunks)
     assert any(c["text"].startswith("## 语法\n\nint lotus_open(") for c in chunks)
+
+
+# ---- parse_files: the step's work, without a flow ------------------------------------------------------------
+
+class DictCache:
+    """A FileCache in memory; like the store's, it hands out copies (parse_files sets each row's path)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, tuple[list[dict], list]] = {}
+
+    def get(self, name: str):
+        found = self.kept.get(name)
+        return None if found is None else ([dict(r) for r in found[0]], list(found[1]))
+
+    def put(self, name: str, rows: list[dict], rejects: list) -> None:
+        self.kept[name] = ([dict(r) for r in rows], list(rejects))
+
+
+def _parse_folder(folder: Path, cache: DictCache):
+    from infuse.operators.parsers.run import parse_files
+
+    written: list[dict] = []
+    ticks: list[int] = []
+    entries, scan_rejects = scan(folder, LIMIT, hash_files=False)
+    res = parse_files(entries, scan_rejects, cache, written.extend, lambda: ticks.append(1))
+    assert len(ticks) == len(entries)
+    return res, [(r["path"], r["title"]) for r in written]
+
+
+def test_parse_files_caches_by_bytes_and_path_and_keeps_the_first_name_of_the_same_bytes(tmp_path):
+    (tmp_path / "a.md").write_text("# Alpha\n\nfirst\n", encoding="utf-8")
+    (tmp_path / "b.md").write_text("# Alpha\n\nfirst\n", encoding="utf-8")
+    (tmp_path / "c.txt").write_text("Charlie\nthird\n", encoding="utf-8")
+    (tmp_path / "e.txt").write_text("", encoding="utf-8")
+    cache = DictCache()
+    res, rows = _parse_folder(tmp_path, cache)
+    assert rows == [("a.md", "Alpha"), ("c.txt", "Charlie")]
+    assert (res.parsed, res.reused, res.kept_files, res.documents, res.formats) == (3, 0, 2, 2, {"markdown": 1, "txt": 1})
+    assert _reasons(res.rejects) == [("e.txt", "empty"), ("b.md", "duplicate_file")]
+    assert [(f["path"], f["fate"]) for f in res.input_files] == [
+        ("a.md", "kept"), ("b.md", "duplicate_file"), ("c.txt", "kept"), ("e.txt", "empty")]
+    again, rows_again = _parse_folder(tmp_path, cache)
+    assert (again.parsed, again.reused, rows_again) == (0, 3, rows), "every parse from the cache"
+    (tmp_path / "a.md").rename(tmp_path / "z.md")  # the same bytes under a new name: b.md is now the first
+    moved, moved_rows = _parse_folder(tmp_path, cache)
+    assert (moved.parsed, moved.reused) == (1, 2), "the cache name holds the path: z.md is parsed once"
+    assert moved_rows == [("b.md", "Alpha"), ("c.txt", "Charlie")]
+    assert ("z.md", "duplicate_file") in _reasons(moved.rejects)
+
+
+def test_a_folder_parse_rejects_whole_is_said_file_by_file(tmp_path):
+    from infuse.operators.parsers.run import folder_fates
+
+    (tmp_path / "e.txt").write_text("", encoding="utf-8")
+    (tmp_path / "n.rtf").write_text("x", encoding="utf-8")
+    (tmp_path / "big.md").write_text("y" * 2_200_000, encoding="utf-8")
+    assert folder_fates(tmp_path, 2, lambda p: p.name) == [
+        ("too_large", "big.md is 2.1 MB, over max_file_mb 2"), ("empty", "e.txt is empty (0 bytes)"),
+        ("unsupported_extension", "n.rtf: no parser for '.rtf'")]
+    (tmp_path / "ok.md").write_text("# fine", encoding="utf-8")
+    assert folder_fates(tmp_path, 2, lambda p: p.name) == [], "a file parse will read: the run judges it"
+    (tmp_path / "ok.md").write_bytes(b"\x00\x01" * 100)
+    (tmp_path / "big.md").unlink()
+    res, rows = _parse_folder(tmp_path, DictCache())
+    assert rows == [] and res.kept_files == 0
+    assert res.fates(tmp_path, 2, lambda p: p.name) == [
+        ("empty", "e.txt: file is empty (0 bytes)"), ("unsupported_extension", "n.rtf: no parser for '.rtf'"),
+        ("binary_content", "ok.md: NUL or control bytes: binary data under a text extension")]

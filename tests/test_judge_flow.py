@@ -41,7 +41,9 @@ def scripted(body: dict) -> str:
     return json.dumps([{"question": q, "answer": "x"} for q in [question, *extra, *VARIANTS[question]]])
 
 
-def test_the_judge_grades_every_answer_and_paraphrases_are_asked_in_the_flow(tmp_path):
+def run_flow(tmp_path: Path) -> tuple[dict, list[dict], list[dict], list[dict], int]:
+    """evaluate (two paraphrases per item, the judge on) over the three facts: its result, its questions, scores
+    and rejects, and how many requests the scripted server answered."""
     from infuse.flows.pipeline import run_recipe
 
     tiny = make_tiny_model(tmp_path / "tiny")
@@ -68,30 +70,45 @@ def test_the_judge_grades_every_answer_and_paraphrases_are_asked_in_the_flow(tmp
                                           "plugins": [str(REPO / "tests" / "eval_steps.py")], "steps": steps}),
                           encoding="utf-8")
         res = run_recipe(str(recipe))["evaluate"]
-        judged = [e for e in srv.log if e["outcome"] == "ok"]
-    questions = pq.read_table(res["outputs"]["questions"]["path"]).to_pylist()
-    scores = pq.read_table(res["outputs"]["scores"]["path"]).to_pylist()
-    reject_rows = pq.read_table(res["rejects"]["path"]).to_pylist()
-    rejects = [(r["id"], r["reason"]) for r in reject_rows]
+        answered = sum(1 for e in srv.log if e["outcome"] == "ok")
+    tables = [pq.read_table(path).to_pylist() for path in
+              (res["outputs"]["questions"]["path"], res["outputs"]["scores"]["path"], res["rejects"]["path"])]
+    return res, *tables, answered
 
-    # paraphrases: each kept variant is a question of its own, with its item's reference; the echoes, the order
-    # and the malformed reply are rejects with their reasons, and only Pexa's item has no variants
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory, prefect_server) -> tuple[dict, list[dict], list[dict], list[dict], int]:
+    return run_flow(tmp_path_factory.mktemp("judge"))
+
+
+def test_paraphrases_are_asked_as_questions_of_their_own_and_the_rest_are_rejects(flow):
+    res, questions, _, reject_rows, _ = flow
+    # each kept variant is a question of its own, with its item's reference; the echoes, the order and the
+    # malformed reply are rejects with their reasons, and only Pexa's item has no variants
     para = {q["question"]: q for q in questions if q["group"] == "paraphrase"}
     assert sorted(para) == sorted(VARIANTS[ZORBLAT] + VARIANTS[QUELLMOOR])
     for parent, (q, a) in zip(("domain:fact-0", "domain:fact-1"), FACTS[:2]):
-        for v in VARIANTS[q]:
-            assert (para[v]["parent_id"], para[v]["reference"]) == (parent, a)
-    assert sorted(rejects) == [("fact-0", "paraphrase_not_question"), ("fact-0", "paraphrase_same"),
-                               ("fact-1", "paraphrase_same"), ("fact-2", "paraphrase_malformed")], reject_rows
+        assert [(para[v]["parent_id"], para[v]["reference"]) for v in VARIANTS[q]] == [(parent, a)] * 2
     assert res["stats"]["groups"]["paraphrase"] == 4 and res["stats"]["groups"]["domain"] == 3
+    assert sorted((r["id"], r["reason"]) for r in reject_rows if r["reason"].startswith("paraphrase")) == [
+        ("fact-0", "paraphrase_not_question"), ("fact-0", "paraphrase_same"), ("fact-1", "paraphrase_same"),
+        ("fact-2", "paraphrase_malformed")], reject_rows
+    assert res["stats"]["rows_in"] == 7 + 4, "questions asked and turned down; an ungraded answer is not one"
 
-    # the judge: every answer, the paraphrased questions' included, graded as scripted; the unreadable reply
-    # leaves only its own row ungraded, and the step still completes
-    assert {s["question"] for s in scores} == {*para, ZORBLAT, QUELLMOOR, PEXA} and {s["model"] for s in scores} == \
-        {"base"}
-    assert len(judged) == 3 + len(scores), "three paraphrase requests, then one judge request per answer"
-    for s in scores:
-        subject = next((k for k in GRADES if k in s["question"]), None)
-        assert s["judge"] == (None if s["question"] == PEXA else float(GRADES[subject])), s
+
+def test_the_judge_grades_every_answer_and_an_unreadable_reply_is_a_reject(flow):
+    res, _, scores, reject_rows, answered = flow
+    # every answer, the paraphrased questions' included, graded as scripted; the unreadable reply leaves only
+    # its own row ungraded, says why in the rejects, and the step still completes
+    assert {s["question"] for s in scores} == {*VARIANTS[ZORBLAT], *VARIANTS[QUELLMOOR], ZORBLAT, QUELLMOOR, PEXA}
+    assert {s["model"] for s in scores} == {"base"}
+    assert answered == 3 + len(scores), "three paraphrase requests, then one judge request per answer"
+    grades = {s["question"]: s["judge"] for s in scores}
+    assert grades == {q: None if q == PEXA else float(next(g for k, g in GRADES.items() if k in q)) for q in grades}
+    unread = [r for r in reject_rows if r["reason"].startswith("judge")]
+    assert len(reject_rows) == 4 + len(unread), "paraphrase and judge rejects only"
+    assert [(r["id"], r["reason"]) for r in unread] == [("domain:fact-2", "judge_unreadable")]
+    assert json.loads(unread[0]["detail"]) == {"model": "base", "item_id": "domain:fact-2",
+                                               "raw": "I would rather not say."}
     report = (Path(res["report"]["path"]) / "report.md").read_text(encoding="utf-8")
     assert "### Judge rubric" in report and "You grade an answer to a question" in report, "the rubric is saved"

@@ -167,30 +167,35 @@ def expected(server: FaultyServer, request: ChatRequest, max_retries: int) -> tu
     return KIND_TO_ERROR[outcome], max_retries + 1
 
 
+def assert_each_result_as_the_server_decided(srv: FaultyServer, requests: list[ChatRequest], results: list,
+                                            max_retries: int) -> None:
+    """Every row's error kind and attempts follow the server's rule; a success holds the served content (cut
+    mid-JSON for bad_content), a failure no text and its error."""
+    by_id = {q.id: q for q in requests}
+    for r, q in zip(results, requests):
+        kind, attempts = expected(srv, q, max_retries)
+        assert (r.error_kind, r.attempts, r.ok) == (kind, attempts, kind is None), r
+    for r in [r for r in results if r.ok]:
+        full = default_content({"messages": by_id[r.id].messages})
+        assert r.text and r.usage["completion_tokens"] > 0
+        assert r.text == full or full.startswith(r.text)  # bad_content is cut mid-JSON
+    for r in [r for r in results if not r.ok]:
+        assert r.text is None and r.error
+
+
 @pytest.mark.parametrize("max_retries, failed_min, failed_max, recovered_min",
                          [(0, 5, 50, 0), (3, 0, 4, 1)])  # retries recover some rows and lose at most 4
 def test_faults_nothing_lost(max_retries, failed_min, failed_max, recovered_min):
     with FaultyServer(fail_rate=0.3, seed=0, timeout_sleep_s=60.0) as srv:
-        backend = make_backend(
-            {"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 16, "max_retries": max_retries, **FAST}
-        )
+        backend = make_backend({"backend": "openai", "model": "m", "base_url": srv.base_url, "concurrency": 16,
+                                "max_retries": max_retries, **FAST})
         requests = [req(i, f"chunk number {i} about topic {i % 7}") for i in range(50)]
         results = backend.generate(requests)
         served_attempts = len(srv.log)
     assert [r.id for r in results] == [r.id for r in requests]
+    assert_each_result_as_the_server_decided(srv, requests, results, max_retries)
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
-    assert len(ok) + len(failed) == 50
-    for r, q in zip(results, requests):
-        kind, attempts = expected(srv, q, max_retries)
-        assert (r.error_kind, r.attempts, r.ok) == (kind, attempts, kind is None), r
-    by_id = {q.id: q for q in requests}
-    for r in ok:
-        full = default_content({"messages": by_id[r.id].messages})
-        assert r.text and r.usage["completion_tokens"] > 0
-        assert r.text == full or full.startswith(r.text)  # bad_content is cut mid-JSON
-    for r in failed:
-        assert r.text is None and r.error
     assert served_attempts == sum(r.attempts for r in results)  # every attempt reached the server
     assert "timeout" in srv.outcomes and ok, "the timeout path was taken, and some rows came through"
     recovered = [r for r in ok if r.attempts > 1]

@@ -116,6 +116,30 @@ def test_messages_parquet_columns_mapping_and_unknown_shape(tmp_path):
     assert rejects == {"qa#1": "unknown_format"}
 
 
+def test_the_check_reads_a_file_as_the_run_does(tmp_path):
+    """`infuse validate` names a general file's bad rows by line, read by the run's own reader: a U+2028 inside
+    a JSON string is part of its line, not a line break (str.splitlines() would cut the row in two)."""
+    from infuse.operators.mix.load import check_rows, row_problem
+
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"instruction": "one\u2028line", "output": "fine"}, ensure_ascii=False) + "\n\n"
+                    + "{not json\n" + json.dumps({"foo": 1}) + "\n", encoding="utf-8")
+    src = GeneralSource(path=str(path))
+    found = [(where, row_problem(row, src)) for where, row in check_rows(path)]
+    assert found == [("line 1", None),
+                     ("line 3", "not valid JSON (Expecting property name enclosed in double quotes, column 2)"),
+                     ("line 4", "unknown_format: not alpaca (instruction/output), sharegpt (conversations) or "
+                                "messages; keys: foo")]
+    samples, rejects = _load(path)
+    assert samples["g#0"][0]["content"] == "one\u2028line"
+    assert rejects == {"g#1": "malformed_json", "g#2": "unknown_format"}
+    doc = tmp_path / "d.json"
+    doc.write_text(json.dumps({"data": [{"instruction": "a", "output": "b"}, {"bar": 2}]}))
+    assert [(w, row_problem(r, GeneralSource(path=str(doc)))) for w, r in check_rows(doc)] == [
+        ("row 0", None), ("row 1", "unknown_format: not alpaca (instruction/output), sharegpt (conversations) or "
+                                   "messages; keys: bar")]
+
+
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     samples, rejects = _load(tmp_path / "bad.parquet")
@@ -348,6 +372,23 @@ def test_exports_round_trip_in_every_format(tmp_path):
     info = json.loads((root / "llamafactory" / "dataset_info.json").read_text())
     assert sorted(info) == ["infuse_eval_alpaca", "infuse_eval_sharegpt", "infuse_train_alpaca", "infuse_train_sharegpt"]
     assert "infuse_train_sharegpt" in (root / "README.md").read_text()
+
+
+def test_run_mix_returns_what_it_exported_and_its_report(tmp_path):
+    """The step's work without a flow: rows of both splits, the export files holding exactly them, the report."""
+    from infuse.operators.mix.run import run_mix
+
+    cfg = MixConfig(general=[GeneralSource(path=str(general_file(tmp_path / "g.jsonl", 60)))], domain_ratio=0.5,
+                    exports=["openai"])
+    res = run_mix(qa_rows(2, 10), cfg, IdentityValues(), tmp_path / "out")
+    assert res.exports == {"openai/train.jsonl": len(res.train), "openai/eval.jsonl": len(res.eval)}
+    exported = [json.loads(x)["messages"] for x in (tmp_path / "out" / "openai" / "train.jsonl").read_text().splitlines()]
+    assert exported == [r["messages"] for r in res.train]
+    assert {r["split"] for r in res.train} == {"train"} and {r["split"] for r in res.eval} == {"eval"}
+    assert sum(r["source"] == "domain" for r in res.train) * 2 == len(res.train), "domain_ratio 0.5"
+    assert res.rows_in == 20 + 60 and res.stats["train_rows"] == len(res.train)
+    assert [r["source"] for r in res.sources] == ["domain", "g"] and res.composition[:4] == b"\x89PNG"
+    assert "domain share of train **50.0%**" in res.markdown
 
 
 def test_an_empty_split_gets_no_files(tmp_path):

@@ -180,3 +180,14 @@ def test_store_on_s3_units_dirs_and_invalidation(s3, tmp_path, monkeypatch):
     assert store.load_unit("s", "k", "shard-0") is not None, "committed units stay for a resume"
     store.invalidate("s", "k", fresh=True)
     assert store.load_unit("s", "k", "shard-0") is None, "--refresh drops them"
+
+
+def test_stop_marker_on_s3_is_seen_at_once(s3):
+    """A cluster's workers poll the marker: a bucket listing cached before it was written must not hide it."""
+    from infuse.storage import StopMarker
+
+    _, fs = s3
+    marker = StopMarker("s3://infuse-test/stop", "run-1")
+    assert not marker.requested()
+    fs.pipe("infuse-test/stop/runstate/run-1/stop", b"{}")  # another process (the flow) writes it
+    assert marker.requested()

@@ -140,3 +140,20 @@ def test_a_user_pair_no_trainer_reads_is_a_reject_not_an_export(tmp_path):
     pairs, rejects = read_user_pairs([str(path)])
     assert [p["pair_id"] for p in pairs] == ["user:mine.jsonl:4"]
     assert [(r.id, r.reason) for r in rejects] == [(f"user:mine.jsonl:{i}", "malformed_pair") for i in (1, 2, 3)]
+
+
+def test_user_pairs_are_split_at_newlines_only_and_validate_names_the_same_lines(tmp_path):
+    """A U+2028 inside a JSON string is part of its line (str.splitlines() cut it, making two bad lines and
+    shifting every later line's number); `infuse validate` reads the file the same way."""
+    from infuse.operators.preference.formats import check_rows, pair_problem
+
+    path = tmp_path / "mine.jsonl"
+    text = (json.dumps({"prompt": "Line one\u2028line two?", "chosen": "Yes.", "rejected": "No."}, ensure_ascii=False)
+            + "\n\n{broken\n" + json.dumps({"prompt": "Hi", "chosen": "a"}) + "\n")
+    path.write_text(text, encoding="utf-8")
+    pairs, rejects = read_user_pairs([str(path)])
+    assert [(p["pair_id"], p["prompt"][0]["content"]) for p in pairs] == [("user:mine.jsonl:1", "Line one\u2028line two?")]
+    assert [r.id for r in rejects] == ["user:mine.jsonl:3", "user:mine.jsonl:4"]
+    assert [(where, pair_problem(row)) for where, row in check_rows(text, jsonl=True)] == [
+        ("line 1", None), ("line 3", "not valid JSON (Expecting property name enclosed in double quotes, column 2)"),
+        ("line 4", "no `rejected`")]

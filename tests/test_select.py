@@ -10,7 +10,7 @@ import pytest
 from faulty_server import FaultyServer
 from tiny_lm import tiny_lm
 
-from infuse.operators.select import SelectConfig, select_rows
+from infuse.operators.select import METHODS, Hooks, SelectConfig, run, select_rows
 from infuse.operators.select.ifd import HFLossScorer, IFDScores, compute_ifd, start_token
 
 
@@ -297,11 +297,110 @@ def test_config_errors_are_clear():
         SelectConfig.model_validate({"budget": {"percent": 10, "n": 5}})
     with pytest.raises(ValueError):
         SelectConfig.model_validate({"method": "cherry"})
-    from infuse.operators.select.template import TemplateError, scorer_chat_template
 
-    class NoTemplate:
-        chat_template = None
 
-    with pytest.raises(TemplateError, match="no chat template"):
-        scorer_chat_template(NoTemplate())
-    assert "<start_of_turn>" in scorer_chat_template(NoTemplate(), "gemma")
+def fake_embed(conversations):
+    """Unit vectors seeded by the question number ("q3" -> 3): far apart, the same on every call."""
+    x = np.stack([np.random.default_rng(int(c[0]["content"][1:])).normal(size=16) for c in conversations])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_decides_every_candidate_within_the_budget(name):
+    from infuse.operators.select.methods import REGISTRY
+
+    assert set(REGISTRY) == set(METHODS), "every recipe method has its class, and no class lacks its name"
+    rows = rows_for([conv(f"q{i}", "word " * (i + 1)) for i in range(8)], ["qa"] * 7 + ["identity"])
+    cfg = SelectConfig.model_validate({"method": name, "budget": {"n": 3}, "ifd": {"max_ifd": None},
+                                       "mods": {"necessity": {"enabled": False}}})
+    sel = select_rows(rows, cfg, ifd=given_ifd([0.1, 0.7, 0.3, 0.9, 0.5, 0.2, 0.8]), embed=fake_embed,
+                      quality=lambda c, langs: (np.full(len(c), 9.0), [None] * len(c)))
+    assert sel.exempt.tolist() == [False] * 7 + [True] and sel.by[7] == "exempt"
+    assert int(sel.selected[:7].sum()) == 3 and sel.stats["kept"] == 4
+    assert all(bool(sel.selected[i]) != bool(sel.reasons[i]) for i in range(8)), "kept, or dropped with a reason"
+    assert all(sel.messages[i] for i in range(7) if not sel.selected[i])
+
+
+def test_a_method_missing_its_model_says_so_and_no_candidates_need_none():
+    rows = rows_for([conv("q0", "a")])
+    with pytest.raises(ValueError, match="select method superfilter needs an IFD scorer"):
+        select_rows(rows, SelectConfig.model_validate({"method": "superfilter"}))
+    with pytest.raises(ValueError, match="mods needs a quality scorer"):
+        select_rows(rows, SelectConfig.model_validate({"method": "mods"}))
+    exempt = select_rows(rows_for([conv("q0", "a")], ["identity"]), SelectConfig.model_validate({"method": "mods"}))
+    assert exempt.selected.tolist() == [True] and exempt.stats["candidates"] == 0
+
+
+def test_the_scorer_renders_prompts_with_the_training_template(models):
+    """One template module: select scores a prompt as training will render it (operators/train/templates)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from infuse.operators.common.models import GEMMA_CHAT_TEMPLATE
+    from infuse.operators.select.scorers import scorer_template
+    from infuse.operators.train import templates as T
+
+    path = models["gemma3"]
+    tok = AutoTokenizer.from_pretrained(path)
+    model_type = AutoConfig.from_pretrained(path).model_type
+    own = tok.chat_template  # marker-less and unknown to trl: training refuses it, but it renders prompts
+    with pytest.raises(T.TemplateError):
+        T.resolve(tok, model_type, None)
+    assert scorer_template(tok, path, None) == (own, "own")
+    assert scorer_template(tok, path, "plain") == (T.NAMED["plain"].source, "plain")
+    assert scorer_template(tok, path, "{{ 'x' }}") == ("{{ 'x' }}", "(a Jinja string from the recipe)")
+    with pytest.raises(T.TemplateError, match="unknown chat template"):
+        scorer_template(tok, path, "vicuna")
+
+    tok.chat_template = GEMMA_CHAT_TEMPLATE  # the packaged Gemma's: training (and now IFD) uses its gemma
+    source, name = scorer_template(tok, path, None)
+    assert (source, name) == (T.resolve(tok, model_type, None).source, "gemma") and source == T.GEMMA
+    for c in CONVS:  # why the switch leaves IFD unchanged for such rows: the same prompt text
+        old, new = (tok.apply_chat_template(c[:-1], chat_template=t, add_generation_prompt=True, tokenize=False)
+                    for t in (GEMMA_CHAT_TEMPLATE, T.GEMMA))
+        assert old == new
+    tok.chat_template = None  # no template: the family default training would pick
+    assert scorer_template(tok, path, None) == (T.GEMMA, "gemma")
+
+
+def test_the_operator_runs_without_prefect(models):
+    """operators.select.run: a table in; kept rows, scored rows, rejects and the report out."""
+    import pyarrow as pa
+    from transformers import AutoTokenizer
+
+    path = models["llama"]
+    rows = rows_for(CONVS + [conv("Who are you?", "LotusBot.")], ["qa"] * len(CONVS) + ["identity"])
+    qa = pa.Table.from_pylist(rows)
+    cfg = SelectConfig.model_validate({"method": "ifd", "budget": {"percent": 50}, "ifd": {"max_ifd": None},
+                                       "scorer": {"path": path}})
+    bars = []
+
+    def progress(total, desc, unit):
+        from contextlib import nullcontext
+
+        class Bar:
+            def update(self, n=1):
+                bars.append((desc, total, n))
+
+        return nullcontext(Bar())
+
+    out = run(qa, cfg, Hooks(progress=progress), sources={"d0": "docs/lotus.md"})
+    scored = out.scored.to_pylist()
+    assert [r["sample_id"] for r in scored] == [r["sample_id"] for r in rows]
+    assert out.kept.schema.equals(qa.schema)
+    assert out.kept.column("sample_id").to_pylist() == [r["sample_id"] for r in scored if r["selected"]]
+    assert out.kept.num_rows == 3 + 1, "50% of the 6 scored rows, and the exempt one"
+    assert {r.id for r in out.rejects} == {r["sample_id"] for r in scored if not r["selected"]}
+    assert {r.reason for r in out.rejects} == {"below top 50% by ifd"}
+    tok = AutoTokenizer.from_pretrained(path)
+    scorer, _ = HFLossScorer.load(path)
+    want = compute_ifd(scorer, tok, tok.chat_template, CONVS).loss_ratio  # the model's own template, as trained
+    np.testing.assert_allclose([r["score_ifd"] for r in scored[:6]], want, rtol=1e-5)
+    assert scored[6]["score_ifd"] is None and scored[6]["selected_by"] == "exempt"
+    assert sum(n for _, _, n in bars) == 12 and bars[0][:2] == ("select: IFD", 12), "both passes, progress told"
+    report = out.report
+    assert report["stats"]["scorer"]["path"] == path and report["stats"]["scorer"]["template"] == "own"
+    assert report["tables"]["by-source"] == [{"source": "docs/lotus.md", "rows": 7, "kept": 4, "dropped": 3,
+                                              "exempt": 1}]
+    assert report["images"]["ifd_histogram"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Scorer: `{path}` (transformers, dtype auto), chat template own." in report["markdown"]
+    assert "4 of 7 rows kept (1 exempt by strategy" in report["markdown"]

@@ -142,9 +142,10 @@ main()
 
 
 def _copy_repo(dst: Path) -> Path:
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()  # the tree as it is
     for f in files:
-        if f.startswith(("flows/", "tasks/", "operators/", "storage/", "deploy/")):
+        if f.startswith(("flows/", "tasks/", "operators/", "storage/", "deploy/")) and (REPO / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, dst / f)
     (dst / "boot.py").write_text(BOOT)
@@ -163,7 +164,6 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
     from faulty_server import FaultyServer
 
     import infuse.flows.steps  # noqa: F401  (the pipeline's steps, registered)
-    from infuse.operators.common.base import module_closure
     from infuse.tasks.framework.step import ordered_steps
 
     copy = _copy_repo(tmp_path / "repo")
@@ -184,8 +184,7 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
 
         # 1. edit an operator module: exactly the steps whose code imports it recompute
         module = "infuse.operators.chunk.sentences"
-        importers = {c.name for c in ordered_steps()
-                     if module in module_closure((c.__module__,), ("infuse.operators", "infuse.tasks"))}
+        importers = {c.name for c in ordered_steps() if module in c.key_modules()}
         assert importers == {"chunk"}
         with (copy / "operators" / "chunk" / "sentences.py").open("a") as f:
             f.write("\n# an edit that changes no behaviour\n")
@@ -206,3 +205,39 @@ def test_cache_invalidation_in_a_copy_of_the_repo(tmp_path, examples_copy):
         recipe.write_text(yaml.safe_dump(data))
         states = _run_copy(copy, recipe, tmp_path)
         assert set(states.values()) == {"Cached"}, states
+
+
+TRAIN_STEPS = str(Path(__file__).with_name("train_steps.py"))
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_sft_key_covers_the_training_code_and_not_its_progress_text(tmp_path):
+    """rows -> sft (2 LoRA steps of a tiny model) in a copy of the repo: rewording the progress bar's text (the
+    framework's and the training's) keeps sft Cached; a comment added to the SFT operator retrains it."""
+    from tiny_models import fact_rows, make_tiny_model
+
+    copy = _copy_repo(tmp_path / "repo")
+    tiny = make_tiny_model(tmp_path / "tiny")
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in fact_rows(1)), encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    off = {s: {"enabled": False} for s in ("parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter")}
+    recipe = write_recipe(tmp_path / "r.yaml", tmp_path / "docs", tmp_path / "runs", plugins=[TRAIN_STEPS],
+                          model={"path": str(tiny)},
+                          steps={**off, "rows": {"path": str(tmp_path / "rows.jsonl")},
+                                 "sft": {"enabled": True, "method": "lora", "max_steps": 2, "batch_size": 1,
+                                         "max_length": 64, "save_steps": 100, "lora": {"r": 4, "alpha": 8}}})
+    assert _run_copy(copy, recipe, tmp_path) == {"rows": "Completed", "sft": "Completed"}
+
+    _edit(copy / "tasks" / "framework" / "progress.py", '{unit} done"', '{unit} finished"')
+    _edit(copy / "tasks" / "framework" / "training_report.py", "checkpoint at step", "checkpoint saved at step")
+    assert _run_copy(copy, recipe, tmp_path) == {"rows": "Cached", "sft": "Cached"}
+
+    with (copy / "operators" / "train" / "sft.py").open("a", encoding="utf-8") as f:
+        f.write("\n# an edit that changes no behaviour\n")
+    assert _run_copy(copy, recipe, tmp_path) == {"rows": "Cached", "sft": "Completed"}

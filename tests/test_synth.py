@@ -511,6 +511,108 @@ def test_config_rejects_unknown():
     assert SynthConfig().strategies_for("csv") == ["facts"]  # records: every field in several phrasings
 
 
+# ---------------------------------------------------------------- registry, plug-ins, the step's entry point
+
+
+def test_registry_lists_keep_their_order():
+    """select's default exempt list and the recipe errors list the strategies in this order."""
+    from infuse.operators.synthesize.config import LLM_STRATEGIES, STRATEGIES, TEMPLATE_STRATEGIES
+
+    assert TEMPLATE_STRATEGIES == ("facts", "record_template", "section_template", "continuation", "identity")
+    assert LLM_STRATEGIES == ("qa", "rag", "code_tasks", "log_tasks", "self_instruct", "dialogue", "summary",
+                              "atomic_facts", "rewrite", "raft")
+    assert STRATEGIES == LLM_STRATEGIES + TEMPLATE_STRATEGIES
+    with pytest.raises(ValueError, match="known: qa, rag, code_tasks"):
+        SynthConfig(by_format={"md": ["nope"]})
+
+
+def test_every_strategy_module_is_in_the_step_code_version():
+    """Strategies are found in their folder, not imported by name: the step names their modules, so editing
+    one changes the synthesize step's key."""
+    from infuse.operators.synthesize.strategy import augmenters, strategies
+    from infuse.tasks.synthesize import Synthesize
+
+    modules = {type(s).__module__ for s in strategies()} | {type(a).__module__ for a in augmenters()}
+    assert len(modules) == 17
+    assert modules <= set(Synthesize.operators)
+
+
+def test_a_strategy_registers_by_being_defined():
+    """The plug-in path: a Strategy subclass defined anywhere (a recipe's plugin file) is planned, priced and
+    run like a built-in one, and recipes may name it."""
+    from infuse.operators.synthesize.schema import Draft
+    from infuse.operators.synthesize.strategy import REGISTRY, Strategy, Template, llm_names, template_names
+
+    class Echo(Template, Strategy):
+        name = "echo_test"
+
+        def make(self, item, ctx, track):
+            chunk = ctx.chunk(item.chunk_id)
+            return [Draft(f"Repeat {chunk['chunk_id']}.", chunk["text"], self.name, "echo.v1",
+                          chunk_id=chunk["chunk_id"], doc_id=chunk["doc_id"])]
+
+    try:
+        assert template_names()[-1] == "echo_test"
+        assert "echo_test" not in llm_names()
+        docs, chunks = text_corpus()
+        cfg = SynthConfig(by_format={"default": ["echo_test"]}, paraphrase={"enabled": False})
+        items = plan(chunks, docs, cfg)
+        assert [i.strategy for i in items] == ["echo_test"] * len(chunks)
+        assert estimate(items, cfg)["by_strategy"]["echo_test"]["requests"] == 0
+        rows, status = run_items(items, None, cfg, chunks=chunks, docs=docs)
+        assert [s.status for s in status] == ["done"] * len(items)
+        assert [r["messages"][1]["content"] for r in rows] == [c["text"] for c in chunks]
+        assert {r["generator"] for r in rows} == {"template"}
+    finally:
+        REGISTRY.pop("echo_test", None)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        SynthConfig(by_format={"default": ["echo_test"]})
+
+
+class _MemoryShards:
+    def __init__(self):
+        self.units = {}
+
+    def load(self, name):
+        return self.units.get(name)
+
+    def save(self, name, qa, status):
+        self.units[name] = (qa, status)
+
+
+def test_run_synthesis_is_plain_inputs_to_plain_outputs():
+    """The step's whole work without Prefect: a template run never builds the backend, reports its counts,
+    and a second run over the same shards resumes them all."""
+    from infuse.operators.synthesize import Keep, LLMOptions, run_synthesis
+
+    doc = record_doc()
+    chunks = pa.Table.from_pylist(chunks_of(doc, [(0, len(doc["text"]))], kind="record"), schema=CHUNK_SCHEMA)
+    docs = pa.Table.from_pylist([doc], schema=DOCUMENT_SCHEMA)
+    cfg = SynthConfig(by_format=RECORDS)
+    built, done = [], []
+
+    class Bar:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            done.append(n)
+
+    keep = Keep(_MemoryShards(), progress=lambda total: Bar(), backend=lambda: built.append(1))
+    res = run_synthesis(cfg, LLMOptions(), chunks, docs, keep)
+    assert not built and done == [1]
+    assert res.qa.num_rows == 4 and res.rows_in == 1 and res.rejects == []
+    assert res.stats()["items"] == 1 and res.stats()["shards_run"] == 1
+    assert res.by_strategy() == [{"strategy": "record_template", "items": 1, "done": 1, "failed": 0, "samples": 4,
+                                  "calls": 0, "failed_calls": 0}]
+    assert res.markdown.startswith("1 work items (0 chunks or items skipped")
+    again = run_synthesis(cfg, LLMOptions(), chunks, docs, keep)
+    assert again.stats()["shards_resumed"] == 1 and again.qa.equals(res.qa)
+
+
 # ---------------------------------------------------------------- end to end, real model
 
 
@@ -557,7 +659,7 @@ def test_repair_keeps_true_false_null_inside_strings_and_survives_deep_nesting()
 
 def test_record_answers_are_the_document_text_for_numbers_and_bools():
     from infuse.operators.parsers.records import field_text as parser_text
-    from infuse.operators.synthesize.record_template import field_text
+    from infuse.operators.synthesize.strategies.record_template import field_text
 
     assert field_text is parser_text
     assert [field_text(v) for v in (30.0, True, None, 7)] == ["30", "True", "", "7"]
@@ -570,7 +672,7 @@ def test_record_answers_are_the_document_text_for_numbers_and_bools():
     ("第一章 总则\n正文内容。", "总则", "正文内容。"),
 ])
 def test_section_body_drops_every_kind_of_heading_line(text, heading, body):
-    from infuse.operators.synthesize.section_template import section_body
+    from infuse.operators.synthesize.strategies.section_template import section_body
 
     s, e = section_body(text, {"start": 0, "end": len(text), "heading_path": [heading]}, 1000)
     assert text[s:e] == body

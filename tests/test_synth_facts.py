@@ -8,7 +8,7 @@ from collections import defaultdict
 from infuse.operators.mix import MixConfig, mix
 from infuse.operators.qa_filter.language import LanguageOptions, check_language
 from infuse.operators.synthesize import SynthConfig, plan, run_items
-from infuse.operators.synthesize.facts import monolingual
+from infuse.operators.synthesize.strategies.facts import monolingual
 from infuse.operators.common.tokens import tokens
 
 from tests.test_synth import chunks_of, doc_row

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pyarrow as pa
 import pytest
@@ -37,35 +38,54 @@ def passage(body: dict) -> str:
     return m.group(1) if m else user
 
 
+def _dialogue(text: str, sents: list[str], system: str, user: str) -> str:
+    second = MOON if "7070" in text else sents[min(1, len(sents) - 1)]  # the network chunk's second turn is made up
+    return json.dumps([{"question": f"What does the passage starting '{text[:25]}' say first?", "answer": sents[0]},
+                       {"question": "And what does it say after that?", "answer": second},
+                       {"question": "Anything else about it?", "answer": sents[-1]}])
+
+
+def _summary(text: str, sents: list[str], system: str, user: str) -> str:
+    return MOON if "block cache" in text else " ".join(sents)
+
+
+def _facts(text: str, sents: list[str], system: str, user: str) -> str:
+    return "\n".join(f"- {s}" for s in sents)
+
+
+def _rewrite(text: str, sents: list[str], system: str, user: str) -> str:
+    if "engineer" in system:
+        return " ".join(sents)
+    return "To put it another way, " + " ".join(reversed(sents)) + " That is all there is to it."
+
+
+def _raft(text: str, sents: list[str], system: str, user: str) -> str:
+    blocks = dict(re.findall(r"\[(\d+)\]\n(.*?)(?=\n\n\[\d+\]\n|\n\nQuestion:)", user, re.S))
+    key = "Compaction runs" if user.endswith("When does compaction run?") else "port 7070"
+    label = next((k for k, v in blocks.items() if key in v), "1")
+    cited = str(int(label) % len(blocks) + 1) if key == "port 7070" else label  # one cites the wrong document
+    return f'[{cited}] says: "{blocks[label].split(". ")[0]}". {blocks[label]}'
+
+
+def _questions(text: str, sents: list[str], system: str, user: str) -> str:
+    if "Compaction runs" in text:
+        return json.dumps(["When does compaction run?"])
+    return json.dumps(["Which port is used?" if "port 7070" in text else f"What does '{text[:30]}' say?"])
+
+
+# (what the system prompt says, in any case, how a helpful model answers it): the first that matches
+REPLIES = (("Write a conversation", _dialogue), ("detailed summary", _summary), ("List every fact", _facts),
+           ("Rewrite the text", _rewrite), ("Several documents follow", _raft), ("questions", _questions))
+
+
 def reply(body: dict) -> str:
     """What a helpful model would write for each prompt, made from the passage it is shown."""
     system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
     text = passage(body)
-    sents = sentences(text)
-    if "Write a conversation" in system:
-        turns = [{"question": f"What does the passage starting '{text[:25]}' say first?", "answer": sents[0]},
-                 {"question": "And what does it say after that?", "answer": MOON if "7070" in text else sents[min(1, len(sents) - 1)]},
-                 {"question": "Anything else about it?", "answer": sents[-1]}]
-        return json.dumps(turns)
-    if "detailed summary" in system:
-        return MOON if "block cache" in text else " ".join(sents)
-    if "List every fact" in system:
-        return "\n".join(f"- {s}" for s in sents)
-    if "Rewrite the text" in system:
-        if "engineer" in system:
-            return " ".join(sents)
-        return "To put it another way, " + " ".join(reversed(sents)) + " That is all there is to it."
-    if "Several documents follow" in system:
-        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        blocks = dict(re.findall(r"\[(\d+)\]\n(.*?)(?=\n\n\[\d+\]\n|\n\nQuestion:)", user, re.S))
-        key = "Compaction runs" if user.endswith("When does compaction run?") else "port 7070"
-        label = next((k for k, v in blocks.items() if key in v), "1")
-        cited = str(int(label) % len(blocks) + 1) if key == "port 7070" else label  # one cites the wrong document
-        return f'[{cited}] says: "{blocks[label].split(". ")[0]}". {blocks[label]}'
-    if "questions" in system.lower():
-        if "Compaction runs" in text:
-            return json.dumps(["When does compaction run?"])
-        return json.dumps(["Which port is used?" if "port 7070" in text else f"What does '{text[:30]}' say?"])
+    for marker, answer in REPLIES:
+        if marker.lower() in system.lower():
+            return answer(text, sentences(text), system, user)
     raise AssertionError(f"unexpected prompt: {system[:80]}")
 
 
@@ -97,48 +117,63 @@ def run(strategies: list[str], **cfg_kw):
     return rows, kept.to_pylist(), rejects, {c["chunk_id"]: c for c in chunks}
 
 
+def by_chunk(rows: list[dict]) -> dict[str, dict]:
+    return {r["chunk_id"]: r for r in rows}
+
+
 def test_dialogue_grounded_multi_turn_and_an_ungrounded_turn_dropped():
     rows, kept, rejects, chunks = run(["dialogue"])
-    assert len(rows) == 4 and {r["strategy"] for r in rows} == {"dialogue"}
-    ops = next(r for r in rows if r["chunk_id"] == "ops-c0")
+    assert [r["strategy"] for r in rows] == ["dialogue"] * 4
+    ops = by_chunk(rows)["ops-c0"]
     assert [m["role"] for m in ops["messages"]] == ["user", "assistant"] * 3
     assert ops["messages"][3]["content"] == "Compaction runs every night at 02:00 and merges log segments older than seven days."
-    assert ops["source_chunk_ids"] == ["ops-c0"] and (ops["span_start"], ops["span_end"]) == (0, len(OPS))
+    assert (ops["source_chunk_ids"], ops["span_start"], ops["span_end"]) == (["ops-c0"], 0, len(OPS))
     assert json.loads(ops["meta"]) == {"turns": 3}
-    by_chunk = {r["chunk_id"]: r for r in kept}
-    assert by_chunk["ops-c0"]["messages"] == ops["messages"]  # every turn grounded: kept whole
+    assert by_chunk(kept)["ops-c0"]["messages"] == ops["messages"]  # every turn grounded: kept whole
     # the second answer about the network chunk is not in its source: the dialogue keeps its first turn only
-    net = by_chunk["net-c0"]["messages"]
-    assert [m["role"] for m in net] == ["user", "assistant"] and net[1]["content"] == sentences(NET)[0]
-    [cut] = [r for r in rejects if r.id.startswith(next(x["sample_id"] for x in rows if x["chunk_id"] == "net-c0"))]
+    net = by_chunk(kept)["net-c0"]["messages"]
+    assert [(m["role"], m["content"]) for m in net][1:] == [("assistant", sentences(NET)[0])]
+    assert len(net) == 2
+    [cut] = [r for r in rejects if r.id.startswith(by_chunk(rows)["net-c0"]["sample_id"])]
     assert (cut.reason, cut.detail["turn"], cut.detail["kept_turns"], cut.detail["dropped_turns"]) == \
            ("ungrounded_turn", 1, 1, 2)
     assert len(kept) == 4
 
 
+def first(rows: list[dict], **match: str) -> dict:
+    """The first row with these values."""
+    return next(r for r in rows if all(r[k] == v for k, v in match.items()))
+
+
+def assert_provenance(row: dict, chunks: dict[str, dict]) -> None:
+    """The source document, chunks and span of an output, and the prompt that made it."""
+    src = [chunks[c] for c in row["source_chunk_ids"]]
+    assert src
+    assert {c["doc_id"] for c in src} == {row["doc_id"]}
+    assert row["generator"] == "m"
+    assert row["span_start"] <= src[0]["start"]
+    assert row["span_end"] >= src[-1]["end"]
+    assert row["prompt_version"].startswith(f"{row['strategy']}.en.v1@")
+
+
 def test_knowledge_augmentation_grounded_with_provenance():
     rows, kept, rejects, chunks = run(["summary", "atomic_facts", "rewrite"], summary={"min_chars": 50},
                                       rewrite={"k": 2})
-    by = {}
+    strategy_of = {r["sample_id"]: r["strategy"] for r in rows}
+    assert sorted(Counter(strategy_of.values()).items()) == [("atomic_facts", 4), ("rewrite", 8), ("summary", 3)]
     for r in rows:
-        by.setdefault(r["strategy"], []).append(r)
-    assert sorted((k, len(v)) for k, v in by.items()) == [("atomic_facts", 4), ("rewrite", 8), ("summary", 3)]
-    for r in rows:  # provenance: the source document, chunks and span of every output
-        src = [chunks[c] for c in r["source_chunk_ids"]]
-        assert src and all(c["doc_id"] == r["doc_id"] for c in src) and r["generator"] == "m"
-        assert r["span_start"] <= src[0]["start"] and r["span_end"] >= src[-1]["end"]
-        assert r["prompt_version"].startswith(f"{'rag' if r['strategy'] == 'raft' else r['strategy']}.en.v1@")
-    facts = next(r for r in by["atomic_facts"] if r["chunk_id"] == "ops-c0")
+        assert_provenance(r, chunks)
+    facts = first(rows, strategy="atomic_facts", chunk_id="ops-c0")
     assert facts["messages"][0]["content"] == "What facts does the documentation state about ops guide? List them one per line."
     assert facts["messages"][1]["content"].splitlines() == sentences(OPS)
-    summary_ops = next(r for r in by["summary"] if r["doc_id"] == "ops")
-    assert summary_ops["source_chunk_ids"] == ["ops-c0", "ops-c1"] and summary_ops["cpt_text"]
-    rewrites = [r for r in by["rewrite"] if r["chunk_id"] == "ops-c0"]
+    summary_ops = first(rows, strategy="summary", doc_id="ops")
+    assert (summary_ops["source_chunk_ids"], summary_ops["cpt_text"]) == (["ops-c0", "ops-c1"], True)
+    rewrites = [r for r in rows if (r["strategy"], r["chunk_id"]) == ("rewrite", "ops-c0")]
     assert [r["messages"][0]["content"] for r in rewrites] == ["Tell me about ops guide.", "What should I know about ops guide?"]
-    assert all(r["cpt_text"] for r in rewrites) and not facts["cpt_text"]
+    assert [r["cpt_text"] for r in rewrites] == [True, True]
+    assert not facts["cpt_text"]
     # checked like QA answers: the summary that is not in its source is dropped, the rest kept
-    assert [(r.reason, next(x["strategy"] for x in rows if x["sample_id"] == r.id)) for r in rejects] == \
-           [("ungrounded", "summary")]
+    assert [(r.reason, strategy_of[r.id]) for r in rejects] == [("ungrounded", "summary")]
     assert len(kept) == len(rows) - 1
 
 
@@ -172,9 +207,8 @@ def test_llm_samples_that_state_a_fact_are_counted_for_it():
     port = {m["fact_id"] for m in metas.values() if m.get("short") == "7070"}
     assert len(port) == 1
     coverage = tag_facts(rows)
-    net = next(r for r in rows if r["strategy"] == "atomic_facts" and r["doc_id"] == "net")
-    assert port <= set(json.loads(net["meta"])["fact_ids"])
-    cache = next(r for r in rows if r["strategy"] == "atomic_facts" and r["doc_id"] == "cache")
-    assert not port & set(json.loads(cache["meta"]).get("fact_ids", []))  # another document's fact is not its
+    llm_rows = {r["doc_id"]: r for r in rows if r["strategy"] == "atomic_facts"}
+    assert port <= set(json.loads(llm_rows["net"]["meta"])["fact_ids"])
+    assert not port & set(json.loads(llm_rows["cache"]["meta"]).get("fact_ids", []))  # another document's fact
     assert coverage["other_samples_stating_a_fact"] >= 2
     assert coverage["samples_per_fact"]["max"] >= 4  # 3 phrasings + the LLM's fact list

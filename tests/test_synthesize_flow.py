@@ -50,25 +50,33 @@ def read(ref: dict):
     return pq.read_table(ref["path"]).to_pylist()
 
 
+def nothing_lost(res: dict) -> tuple[list[dict], list[dict]]:
+    """Every work item has a final status, each failure is a reject with its error kind, the samples are the
+    done items'; returns (the failed statuses, the `no_work_item` rejects)."""
+    status, rejects = read(res["outputs"]["status"]), read(res["rejects"])
+    assert res["stats"]["items"] > 10
+    assert len(status) == res["stats"]["items"], "every work item has a final status"
+    by_outcome = {"done": [], "failed": []}
+    for s in status:
+        by_outcome[s["status"]].append(s)
+    failed, done = by_outcome["failed"], by_outcome["done"]
+    assert failed and done
+    skipped = [r for r in rejects if r["reason"] == "no_work_item"]  # e.g. chunks under min_chunk_chars
+    failures = [r for r in rejects if r["reason"] != "no_work_item"]
+    assert {r["id"] for r in failures} == {s["item_id"] for s in failed}, "each failure is a reject"
+    assert all(r["reason"].startswith(("llm_", "malformed_json", "schema_invalid")) for r in failures)
+    assert len(read(res["outputs"]["qa"])) == sum(s["n_samples"] for s in done)
+    return failed, skipped
+
+
 def test_faulty_endpoint_loses_nothing_and_retry_failed_recovers(tmp_path, examples_copy):
     from infuse.flows.pipeline import run_recipe
 
     with FaultyServer(fail_rate=0.3, seed=7, timeout_sleep_s=60.0, content_fn=qa_content) as server:
         recipe = recipe_for(tmp_path, examples_copy, server.base_url)
         res = run_recipe(str(recipe))["synthesize"]
-        status = read(res["outputs"]["status"])
-        rejects = read(res["rejects"])
         items = res["stats"]["items"]
-        assert items > 10 and len(status) == items, "every work item has a final status"
-        failed = [s for s in status if s["status"] == "failed"]
-        done = [s for s in status if s["status"] == "done"]
-        assert failed and done and len(failed) + len(done) == items
-        skipped = [r for r in rejects if r["reason"] == "no_work_item"]  # e.g. chunks under min_chunk_chars
-        failures = [r for r in rejects if r["reason"] != "no_work_item"]
-        assert {r["id"] for r in failures} == {s["item_id"] for s in failed}, "each failure is a reject"
-        assert all(r["reason"].startswith(("llm_", "malformed_json", "schema_invalid")) for r in failures)
-        qa = read(res["outputs"]["qa"])
-        assert len(qa) == sum(s["n_samples"] for s in done)
+        failed, skipped = nothing_lost(res)
 
         # a plain re-run: cached, no call made
         calls = len(server.log)

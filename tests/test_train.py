@@ -63,23 +63,16 @@ def losses(result: dict) -> list[float]:
 
 # ---- learning and merge, through the flow ------------------------------------------------------------------------
 
-@pytest.mark.usefixtures("prefect_server")
-def test_sft_learns_made_up_facts_and_the_merged_model_answers_the_same(tmp_path, tiny):
-    """rows -> sft (lora) -> merge in a real flow: the loss on the answers falls far below its start, greedy
-    generation gives each trained answer, and the merged model, loaded with plain transformers, says the same."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from infuse.flows.pipeline import run_recipe
-
+def flow_recipe(tmp_path: Path, tiny: Path) -> Path:
+    """A recipe of the rows (the facts, train and eval), sft (lora) and merge, every data step off."""
     rows = fact_rows(2, system=SYSTEM) + [{**r, "split": "eval", "sample_id": r["sample_id"] + "-eval"}
                                           for r in fact_rows(1, system=SYSTEM)]
     (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     (tmp_path / "docs").mkdir()
+    off = ("parse", "chunk", "clean", "filter", "dedup", "synthesize", "qa_filter")
     recipe = {"name": "train", "input": str(tmp_path / "docs"), "storage": str(tmp_path / "runs"),
               "plugins": [str(REPO / "tests" / "train_steps.py")], "model": {"path": str(tiny)},
-              "steps": {**{s: {"enabled": False} for s in ("parse", "chunk", "clean", "filter", "dedup", "synthesize",
-                                                           "qa_filter")},
+              "steps": {**{s: {"enabled": False} for s in off},
                         "rows": {"path": str(tmp_path / "rows.jsonl")},
                         "sft": {"enabled": True, "method": "lora", "max_steps": 30, "batch_size": 1,
                                 "max_length": 128, "learning_rate": 1e-2, "lr_scheduler": "constant",
@@ -87,7 +80,32 @@ def test_sft_learns_made_up_facts_and_the_merged_model_answers_the_same(tmp_path
                         "merge": {"enabled": True}}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    res = run_recipe(str(path))
+    return path
+
+
+def assert_both_answer_the_facts(tiny: Path, adapter_dir: Path, merged_dir: Path) -> None:
+    """The adapter over the base, and the merged model loaded with plain transformers, give every trained answer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(adapter_dir)
+    eos = GenerationConfig.from_pretrained(adapter_dir).eos_token_id
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), adapter_dir).eval()
+    plain = AutoModelForCausalLM.from_pretrained(merged_dir).eval()  # no infuse code, no peft
+    assert plain.dtype == torch.bfloat16
+    plain_tok = AutoTokenizer.from_pretrained(merged_dir)
+    for question, answer in FACTS:
+        assert greedy(adapted, tok, question, eos) == answer
+        assert greedy(plain, plain_tok, question) == answer  # stops at <end_of_turn> by its generation config
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_sft_learns_made_up_facts_and_the_merged_model_answers_the_same(tmp_path, tiny):
+    """rows -> sft (lora) -> merge in a real flow: the loss on the answers falls far below its start, greedy
+    generation gives each trained answer, and the merged model, loaded with plain transformers, says the same."""
+    from infuse.flows.pipeline import run_recipe
+
+    res = run_recipe(str(flow_recipe(tmp_path, tiny)))
     sft, merge = res["sft"], res["merge"]
     hist = sft["stats"]["metrics"]
     assert hist["tokens"] > 0 and hist["tokens_per_s"] > 0 and hist["world_size"] == 1
@@ -104,16 +122,7 @@ def test_sft_learns_made_up_facts_and_the_merged_model_answers_the_same(tmp_path
     adapter_dir = Path(sft["outputs"]["model"]["path"])
     card = read_card(adapter_dir)
     assert card["method"] == "lora" and card["layout"] == "adapter" and card["data"]["train"]
-    tok = AutoTokenizer.from_pretrained(adapter_dir)
-    eos = GenerationConfig.from_pretrained(adapter_dir).eos_token_id
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), adapter_dir).eval()
-    merged_dir = Path(merge["outputs"]["merged"]["path"])
-    plain = AutoModelForCausalLM.from_pretrained(merged_dir).eval()  # no infuse code, no peft
-    assert plain.dtype == torch.bfloat16
-    plain_tok = AutoTokenizer.from_pretrained(merged_dir)
-    for question, answer in FACTS:
-        assert greedy(adapted, tok, question, eos) == answer
-        assert greedy(plain, plain_tok, question) == answer  # stops at <end_of_turn> by its generation config
+    assert_both_answer_the_facts(tiny, adapter_dir, Path(merge["outputs"]["merged"]["path"]))
 
 
 # ---- hybrid ----------------------------------------------------------------------------------------------------
@@ -143,6 +152,26 @@ def test_hybrid_trains_full_then_lora_on_one_schedule(tmp_path, tiny):
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     for question, _ in FACTS:
         assert greedy(adapted, tok, question, [1]) == greedy(plain, tok, question, [1])
+
+
+# ---- continued pretraining's general text -------------------------------------------------------------------------
+
+def test_cpt_general_text_skips_and_counts_lines_that_are_not_json(tmp_path):
+    """A .jsonl general text file with a broken line still gives its good lines (a U+2028 inside a string does not
+    split one; a line without a `text` string gives nothing): the broken line is skipped and counted, not a crash.
+    A clean file gets no count of bad lines; a plain text file gives its paragraphs."""
+    from infuse.operators.train.cpt import read_texts
+
+    mixed = tmp_path / "general.jsonl"
+    mixed.write_text('{"text": "first\u2028still first"}\n{"text": broken\n\n{"other": 1}\r\n{"text": "last"}\n',
+                     encoding="utf-8")
+    (tmp_path / "clean.jsonl").write_text('{"text": "clean"}\n', encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("one paragraph\n\n  \n\nanother one\n", encoding="utf-8")
+    files = [str(tmp_path / name) for name in ("general.jsonl", "clean.jsonl", "notes.txt")]
+    job = Job(kind="cpt", base=str(tmp_path), output_dir=str(tmp_path), data={}, extra={"general_text": files})
+    texts, counts = read_texts(job)
+    assert texts == ["first\u2028still first", "last", "clean", "one paragraph", "another one"]
+    assert counts == {"general.jsonl": 2, "general.jsonl bad lines": 1, "clean.jsonl": 1, "notes.txt": 2}
 
 
 # ---- data parallel over two CPU processes ------------------------------------------------------------------------
@@ -231,14 +260,13 @@ def test_gemma_lora_few_steps_lower_the_loss(tmp_path):
 
 
 def test_method_auto_is_full_for_a_small_model_and_lora_for_a_large_one(tmp_path):
+    from transformers import AutoModelForCausalLM
+
     from infuse.operators.train.modeling import params_on_disk
     from infuse.tasks.sft import Sft, SftOptions
-    from tiny_models import make_tiny_model
 
     base = make_tiny_model(tmp_path / "tiny")
     n = params_on_disk(base)
-    import torch
-    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     assert n == sum(p.numel() for p in model.parameters())  # a tied LM head is stored, and counted, once

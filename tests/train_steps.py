@@ -1,7 +1,8 @@
 """A stand-in for `mix` in the training tests: writes `train` and `eval` (SFT_SCHEMA) from a JSONL file.
 
 Loaded through a recipe's `plugins:`; every data step before it is turned off,
-so a flow test runs just this, sft and merge on a tiny model.
+so a flow test runs just this, sft and merge on a tiny model. It has no stage:
+it reads nothing, so it goes first.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ class RowsOptions(StepOptions):
 
 class Rows(Step):
     name = "rows"
-    stage = 80
     description = "train/eval rows from a JSONL file (tests)"
     outputs = {"train": table(SFT_SCHEMA), "eval": table(SFT_SCHEMA)}
     Options = RowsOptions

@@ -42,7 +42,7 @@ def batch_context(table: pa.Table, need_lang: bool = True) -> tuple[list[str | N
 
 class Cleaner:
     """Applies CleanConfig.ops to the `text` column and records in `offset_map` how each changed text
-    lines up with its original (operators.provenance); keeps every other column as is."""
+    lines up with its original (operators.common.provenance); keeps every other column as is."""
 
     def __init__(self, cfg: CleanConfig | None = None) -> None:
         self.cfg = cfg or CleanConfig.default()
@@ -59,39 +59,13 @@ class Cleaner:
         """Clean one batch. Rows whose text ends up blank, or that an op fails on, are rejects."""
         if table.num_rows == 0:
             return table, []
-        ids = table.column("chunk_id").to_pylist()
-        texts: list[str] = [t or "" for t in table.column("text").to_pylist()]
-        fmts, kinds, langs = batch_context(table, self._need_lang)
-        alive = [bool(t.strip()) for t in texts]
-        rejects: dict[int, Reject] = {}
-        for i, ok in enumerate(alive):
-            if not ok:
-                rejects[i] = Reject(ids[i], "emptied_by_clean", "chunk text is empty before clean", {"op": None})
+        batch = _Batch(table, self._need_lang)
         for op in self.ops:
-            rows = [i for i in range(len(texts)) if alive[i] and op.gate.applies(fmts[i], kinds[i], langs[i])]
-            if not rows:
-                continue
-            new = self._run(op, [texts[i] for i in rows], [kinds[i] for i in rows], [ids[i] for i in rows])
-            for i, value in zip(rows, new):
-                if isinstance(value, Reject):
-                    rejects[i] = value
-                    alive[i] = False
-                    continue
-                texts[i] = value
-                if not value.strip():
-                    alive[i] = False
-                    rejects[i] = Reject(ids[i], "emptied_by_clean", f"{op.name} left no text", {"op": op.name})
-        keep = [i for i in range(len(texts)) if alive[i]]
-        out = table.take(pa.array(keep, type=pa.int64())) if len(keep) < len(texts) else table
-        idx = out.schema.get_field_index("text")
-        out = out.set_column(idx, out.schema.field(idx), pa.array([texts[i] for i in keep], type=out.schema.field(idx).type))
-        originals = table.column("text").to_pylist()
-        maps = pa.array([offset_map(originals[i] or "", texts[i]) for i in keep], OFFSET_MAP_TYPE)
-        if "offset_map" in out.column_names:
-            out = out.set_column(out.column_names.index("offset_map"), pa.field("offset_map", OFFSET_MAP_TYPE), maps)
-        else:
-            out = out.append_column(pa.field("offset_map", OFFSET_MAP_TYPE), maps)
-        return out, [rejects[i] for i in sorted(rejects)]
+            rows = batch.rows_for(op)
+            if rows:
+                batch.update(op, rows, self._run(op, [batch.texts[i] for i in rows], [batch.kinds[i] for i in rows],
+                                                 [batch.ids[i] for i in rows]))
+        return batch.cleaned(table), [batch.rejects[i] for i in sorted(batch.rejects)]
 
     @staticmethod
     def _run(op: _Op, texts: list[str], kinds: list[str | None], ids: list[str]) -> list[Any]:
@@ -111,3 +85,43 @@ class Cleaner:
             except Exception as e:  # noqa: BLE001 - a row failure becomes a reject
                 out.append(Reject(cid, "clean_failed", f"{op.name}: {type(e).__name__}: {e}", {"op": op.name}))
         return out
+
+
+class _Batch:
+    """A batch being cleaned: its texts as the ops leave them, and the rows rejected so far."""
+
+    def __init__(self, table: pa.Table, need_lang: bool) -> None:
+        self.ids = table.column("chunk_id").to_pylist()
+        self.texts: list[str] = [t or "" for t in table.column("text").to_pylist()]
+        self.fmts, self.kinds, self.langs = batch_context(table, need_lang)
+        self.rejects: dict[int, Reject] = {
+            i: Reject(self.ids[i], "emptied_by_clean", "chunk text is empty before clean", {"op": None})
+            for i, t in enumerate(self.texts) if not t.strip()}
+
+    def rows_for(self, op: _Op) -> list[int]:
+        """The rows still in the batch where the op applies."""
+        return [i for i in range(len(self.texts))
+                if i not in self.rejects and op.gate.applies(self.fmts[i], self.kinds[i], self.langs[i])]
+
+    def update(self, op: _Op, rows: list[int], values: list[Any]) -> None:
+        """The op's output for those rows: a new text, or a reject; a text left blank is a reject too."""
+        for i, value in zip(rows, values):
+            if isinstance(value, Reject):
+                self.rejects[i] = value
+                continue
+            self.texts[i] = value
+            if not value.strip():
+                self.rejects[i] = Reject(self.ids[i], "emptied_by_clean", f"{op.name} left no text", {"op": op.name})
+
+    def cleaned(self, table: pa.Table) -> pa.Table:
+        """The kept rows with their cleaned text and an offset_map back to the original text."""
+        keep = [i for i in range(len(self.texts)) if i not in self.rejects]
+        out = table.take(pa.array(keep, type=pa.int64())) if len(keep) < len(self.texts) else table
+        idx = out.schema.get_field_index("text")
+        out = out.set_column(idx, out.schema.field(idx),
+                             pa.array([self.texts[i] for i in keep], type=out.schema.field(idx).type))
+        originals = table.column("text").to_pylist()
+        maps = pa.array([offset_map(originals[i] or "", self.texts[i]) for i in keep], OFFSET_MAP_TYPE)
+        if "offset_map" in out.column_names:
+            return out.set_column(out.column_names.index("offset_map"), pa.field("offset_map", OFFSET_MAP_TYPE), maps)
+        return out.append_column(pa.field("offset_map", OFFSET_MAP_TYPE), maps)

@@ -12,8 +12,9 @@ import importlib
 import importlib.util
 import json
 import threading
-from pathlib import Path
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,7 +49,8 @@ class Interrupted(Exception):
     """The run was asked to stop (SIGTERM, Ctrl-C): finished work is committed, the rest is not started."""
 
 
-# Set by the flow's signal handler; long loops in operators check it between units of work.
+# Set by the flow when the run is stopped (SIGTERM, Ctrl-C: the pipeline's stop handling); long loops in operators
+# check it between units of work.
 STOP = threading.Event()
 
 
@@ -74,60 +76,124 @@ class OperatorError(Exception):
         return Reject(item_id, self.reason, self.message, dict(self.detail))
 
 
-_IMPORTS: dict[str, tuple[str, bool, tuple[int, int], list[str]]] = {}
+@dataclass(frozen=True)
+class ModuleSource:
+    """One module's .py file, read once per process while it is unchanged: what it imports, and whether it
+    declares itself presentation (`PRESENTATION = True` at its top level: it only formats, plots or reports)."""
+
+    name: str
+    path: Path
+    is_pkg: bool
+    stamp: tuple[int, int]
+    imports: tuple[tuple[str, str | None], ...]  # `import mod`: (mod, None); `from pkg import name`: (pkg, name)
+    presentation: bool
+
+    def imported(self, prefixes: tuple[str, ...]) -> list[str]:
+        """The modules under `prefixes` it imports: `from pkg import sub` imports the submodule pkg.sub, and
+        `from pkg import name` (no submodule) or `import pkg` the package itself."""
+        out = []
+        for base, attr in self.imports:
+            name = base
+            if attr not in (None, "*") and _under(f"{base}.{attr}", prefixes) and _is_submodule(base, attr):
+                name = f"{base}.{attr}"
+            if _under(name, prefixes):
+                out.append(name)
+        return out
 
 
-def _imports_of(name: str) -> tuple[str, bool, list[str]] | None:
-    """(source path, is a package, every module name it imports) of one module, or None when it has no .py
-    source; kept per process while the file is unchanged (steps share most of their closure)."""
-    cached = _IMPORTS.get(name)
-    if cached is not None and _stamp(Path(cached[0])) == cached[2]:
-        return cached[0], cached[1], cached[3]
+_SOURCES: dict[str, ModuleSource] = {}
+
+
+def module_source(name: str) -> ModuleSource | None:
+    """The module's source facts, or None when it has no .py source (a namespace, a C extension)."""
+    cached = _SOURCES.get(name)
+    if cached is not None and _stamp(cached.path) == cached.stamp:
+        return cached
+    origin = _origin(name)
+    if origin is None:
+        return None
+    path, is_pkg = origin
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    src = ModuleSource(name, path, is_pkg, _stamp(path), tuple(_imported(tree, name, is_pkg)),
+                       _declares_presentation(tree))
+    _SOURCES[name] = src
+    return src
+
+
+def _origin(name: str) -> tuple[Path, bool] | None:
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        spec = None
+        return None
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
-    is_pkg = bool(spec.submodule_search_locations)
-    parent = name.rpartition(".")[0]
-    found: list[str] = []
-    for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
+    return Path(spec.origin), bool(spec.submodule_search_locations)
+
+
+def _imported(tree: ast.Module, name: str, is_pkg: bool) -> Iterator[tuple[str, str | None]]:
+    """What the import statements of `tree` (the source of module `name`) name, as ModuleSource.imports."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [a.name for a in node.names]
+            yield from ((a.name, None) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative import: resolve against this module's package
-                pkg = name if is_pkg else parent
-                for _ in range(node.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{base}" if base else pkg
-            found += [base] + [f"{base}.{a.name}" for a in node.names]
-    _IMPORTS[name] = (spec.origin, is_pkg, _stamp(Path(spec.origin)), found)
-    return spec.origin, is_pkg, found
+            base = _absolute(node, name, is_pkg)
+            yield from ((base, a.name) for a in node.names)
+
+
+def _absolute(node: ast.ImportFrom, name: str, is_pkg: bool) -> str:
+    """The absolute module a `from ... import` reads from (a relative one resolved against this module)."""
+    if not node.level:
+        return node.module or ""
+    pkg = name if is_pkg else name.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        pkg = pkg.rpartition(".")[0]
+    return f"{pkg}.{node.module}" if node.module else pkg
+
+
+def _is_submodule(pkg: str, attr: str) -> bool:
+    try:
+        spec = importlib.util.find_spec(pkg)
+    except (ImportError, ValueError):
+        return False
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    return any((Path(d) / f"{attr}.py").is_file() or (Path(d) / attr / "__init__.py").is_file() for d in folders)
+
+
+def _declares_presentation(tree: ast.Module) -> bool:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is True:
+            if any(isinstance(t, ast.Name) and t.id == "PRESENTATION" for t in node.targets):
+                return True
+    return False
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.operators",)) -> list[str]:
-    """Every module under `prefixes` that the roots import, directly or through each other.
+    """The modules whose source counts for code that starts at `roots`.
 
-    Read from the source (ast), so nothing is imported twice and a helper module
-    that a step reaches only indirectly still counts.
+    Every module under `prefixes` that the roots import, directly or through each
+    other, read from the source (ast), so nothing is imported twice and a helper
+    that a step reaches only indirectly still counts. A module that declares
+    itself presentation is left out with what only it imports. The packages
+    above each of them count by their own __init__ only: a package's re-exports
+    count when a module imports the package itself (`from pkg import name`
+    where name is no submodule, `import pkg`).
     """
-    seen: set[str] = set()
+    followed: set[str] = set()
     stack = list(roots)
     while stack:
         name = stack.pop()
-        if name in seen:
+        src = None if name in followed else module_source(name)
+        if src is None or src.presentation:
             continue
-        found = _imports_of(name)
-        if found is None:
-            continue
-        seen.add(name)
-        parent = name.rpartition(".")[0]
-        if parent:
-            stack.append(parent)  # a package's __init__ runs before its modules
-        stack += [f for f in found[2] if any(f == p or f.startswith(p + ".") for p in prefixes)]
-    return sorted(seen)
+        followed.add(name)
+        stack += src.imported(prefixes)
+    parents = {".".join(n.split(".")[:i]) for n in followed for i in range(1, n.count(".") + 1)}
+    shallow = {p for p in parents - followed if (s := module_source(p)) is not None and not s.presentation}
+    return sorted(followed | shallow)
 
 
 _VERSIONS: dict[tuple[Any, ...], tuple[list[tuple[str, tuple[int, int]]], str]] = {}
@@ -154,8 +220,11 @@ def _file_digest(path: Path) -> bytes:
     return cached[1]
 
 
+DATA_FILES = ("*.yaml", "*.txt", "*.json")  # beside a package's __init__: prompts and tables its code reads
+
+
 def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operators",)) -> str:
-    """sha256 over the source of the given modules and every `operators` module they import.
+    """sha256 over the source of module_closure(module_names, prefixes), and each package's data files.
 
     Cache keys include it so that editing an operator (or a helper it imports,
     or a prompt file beside it) invalidates the steps that run it, which
@@ -170,20 +239,25 @@ def code_version(*module_names: str, prefixes: tuple[str, ...] = ("infuse.operat
     digest = hashlib.sha256()
     read: list[Path] = []
     for name in module_closure(tuple(module_names), prefixes):
-        origin, is_pkg, _ = _imports_of(name)  # type: ignore[misc]
-        path = Path(origin)
-        digest.update(name.encode())
-        digest.update(_file_digest(path))
-        read.append(path)
-        if is_pkg:  # a package: its data files (prompts) count too
-            read.append(path.parent)
-            for data in sorted(p for ext in ("*.yaml", "*.txt", "*.json") for p in path.parent.glob(ext)):
-                digest.update(data.name.encode())
-                digest.update(_file_digest(data))
-                read.append(data)
+        src = module_source(name)
+        assert src is not None  # module_closure lists only modules with a source
+        read += _digest_module(digest, src)
     version = digest.hexdigest()[:16]
     _VERSIONS[key] = ([(str(p), _stamp(p)) for p in read], version)
     return version
+
+
+def _digest_module(digest: Any, src: ModuleSource) -> list[Path]:
+    """Add a module (and a package's data files) to the digest; returns the paths it read."""
+    digest.update(src.name.encode())
+    digest.update(_file_digest(src.path))
+    if not src.is_pkg:
+        return [src.path]
+    data = sorted(p for ext in DATA_FILES for p in src.path.parent.glob(ext))
+    for path in data:
+        digest.update(path.name.encode())
+        digest.update(_file_digest(path))
+    return [src.path, src.path.parent, *data]
 
 
 def stable_hash(obj: Any) -> str:

@@ -38,8 +38,6 @@ def ensure_loaded() -> None:
     global _LOADED
     if _LOADED:
         return
-    import logging
-
     from loguru import logger
 
     # some data-juicer op modules call logging.basicConfig(level=INFO) at import, which would
@@ -134,7 +132,7 @@ _TOKENIZER: Any = None
 def gemma_tokenizer() -> Any:
     """The packaged Gemma 3 tokenizer (fast), loaded from disk only.
 
-    Uses the converted model dir if `operators.models` already made it;
+    Uses the converted model dir if `operators.common.models` already made it;
     otherwise loads the tokenizer straight from the packaged GGUF and caches
     it as a plain tokenizer dir so later loads take well under a second.
     """
@@ -171,9 +169,9 @@ def _gemma_key(device: str = "cpu") -> Any:
     return gemma_tokenizer()
 
 
-# Ops whose model we can point at the local tokenizer, keyed by op name and
-# the param that turns the model on.
-_LOCAL_TOKENIZER_OPS = {"alphanumeric_filter": "tokenization", "token_num_filter": None}
+# Ops whose model we point at the local tokenizer (alphanumeric_filter's with `tokenization`, token_num_filter's
+# always): no other model key is looked for on them.
+_LOCAL_TOKENIZER_OPS = frozenset({"alphanumeric_filter", "token_num_filter"})
 
 # Ops we refuse even before construction: their models exist only on a hub.
 _HUB_ONLY = {
@@ -197,38 +195,52 @@ def make_op(name: str, params: dict[str, Any] | None = None) -> Any:
     """
     params = dict(params or {})
     cls = registry()[name]
-    if name in _HUB_ONLY:
-        needs = _HUB_ONLY[name]
-        tokenized = params.get("tokenization", False)
-        if not needs.startswith("(with tokenization)") or tokenized:
-            raise DjAssetError(f"{name} needs {needs} from the data-juicer model hub; not available offline")
+    _refuse_hub_assets(name, params)
+    op = _construct(name, cls, params)
+    if name not in _LOCAL_TOKENIZER_OPS:
+        _refuse_model_keys(name, op)
+    op._infuse_name = name
+    return op
+
+
+def _refuse_hub_assets(name: str, params: dict[str, Any]) -> None:
+    """Raise DjAssetError when the op, so configured, would fetch a model or word list at construction."""
+    needs = _HUB_ONLY.get(name)
+    if needs is not None and (not needs.startswith("(with tokenization)") or params.get("tokenization", False)):
+        raise DjAssetError(f"{name} needs {needs} from the data-juicer model hub; not available offline")
     if name in _WORD_LISTS and not params.get(_WORD_LISTS[name]):
         raise DjAssetError(
             f"{name} downloads its word lists from data-juicer's asset store at construction; "
             f"set params.{_WORD_LISTS[name]} to a local folder holding them"
         )
-    local_tok = name in _LOCAL_TOKENIZER_OPS
+
+
+def _construct(name: str, cls: type, params: dict[str, Any]) -> Any:
+    """The op, built with the packaged Gemma tokenizer where it would load a tokenizer from a hub."""
     if name == "alphanumeric_filter" and params.get("tokenization"):
         params["tokenization"] = False  # avoid registering the hub tokenizer
         op = cls(**params)
         op.tokenization = True
         op.model_key = _gemma_key
-    elif name == "token_num_filter":
+        return op
+    if name == "token_num_filter":
         if "hf_tokenizer" in params:
-            raise DjAssetError("token_num_filter: hf_tokenizer must stay unset; infuse uses the packaged Gemma tokenizer")
+            raise DjAssetError("token_num_filter: hf_tokenizer must stay unset; infuse uses the packaged Gemma "
+                               "tokenizer")
         op = cls(**params)
         op.model_key = _gemma_key
-    else:
-        op = cls(**params)
-    if not local_tok:
-        for attr, value in vars(op).items():
-            if attr.endswith("model_key") and value is not None:
-                raise DjAssetError(
-                    f"{name} loads a model ({attr}) from a hub or an API at run time; "
-                    f"infuse runs offline, so leave it out or provide a local asset"
-                )
-    op._infuse_name = name
-    return op
+        return op
+    return cls(**params)
+
+
+def _refuse_model_keys(name: str, op: Any) -> None:
+    """Raise DjAssetError when the built op holds a model key: it would load that model at run time."""
+    for attr, value in vars(op).items():
+        if attr.endswith("model_key") and value is not None:
+            raise DjAssetError(
+                f"{name} loads a model ({attr}) from a hub or an API at run time; "
+                f"infuse runs offline, so leave it out or provide a local asset"
+            )
 
 
 # -- running ops on batches -------------------------------------------------
@@ -276,7 +288,7 @@ def run_stats(op: Any, texts: list[str], context: list[dict] | None = None) -> l
             fn(samples)
         return samples[STATS]
     out = []
-    for i, t in enumerate(texts):
+    for t in texts:
         sample = {op.text_key: t, STATS: {}}
         res = op.compute_stats_single(sample)
         out.append(res[STATS])

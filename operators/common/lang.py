@@ -121,17 +121,6 @@ def prose_runs(text: str) -> list[tuple[str, str, float]]:
     return out
 
 
-def prose_units(text: str) -> tuple[float, float]:
-    """(Chinese, English) amounts of prose in word units."""
-    zh = en = 0.0
-    for lang, _, units in prose_runs(text):
-        if lang == "zh":
-            zh += units
-        else:
-            en += units
-    return zh, en
-
-
 def majority(runs: list[tuple[str, str, float]], min_units: float = 1.0) -> str | None:
     """The language with more prose in `runs`; None when there is too little to tell."""
     zh = sum(u for lang, _, u in runs if lang == "zh")

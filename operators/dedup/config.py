@@ -65,7 +65,7 @@ class SemanticConfig(Strict):
 
 
 class DedupConfig(Strict):
-    """Stages run in order (exact, simhash, minhash); each cluster keeps one chunk:
+    """Stages run in order (exact, simhash, minhash, semantic); each cluster keeps one chunk:
     `longest` text (ties: earliest) or `earliest` in input order. `null` turns a stage off."""
 
     exact: bool = True

@@ -1,10 +1,14 @@
-"""Exact-dedup normalisation; shingles come from the shared tokenizer (operators.tokens)."""
+"""Exact-dedup normalisation; shingles come from the shared tokenizer (operators.common.tokens)."""
 from __future__ import annotations
 
 import hashlib
 import unicodedata
 
 import regex
+
+from infuse.operators.common.tokens import shingles
+
+__all__ = ["exact_key", "normalize_exact", "shingles"]
 
 _PUNCT = regex.compile(r"\p{P}+")
 _SPACE = regex.compile(r"\s+")
@@ -20,8 +24,3 @@ def normalize_exact(text: str) -> str:
 def exact_key(text: str) -> int:
     """64-bit key of the normalised text (blake2b); collisions are ~1e-8 at a million chunks."""
     return int.from_bytes(hashlib.blake2b(normalize_exact(text).encode(), digest_size=8).digest(), "little")
-
-
-from infuse.operators.common.tokens import shingles, tokens  # noqa: E402  (dedup's shingles are the shared ones)
-
-__all__ = ["exact_key", "normalize_exact", "shingles", "tokens"]

@@ -1,17 +1,16 @@
-"""Who answers: every model the run produced, closed-book, and the base model with retrieval (the ceiling).
+"""How a model answers: greedily, in batches, and the loss per token of a reference answer.
 
-All of them answer with the same chat template (the tuned model's; the base
-model gets a view of its weights with that tokenizer), greedily, in batches,
-through `infuse.operators.llm` (transformers on CPU, vllm on GPU, or an
+Every model answers with the same chat template (the tuned model's; the base
+model gets a view of its weights with that tokenizer: `base_view`) through
+`infuse.operators.llm` (transformers on CPU, vllm on GPU, or an
 OpenAI-compatible endpoint serving the same directories). An adapter is merged
-into a plain directory first, so every backend loads every model the same way.
+into a plain directory first (`loadable`), so every backend loads every model
+the same way.
 """
 from __future__ import annotations
 
 import gc
 import hashlib
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,7 @@ from typing import Any, Callable
 
 from infuse.operators.evaluate.questions import Item
 from infuse.operators.llm import ChatRequest, ChatResult, LLMConfig, make_backend
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json")
-RAG_USER = "{context}\n\nQuestion: {question}"
-RAG_USER_ZH = "{context}\n\n问题：{question}"
+from infuse.operators.train.tokenizer import base_with_template, base_with_tokenizer
 
 
 @dataclass
@@ -54,39 +49,9 @@ def view_id(model_dir: str | Path) -> str:
 def base_view(base: str | Path, out: Path, template_from: str | Path | None, chat_template: str | None = None) -> Path:
     """The base model's weights with the evaluated template: links to its files, the tokenizer of `template_from`
     (a tuned model of this run), else the base tokenizer with the template training would give it."""
-    base, out = Path(base), Path(out)
-    if (out / "config.json").is_file():
-        return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for p in base.iterdir():
-        if p.is_file() and (template_from is None or p.name not in TOKENIZER_FILES):
-            os.symlink(p.resolve(), tmp / p.name)
     if template_from is not None:
-        for name in TOKENIZER_FILES:
-            src = Path(template_from) / name
-            if src.is_file():
-                shutil.copyfile(src, tmp / name)
-    else:
-        _install_template(base, tmp, chat_template)
-    tmp.replace(out)
-    return out
-
-
-def _install_template(base: Path, out: Path, name: str | None) -> None:
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
-
-    from infuse.operators.train.templates import eot_ids, install, resolve
-
-    tok = AutoTokenizer.from_pretrained(base)
-    tpl = resolve(tok, AutoConfig.from_pretrained(base).model_type, name)
-    for name_ in TOKENIZER_FILES:
-        (out / name_).unlink(missing_ok=True)
-    install(tok, tpl).save_pretrained(out)
-    gen = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else GenerationConfig()
-    gen.eos_token_id = eot_ids(tok, tpl)
-    gen.save_pretrained(out)
+        return base_with_tokenizer(base, out, template_from)
+    return base_with_template(base, out, chat_template)
 
 
 def loadable(model_dir: str | Path, out: Path, base_dir: str | Path | None = None) -> Path:
@@ -105,18 +70,6 @@ def loadable(model_dir: str | Path, out: Path, base_dir: str | Path | None = Non
         shutil.rmtree(out, ignore_errors=True)
         tmp.replace(out)
     return out
-
-
-def rag_prompt(item: Item, chunks: list[str], max_chars: int) -> list[dict[str, str]]:
-    budget, parts = max_chars, []
-    for n, text in enumerate(chunks, 1):
-        if budget <= 0:
-            break
-        text = text[:budget]
-        budget -= len(text)
-        parts.append(f"<Context id={n}>\n{text}\n</Context>")
-    tpl = RAG_USER_ZH if item.lang == "zh" else RAG_USER
-    return [*item.prompt[:-1], {"role": "user", "content": tpl.format(context="\n".join(parts), question=item.question)}]
 
 
 def answer(answerer: Answerer, items: list[Item], llm: LLMConfig, max_new_tokens: int,
@@ -141,7 +94,8 @@ def answer(answerer: Answerer, items: list[Item], llm: LLMConfig, max_new_tokens
     return out
 
 
-def token_loss(model_path: str | Path, convs: list[list[dict[str, str]]], device: str = "auto") -> list[tuple[float, int]]:
+def token_loss(model_path: str | Path, convs: list[list[dict[str, str]]],
+               device: str = "auto") -> list[tuple[float, int]]:
     """(summed NLL, tokens) of each conversation's first answer given its prompt, with the model's template."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -186,7 +140,3 @@ def isolated(fn: Callable[..., Any], *args: Any) -> Any:
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
-
-
-def describe(answerers: list[Answerer]) -> str:
-    return json.dumps([{"name": a.name, "path": a.path, "rag": a.rag} for a in answerers])

@@ -137,27 +137,43 @@ def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text or "").replace("−", "-").replace("–", "-")
 
 
+def _snake(word: str) -> str | None:
+    if "_" in word.strip("_") and (any(c.isalpha() for c in word) or any(c.isdigit() for c in word)):
+        return "caps_snake" if word == word.upper() else "snake"
+    return None
+
+
+def _dotted(word: str) -> str | None:
+    long_part = max(len(p) for p in word.split(".")) >= 2
+    return "dotted" if "." in word and word.casefold() not in _NOT_CODES and long_part else None
+
+
+def _alnum(word: str) -> str | None:
+    """Letters with digits (SKU4471, x86), or capitals joined by hyphens (TCP-IP)."""
+    if any(c.isdigit() for c in word) and any(c.isalpha() for c in word):
+        return "alnum"
+    if "-" in word and all(len(p) >= 2 and p.isupper() for p in word.split("-")):
+        return "alnum"
+    return None
+
+
+def _camel(word: str) -> str | None:
+    return "camel" if re.search(r"[a-z]", word) and re.search(r"[A-Z]", word[1:]) else None
+
+
+_SHAPES = (_snake, _dotted, _alnum, _camel)  # the first that names a shape wins
+
+
 def _code(word: str) -> Value | None:
     """A code or identifier (ALL_CAPS_SNAKE, snake_case, CamelCase, letters with digits, dotted or hyphenated
     names), a version (v2.3.1, compared as the number 2.3.1), or None for a plain word."""
     if re.fullmatch(r"[vV]\d+(?:\.\d+)*", word):
         return Value("number", word[1:])
-    folded = word.casefold()
-    first = re.split(r"[_.\-]|(?<=[a-z0-9])(?=[A-Z])", word.strip("_"), maxsplit=1)[0].casefold()
-    has_digit, has_alpha = any(c.isdigit() for c in word), any(c.isalpha() for c in word)
-    if "_" in word.strip("_") and (has_alpha or has_digit):
-        shape = "caps_snake" if word == word.upper() else "snake"
-    elif "." in word and folded not in _NOT_CODES and max(len(p) for p in word.split(".")) >= 2:
-        shape = "dotted"
-    elif has_digit and has_alpha:
-        shape = "alnum"
-    elif "-" in word and all(len(p) >= 2 and p.isupper() for p in word.split("-")):
-        shape = "alnum"
-    elif re.search(r"[a-z]", word) and re.search(r"[A-Z]", word[1:]):
-        shape = "camel"
-    else:
+    shape = next((found for found in (test(word) for test in _SHAPES) if found), None)
+    if shape is None:
         return None
-    return Value("code", folded, f"{shape}:{first}")
+    first = re.split(r"[_.\-]|(?<=[a-z0-9])(?=[A-Z])", word.strip("_"), maxsplit=1)[0].casefold()
+    return Value("code", word.casefold(), f"{shape}:{first}")
 
 
 def _date(text: str) -> Value:
@@ -204,16 +220,38 @@ def _parts(v: Value) -> list[Value]:
     return [v] + [Value("number", p) for p in re.split(r"[-_./:@]", v.value) if p.isdigit()]
 
 
-def _one(pred: list[Value | str], ref_text: str, allowed: list[Value], asked: list[Value]) -> dict[str, Any]:
-    """strict_detail against one reference: its keys present, no rival value stated beside them."""
+def _among(v: Value, others: list[Value]) -> bool:
+    """Whether `v` is one of `others` (the same value; see Value.same)."""
+    return any(v.same(o) for o in others)
+
+
+def _one(given: list[Value], ref_text: str, allowed: list[Value], asked: list[Value]) -> dict[str, Any]:
+    """strict_detail against one reference: its keys present, no rival value stated beside them. `given`: the
+    answer's values, in order."""
     ks = keys(ref_text)
-    given = [p for v in pred if isinstance(v, Value) for p in _parts(v)]
-    must = [k for k in ks if not any(k.same(q) for q in asked)] or ks  # what the question says proves nothing
-    missing = [k for k in must if not any(k.same(g) for g in given)]
-    free = [v for v in pred if isinstance(v, Value) and not any(a.same(v) for a in allowed + asked)]
-    conflicting = [v for v in free if any(k.rivals(v) for k in ks)]
+    missing = _missing(ks, given, asked)
+    conflicting = [v for v in given if not _among(v, allowed + asked) and any(k.rivals(v) for k in ks)]
     return {"ok": not missing and not conflicting, "missing": [_show(k) for k in missing],
             "conflicting": list(dict.fromkeys(_show(v) for v in conflicting)), "keys": [_show(k) for k in ks]}
+
+
+def _missing(ks: list[Value], given: list[Value], asked: list[Value]) -> list[Value]:
+    """The keys the answer does not state (a code's digit parts count: SKU-4471 states 4471). Keys the question
+    states are not required, unless they are all the reference has: restating the question proves nothing."""
+    stated = [p for v in given for p in _parts(v)]
+    must = [k for k in ks if not _among(k, asked)] or ks
+    return [k for k in must if not _among(k, stated)]
+
+
+def _contained(pred: str, ref: str) -> dict[str, Any]:
+    """strict_detail against a reference with no key (a name, a word): whole-token containment."""
+    ok = contains(pred, [ref])
+    return {"ok": ok, "missing": [] if ok else [ref], "conflicting": [], "keys": []}
+
+
+def _values_in(text: str) -> list[Value]:
+    """The text's numbers, dates and codes, in order (repeats kept)."""
+    return [v for v in values(text) if isinstance(v, Value)]
 
 
 def _show(v: Value) -> str:
@@ -235,16 +273,12 @@ def strict_detail(pred: str | None, ref: str, aliases: list[str] | None = None, 
     With no key (a name, a word) it is whole-token containment.
     """
     cands = [r for r in [ref, *(aliases or [])] if r and r.strip()]
-    pred_seq = values(pred or "")
+    given = _values_in(pred or "")
     allowed = [k for c in cands for k in keys(c)]
-    asked = [v for v in values(question) if isinstance(v, Value)]
+    asked = _values_in(question)
     best: dict[str, Any] | None = None
     for c in cands:
-        if keys(c):
-            d = _one(pred_seq, c, allowed, asked)
-        else:
-            d = {"ok": contains(pred or "", [c]), "missing": [] if contains(pred or "", [c]) else [c],
-                 "conflicting": [], "keys": []}
+        d = _one(given, c, allowed, asked) if keys(c) else _contained(pred or "", c)
         if d["ok"]:
             return d
         best = best or d

@@ -16,19 +16,20 @@ characters cannot be scored as an answer.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infuse.operators.common.base import Reject, stable_hash
+from infuse.operators.common.jsonl import Line, read_jsonl
 from infuse.operators.common.lang import detect_lang
 from infuse.operators.llm import ChatRequest, LLMBackend
 from infuse.operators.synthesize.schema import meta_of
 from infuse.operators.common.tokens import tokens
 
 GROUPS = ("domain", "paraphrase", "user", "general")
+CLOSED_BOOK = ("domain", "paraphrase", "user")  # the groups asked about the documents; general: forgetting
 
 
 @dataclass
@@ -62,33 +63,55 @@ def from_eval_rows(rows: list[dict[str, Any]], max_domain: int, max_general: int
     items: list[Item] = []
     rejects: list[Reject] = []
     for r in rows:
-        sid = r.get("sample_id") or ""
-        msgs = list(r.get("messages") or [])
-        first = next((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), None)
-        if first is None or first == 0 or msgs[first - 1].get("role") != "user":
-            rejects.append(Reject(sid, "no_question", "eval row has no user turn followed by an answer"))
-            continue
-        kind = r.get("kind") or ("general" if r.get("source") != "domain" else "domain")
-        if kind == "identity":
-            rejects.append(Reject(sid, "identity_row", "identity rows are not questions about the documents"))
-            continue
-        group = "general" if kind == "general" else "domain"
-        q, a = msgs[first - 1]["content"], msgs[first]["content"]
-        fact = fact_meta(r.get("meta")) if group == "domain" else None
-        items.append(Item(item_id=f"{group}:{sid}", group=group, question=q,
-                          reference=fact["short"] if fact else a, aliases=fact["aliases"] if fact else [],
-                          prompt=[{"role": m["role"], "content": m["content"]} for m in msgs[:first]],
-                          doc_id=r.get("doc_id") or "", chunk_id=r.get("chunk_id") or "",
-                          span_start=r.get("span_start"), span_end=r.get("span_end"),
-                          lang=r.get("lang") or detect_lang(q), sample_id=sid,
-                          fact_ids=fact["fact_ids"] if fact else [], long_reference=a if fact else ""))
-    if any(i.long_reference for i in items):  # fact rows are here: passages cannot be scored as short answers
-        rejects += [Reject(i.sample_id, "not_a_fact", "a domain row without a short answer (meta.short) in a run "
-                                                      "with fact rows") for i in items
-                    if i.group == "domain" and not i.long_reference]
-        items = [i for i in items if i.group != "domain" or i.long_reference]
+        got = _eval_item(r)
+        (items if isinstance(got, Item) else rejects).append(got)
+    items, not_facts = _facts_only(items)
+    kept, over = _capped(items, {"domain": max_domain, "general": max_general})
+    return kept, rejects + not_facts + over
+
+
+def _eval_item(row: dict[str, Any]) -> Item | Reject:
+    """One eval row as an item, or why it cannot be asked."""
+    sid = row.get("sample_id") or ""
+    msgs = list(row.get("messages") or [])
+    first = next((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), None)
+    if not first or msgs[first - 1].get("role") != "user":
+        return Reject(sid, "no_question", "eval row has no user turn followed by an answer")
+    kind = row.get("kind") or ("general" if row.get("source") != "domain" else "domain")
+    if kind == "identity":
+        return Reject(sid, "identity_row", "identity rows are not questions about the documents")
+    return _row_item(row, sid, "general" if kind == "general" else "domain", msgs, first)
+
+
+def _row_item(row: dict[str, Any], sid: str, group: str, msgs: list[dict[str, Any]], first: int) -> Item:
+    """The item of an eval row whose first answer is msgs[first]: a fact row (domain, `meta.short`) is asked for
+    its short answer, with the full answer kept as `long_reference`."""
+    q, a = msgs[first - 1]["content"], msgs[first]["content"]
+    fact = (fact_meta(row.get("meta")) if group == "domain" else None) or {}
+    return Item(item_id=f"{group}:{sid}", group=group, question=q, reference=fact.get("short", a),
+                aliases=fact.get("aliases", []),
+                prompt=[{"role": m["role"], "content": m["content"]} for m in msgs[:first]],
+                doc_id=row.get("doc_id") or "", chunk_id=row.get("chunk_id") or "", span_start=row.get("span_start"),
+                span_end=row.get("span_end"), lang=row.get("lang") or detect_lang(q), sample_id=sid,
+                fact_ids=fact.get("fact_ids", []), long_reference=a if fact else "")
+
+
+def _facts_only(items: list[Item]) -> tuple[list[Item], list[Reject]]:
+    """Once fact rows are here, the domain rows without a short answer are left out: a passage cannot be
+    scored as a short answer."""
+    if not any(i.long_reference for i in items):
+        return items, []
+    passages = [i for i in items if i.group == "domain" and not i.long_reference]
+    return [i for i in items if i.group != "domain" or i.long_reference], [
+        Reject(i.sample_id, "not_a_fact", "a domain row without a short answer (meta.short) in a run with fact rows")
+        for i in passages]
+
+
+def _capped(items: list[Item], caps: dict[str, int]) -> tuple[list[Item], list[Reject]]:
+    """At most caps[group] items of each group, chosen by item id hash (the same ones on every run)."""
     kept: list[Item] = []
-    for group, cap in (("domain", max_domain), ("general", max_general)):
+    rejects: list[Reject] = []
+    for group, cap in caps.items():
         mine = sorted((i for i in items if i.group == group), key=lambda i: stable_hash(i.item_id))
         kept += mine[:cap]
         rejects += [Reject(i.sample_id, "over_max_items", f"more than {cap} {group} items (steps.evaluate."
@@ -121,39 +144,47 @@ def _fact_ids(rec: dict[str, Any]) -> list[str] | None:
 
 def read_user_questions(path: str | Path) -> tuple[list[Item], list[Reject]]:
     """The user's own eval JSONL: one {"question", "answer", "doc"?, "aliases"?, "fact"?/"facts"?} per line; a bad
-    line is a reject."""
+    line is a reject (id `<file name>#<line>`)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"steps.evaluate.user_questions: no file {p}")
-    items, rejects = [], []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    items: list[Item] = []
+    rejects: list[Reject] = []
+    for line in read_jsonl(p):
+        rid = f"{p.name}#{line.number}"
+        problem = _user_problem(line)
+        if problem:
+            rejects.append(Reject(rid, problem[0], f"line {line.number}: {problem[1]}"))
             continue
-        rid = f"{p.name}#{n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            rejects.append(Reject(rid, "malformed_json", f"line {n}: {e}"))
-            continue
-        if not isinstance(rec, dict):
-            rejects.append(Reject(rid, "malformed_row", f"line {n}: not a JSON object"))
-            continue
-        q, a = rec.get("question"), rec.get("answer")
-        aliases = rec.get("aliases") or []
-        if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not a.strip():
-            rejects.append(Reject(rid, "missing_field", f"line {n}: needs non-empty string `question` and `answer`"))
-            continue
-        if not isinstance(aliases, list) or not all(isinstance(x, str) for x in aliases):
-            rejects.append(Reject(rid, "malformed_row", f"line {n}: `aliases` must be a list of strings"))
-            continue
-        facts = _fact_ids(rec)
-        if facts is None:
-            rejects.append(Reject(rid, "malformed_row", f"line {n}: `fact`/`facts` must be an id or a list of ids"))
-            continue
-        items.append(Item(item_id=f"user:{n}", group="user", question=q.strip(), reference=a.strip(),
-                          prompt=[{"role": "user", "content": q.strip()}], aliases=aliases,
-                          doc_id=str(rec.get("doc") or ""), lang=detect_lang(q), sample_id=rid, fact_ids=facts))
+        rec = line.value
+        q, a = rec["question"].strip(), rec["answer"].strip()
+        items.append(Item(item_id=f"user:{line.number}", group="user", question=q, reference=a,
+                          prompt=[{"role": "user", "content": q}], aliases=rec.get("aliases") or [],
+                          doc_id=str(rec.get("doc") or ""), lang=detect_lang(rec["question"]), sample_id=rid,
+                          fact_ids=_fact_ids(rec) or []))
     return items, rejects
+
+
+def _user_problem(line: Line) -> tuple[str, str] | None:
+    """(reason, message) of a user line that is no question, or None."""
+    if not line.ok:
+        return "malformed_json", str(line.error)
+    rec = line.value
+    if not isinstance(rec, dict):
+        return "malformed_row", "not a JSON object"
+    if not (_text(rec.get("question")) and _text(rec.get("answer"))):
+        return "missing_field", "needs non-empty string `question` and `answer`"
+    aliases = rec.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(x, str) for x in aliases):
+        return "malformed_row", "`aliases` must be a list of strings"
+    if _fact_ids(rec) is None:
+        return "malformed_row", "`fact`/`facts` must be an id or a list of ids"
+    return None
+
+
+def _text(value: Any) -> bool:
+    """A non-blank string."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 # what a small model writes instead of a question: names of one; the prompt files' own examples

@@ -7,17 +7,16 @@ ROUGE-L, which say how close an answer's wording is to the reference's.
 """
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from typing import Any
 
+from infuse.operators.common.plots import png_figure
 from infuse.operators.evaluate.metrics import bootstrap_ci
-from infuse.operators.evaluate.questions import GROUPS
+from infuse.operators.evaluate.questions import CLOSED_BOOK, GROUPS
 
 METRICS = ("strict", "contains", "f1", "rouge_l", "judge")
 FLAGS = ("empty", "echo", "repeat")
-CLOSED_BOOK = ("domain", "paraphrase", "user")
 
 
 def summary(scores: list[dict[str, Any]], models: list[str], n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
@@ -25,25 +24,21 @@ def summary(scores: list[dict[str, Any]], models: list[str], n_boot: int = 1000,
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in scores:
         by[(s["model"], s["group"])].append(s)
-    rows = []
-    for m in models:
-        for g in GROUPS:
-            items = by.get((m, g))
-            if not items:
-                continue
-            row: dict[str, Any] = {"model": m, "group": g, "n": len(items)}
-            for metric in METRICS:
-                vals = [s[metric] for s in items if s.get(metric) is not None]
-                if not vals:
-                    continue
-                mean, lo, hi = bootstrap_ci([float(v) for v in vals], n_boot, seed)
-                row.update({metric: round(mean, 4), f"{metric}_lo": round(lo, 4), f"{metric}_hi": round(hi, 4)})
-            row["flagged"] = sum(1 for s in items if s.get("flag"))
-            tok = sum(s.get("loss_tokens") or 0 for s in items)
-            if tok:
-                row["loss"] = round(sum(s.get("loss_sum") or 0.0 for s in items) / tok, 4)
-            rows.append(row)
-    return rows
+    return [_summary_row(m, g, by[(m, g)], n_boot, seed) for m in models for g in GROUPS if by.get((m, g))]
+
+
+def _summary_row(model: str, group: str, items: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": model, "group": group, "n": len(items)}
+    for metric in METRICS:
+        vals = [float(s[metric]) for s in items if s.get(metric) is not None]
+        if vals:
+            mean, lo, hi = bootstrap_ci(vals, n_boot, seed)
+            row.update({metric: round(mean, 4), f"{metric}_lo": round(lo, 4), f"{metric}_hi": round(hi, 4)})
+    row["flagged"] = sum(1 for s in items if s.get("flag"))
+    tok = sum(s.get("loss_tokens") or 0 for s in items)
+    if tok:
+        row["loss"] = round(sum(s.get("loss_sum") or 0.0 for s in items) / tok, 4)
+    return row
 
 
 def _get(rows: list[dict[str, Any]], model: str, group: str) -> dict[str, Any] | None:
@@ -153,19 +148,22 @@ def per_document(scores: list[dict[str, Any]], models: list[str]) -> list[dict[s
     for s in scores:
         if s["group"] in CLOSED_BOOK and s.get("doc_id"):
             by[(s["doc_id"], s["model"])].append(s)
-    docs = sorted({d for d, _ in by})
     rows = []
-    for d in docs:
+    for d in sorted({d for d, _ in by}):
         row: dict[str, Any] = {"doc_id": d}
         for m in models:
-            items = by.get((d, m), [])
-            if items:
-                row["n"] = len(items)
-                row[f"{m} strict"] = round(sum(s.get("strict") or 0.0 for s in items) / len(items), 3)
-                row[f"{m} contains"] = round(sum(s["contains"] for s in items) / len(items), 3)
-                row[f"{m} f1"] = round(sum(s["f1"] for s in items) / len(items), 3)
+            row.update(_doc_cells(m, by.get((d, m), [])))
         rows.append(row)
     return rows
+
+
+def _doc_cells(model: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's columns of a per-document row (none when it answered nothing about the document)."""
+    if not items:
+        return {}
+    return {"n": len(items), f"{model} strict": round(sum(s.get("strict") or 0.0 for s in items) / len(items), 3),
+            f"{model} contains": round(sum(s["contains"] for s in items) / len(items), 3),
+            f"{model} f1": round(sum(s["f1"] for s in items) / len(items), 3)}
 
 
 def _cell(r: dict[str, Any] | None, metric: str) -> str:
@@ -176,16 +174,25 @@ def _cell(r: dict[str, Any] | None, metric: str) -> str:
     return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.2f}, {r[f'{metric}_hi']:.2f}]"
 
 
+def _groups(rows: list[dict[str, Any]]) -> list[str]:
+    """The question groups the table has, in GROUPS order."""
+    return [g for g in GROUPS if any(r["group"] == g for r in rows)]
+
+
+def _columns(lines: list[list[str]]) -> str:
+    """Rows of cells as left-aligned text columns."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
 def table_text(rows: list[dict[str, Any]], metric: str = "strict", models: list[str] | None = None) -> str:
     """A plain-text table: models down, groups across, `metric` with its CI (for the terminal)."""
     if not any(metric in r for r in rows):
         return f"(no {metric} scores in this table)"
     models = models or list(dict.fromkeys(r["model"] for r in rows))
-    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
+    groups = _groups(rows)
     head = [f"{metric:10s}"] + [f"{g} (n={next(r['n'] for r in rows if r['group'] == g)})" for g in groups]
-    lines = [head] + [[m] + [_cell(_get(rows, m, g), metric) for g in groups] for m in models]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return _columns([head] + [[m] + [_cell(_get(rows, m, g), metric) for g in groups] for m in models])
 
 
 def compare_text(a: list[dict[str, Any]], b: list[dict[str, Any]], names: tuple[str, str],
@@ -195,18 +202,21 @@ def compare_text(a: list[dict[str, Any]], b: list[dict[str, Any]], names: tuple[
     lines = [["model", "group", "metric", names[0], names[1], "delta"]]
     for m in models:
         for g in GROUPS:
-            ra, rb = _get(a, m, g), _get(b, m, g)
-            if not (ra or rb):
-                continue
-            for metric in metrics:
-                va = ra.get(metric) if ra else None
-                vb = rb.get(metric) if rb else None
-                if va is None and vb is None:
-                    continue
-                delta = f"{vb - va:+.3f}" if va is not None and vb is not None else "-"
-                lines.append([m, g, metric, _cell(ra, metric), _cell(rb, metric), delta])
-    widths = [max(len(line[i]) for line in lines) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+            lines += _compare_lines(m, g, _get(a, m, g), _get(b, m, g), metrics)
+    return _columns(lines)
+
+
+def _compare_lines(model: str, group: str, ra: dict[str, Any] | None, rb: dict[str, Any] | None,
+                   metrics: tuple[str, ...]) -> list[list[str]]:
+    """One line per metric either run has for this model and group."""
+    lines = []
+    for metric in metrics:
+        va, vb = (ra or {}).get(metric), (rb or {}).get(metric)
+        if va is None and vb is None:
+            continue
+        delta = f"{vb - va:+.3f}" if va is not None and vb is not None else "-"
+        lines.append([model, group, metric, _cell(ra, metric), _cell(rb, metric), delta])
+    return lines
 
 
 def _md(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
@@ -252,33 +262,9 @@ def markdown(rows: list[dict[str, Any]], head: dict[str, Any], forget: list[dict
              docs: list[dict[str, Any]], notes: list[str], rubric: str | None,
              facts: list[dict[str, Any]] | None = None, flags: dict[str, dict[str, int]] | None = None,
              models: list[str] | None = None, max_fact_rows: int = 20) -> str:
-    md = ["## Evaluation", ""] + headline_text(head)
-    md += ["", "Accuracy (`strict`: every number, date and code of the reference in the answer and no rival value; a "
-           "flagged answer scores 0), mean [95% bootstrap CI]:", "", "```", table_text(rows, "strict"), "```", "",
-           "`contains` (the reference or an alias appears in the answer):", "", "```", table_text(rows, "contains"),
-           "```", "", "Token F1 (characters for Chinese, words for English):", "", "```", table_text(rows, "f1"),
-           "```", "", "ROUGE-L F1:", "", "```", table_text(rows, "rouge_l"), "```"]
-    if any("judge" in r for r in rows):
-        md += ["", "LLM judge (1-5):", "", "```", table_text(rows, "judge"), "```"]
-    if flags and any(sum(v.values()) for v in flags.values()):
-        md += ["", "### Flagged answers (strict 0)", ""]
-        md += _md([{"model": m, **v} for m, v in flags.items()], ["model", *FLAGS])
-    if facts:
-        models = models or [k for k in facts[0] if k not in ("item_id", "question", "reference", "fact_ids")]
-        known = {m: sum(1 for r in facts if r.get(m) == 1) for m in models}
-        md += ["", "### Per fact (strictly right: 1)", "",
-               "Known: " + ", ".join(f"{m} {known[m]}/{sum(1 for r in facts if r.get(m) is not None)}"
-                                     for m in models) + ".", ""]
-        md += _md([{**r, "question": _cut(r["question"], 60), "reference": _cut(r["reference"], 40)}
-                   for r in facts[:max_fact_rows]],
-                  ["question", "reference", "fact_ids", *models])
-        if len(facts) > max_fact_rows:
-            md.append(f"\n({len(facts) - max_fact_rows} more rows in the `per-fact` table)")
-    if forget:
-        md += ["", "### Forgetting (general eval split, tuned vs base)", ""]
-        cols = ["model", "n"] + [c for k in ("strict", "contains", "f1", "loss") for c in (f"{k}_base", k, f"{k}_delta")
-                                 if any(c in r for r in forget)]
-        md += _md(forget, cols)
+    """The report: the headline, the score tables, then each section that has something to show."""
+    md = ["## Evaluation", ""] + headline_text(head) + _score_tables(rows)
+    md += _flags_md(flags or {}) + _facts_md(facts or [], models, max_fact_rows) + _forgetting_md(forget)
     if docs:
         md += ["", "### Per document (closed-book domain groups)", ""]
         md += _md(docs, list(dict.fromkeys(k for r in docs for k in r)))
@@ -289,34 +275,81 @@ def markdown(rows: list[dict[str, Any]], head: dict[str, Any], forget: list[dict
     return "\n".join(md)
 
 
+_TABLES = (("strict", "Accuracy (`strict`: every number, date and code of the reference in the answer and no rival "
+                      "value; a flagged answer scores 0), mean [95% bootstrap CI]:"),
+           ("contains", "`contains` (the reference or an alias appears in the answer):"),
+           ("f1", "Token F1 (characters for Chinese, words for English):"),
+           ("rouge_l", "ROUGE-L F1:"))
+
+
+def _score_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """strict, contains, F1 and ROUGE-L tables, and the judge's when answers were graded."""
+    tables = [*_TABLES, ("judge", "LLM judge (1-5):")] if any("judge" in r for r in rows) else _TABLES
+    md: list[str] = []
+    for metric, title in tables:
+        md += ["", title, "", "```", table_text(rows, metric), "```"]
+    return md
+
+
+def _flags_md(flags: dict[str, dict[str, int]]) -> list[str]:
+    if not any(sum(v.values()) for v in flags.values()):
+        return []
+    return ["", "### Flagged answers (strict 0)", ""] + _md([{"model": m, **v} for m, v in flags.items()],
+                                                             ["model", *FLAGS])
+
+
+def _facts_md(facts: list[dict[str, Any]], models: list[str] | None, max_rows: int) -> list[str]:
+    """How many facts each model knows, and the first max_rows rows of the per-fact table."""
+    if not facts:
+        return []
+    models = models or [k for k in facts[0] if k not in ("item_id", "question", "reference", "fact_ids")]
+    known = [f"{m} {sum(1 for r in facts if r.get(m) == 1)}/{sum(1 for r in facts if r.get(m) is not None)}"
+             for m in models]
+    md = ["", "### Per fact (strictly right: 1)", "", "Known: " + ", ".join(known) + ".", ""]
+    md += _md([{**r, "question": _cut(r["question"], 60), "reference": _cut(r["reference"], 40)}
+               for r in facts[:max_rows]], ["question", "reference", "fact_ids", *models])
+    if len(facts) > max_rows:
+        md.append(f"\n({len(facts) - max_rows} more rows in the `per-fact` table)")
+    return md
+
+
+def _forgetting_md(forget: list[dict[str, Any]]) -> list[str]:
+    if not forget:
+        return []
+    cols = ["model", "n"] + [c for k in ("strict", "contains", "f1", "loss") for c in (f"{k}_base", k, f"{k}_delta")
+                             if any(c in r for r in forget)]
+    return ["", "### Forgetting (general eval split, tuned vs base)", ""] + _md(forget, cols)
+
+
 def bar_png(rows: list[dict[str, Any]], metric: str = "strict") -> bytes:
     """Grouped bars: question groups across, one bar per model, with CI whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = list(dict.fromkeys(r["model"] for r in rows))
-    groups = [g for g in GROUPS if any(r["group"] == g for r in rows)]
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(groups) + 2), 3.6), dpi=100)
+    groups = _groups(rows)
     width = 0.8 / max(1, len(models))
-    for i, m in enumerate(models):
-        xs, ys, lo, hi = [], [], [], []
-        for j, g in enumerate(groups):
-            r = _get(rows, m, g)
-            if r and metric in r and not math.isnan(r[metric]):
-                xs.append(j + (i - (len(models) - 1) / 2) * width)
-                ys.append(r[metric])
-                lo.append(max(0.0, r[metric] - r[f"{metric}_lo"]))
-                hi.append(max(0.0, r[f"{metric}_hi"] - r[metric]))
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylabel(metric)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"{metric} by question group (95% CI)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    with png_figure((max(5, 1.6 * len(groups) + 2), 3.6), dpi=100) as out:
+        ax = out.fig.subplots()
+        for i, m in enumerate(models):
+            xs, ys, lo, hi = _bars(rows, m, groups, metric)
+            ax.bar([x + (i - (len(models) - 1) / 2) * width for x in xs], ys, width, yerr=[lo, hi], capsize=3,
+                   label=m)
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{metric} by question group (95% CI)")
+        ax.legend(fontsize=8)
+        out.fig.tight_layout()
+    return out.data
+
+
+def _bars(rows: list[dict[str, Any]], model: str, groups: list[str],
+          metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """One model's bars: group positions, means, and the CI's distance below and above each mean."""
+    xs, ys, lo, hi = [], [], [], []
+    for j, g in enumerate(groups):
+        r = _get(rows, model, g)
+        if r and metric in r and not math.isnan(r[metric]):
+            xs.append(j)
+            ys.append(r[metric])
+            lo.append(max(0.0, r[metric] - r[f"{metric}_lo"]))
+            hi.append(max(0.0, r[f"{metric}_hi"] - r[metric]))
+    return xs, ys, lo, hi

@@ -47,25 +47,44 @@ def fit_stat(values: np.ndarray, fixed_low: float | None, fixed_high: float | No
              auto: AutoBound | None) -> dict[str, Any]:
     """Bounds actually used for one stat: a fixed bound wins over the auto one on its side."""
     x = finite(values)
-    out: dict[str, Any] = {
-        "n": int(len(x)),
-        "mean": float(x.mean()) if len(x) else None,
-        "std": float(x.std()) if len(x) else None,
-        "median": float(np.median(x)) if len(x) else None,
-        "min_value": float(x.min()) if len(x) else None,
-        "max_value": float(x.max()) if len(x) else None,
-    }
-    a = auto_bounds(x, auto) if auto is not None else {}
-    if auto is not None and auto.scale == "log" and a.get("low") is not None and a["low"] < 0:
-        a["low"] = 0.0  # log scale is for non-negative stats: expm1 of a far-left bound dips below 0
+    out = _summary(x)
+    a = _auto(x, auto)
     if auto is not None:
         out["auto"] = a
-    low, low_src = (fixed_low, "fixed") if fixed_low is not None else (a.get("low"), "auto" if "low" in a else None)
-    high, high_src = (fixed_high, "fixed") if fixed_high is not None else (a.get("high"), "auto" if "high" in a else None)
-    out.update(low=low, high=high, low_source=low_src if low is not None else None,
-               high_source=high_src if high is not None else None)
-    sources = {s for s in (out["low_source"], out["high_source"]) if s}
+    low, low_src = _chosen(fixed_low, a, "low")
+    high, high_src = _chosen(fixed_high, a, "high")
+    out.update(low=low, high=high, low_source=low_src, high_source=high_src)
+    sources = {s for s in (low_src, high_src) if s}
     out["source"] = "+".join(sorted(sources)) if sources else "none"
     out["would_reject_low"] = int((x < low).sum()) if low is not None else 0
     out["would_reject_high"] = int((x > high).sum()) if high is not None else 0
     return out
+
+
+_SUMMARY = ("mean", "std", "median", "min_value", "max_value")
+
+
+def _summary(x: np.ndarray) -> dict[str, Any]:
+    """Count, mean, population std, median, min and max of the finite values (None for no values)."""
+    if not len(x):
+        return {"n": 0, **dict.fromkeys(_SUMMARY)}
+    return {"n": int(len(x)), "mean": float(x.mean()), "std": float(x.std()), "median": float(np.median(x)),
+            "min_value": float(x.min()), "max_value": float(x.max())}
+
+
+def _auto(x: np.ndarray, auto: AutoBound | None) -> dict[str, Any]:
+    """The auto bounds ({} without `auto`); on log scale the low bound is not below 0."""
+    if auto is None:
+        return {}
+    a = auto_bounds(x, auto)
+    if auto.scale == "log" and a.get("low") is not None and a["low"] < 0:
+        a["low"] = 0.0  # log scale is for non-negative stats: expm1 of a far-left bound dips below 0
+    return a
+
+
+def _chosen(fixed: float | None, auto: dict[str, Any], side: str) -> tuple[float | None, str | None]:
+    """(bound, where it came from) for one side: the fixed one, else the auto one, else (None, None)."""
+    if fixed is not None:
+        return fixed, "fixed"
+    value = auto.get(side)
+    return value, ("auto" if value is not None else None)

@@ -1,7 +1,7 @@
 """In-process generation with transformers (no server).
 
 For CPU runs and tests: defaults to the packaged Gemma 3 270M converted by
-`operators.models.local_model_path()`. Requests are grouped by sampling
+`operators.common.models.local_model_path()`. Requests are grouped by sampling
 parameters, sorted by length and run in left-padded batches. A request's
 prefill is appended after the chat template's generation prompt and returned
 at the start of its text. A request that cannot run (prompt too long, no chat
@@ -139,7 +139,9 @@ class TransformersBackend:
     def _prefill(self, req: ChatRequest) -> str:
         return (req.prefill or "") if self.cfg.use_prefill() else ""
 
-    def _run_batch(self, requests: list[ChatRequest], batch: list[tuple[int, list[int]]]) -> list[tuple[int, ChatResult]]:
+    def _run_batch(self, requests: list[ChatRequest],
+                   batch: list[tuple[int, list[int]]]) -> list[tuple[int, ChatResult]]:
+        """One batch's results; when the batch fails, its items one by one, so only the culprit fails."""
         start = time.monotonic()
         try:
             outs = self._generate_ids(requests, batch)
@@ -151,55 +153,31 @@ class TransformersBackend:
             # Find the culprit: run the items one by one.
             return [pair for item in batch for pair in self._run_batch(requests, [item])]
         latency = time.monotonic() - start
+        return [(i, self._result(requests[i], ids, gen, latency)) for (i, ids), gen in zip(batch, outs)]
+
+    def _result(self, req: ChatRequest, ids: list[int], gen: list[int], latency: float) -> ChatResult:
+        """One request's reply from its generated ids: cut at its first end-of-turn token, its max_tokens (the
+        batch ran to the largest) or its first stop string, with its prefill in front."""
         eos = self._eos_ids()
-        pad = self._tok.pad_token_id
-        results = []
-        for (i, ids), gen in zip(batch, outs):
-            req = requests[i]
-            gen = gen[: req.max_tokens]  # the batch ran to the largest max_tokens
-            n, finish = len(gen), "length"
-            for k, tok_id in enumerate(gen):
-                if tok_id in eos:
-                    n, finish = k + 1, "stop"
-                    break
-            body = [t for t in gen[:n] if t not in eos and t != pad]
-            text = self._prefill(req) + self._tok.decode(body, skip_special_tokens=True)
-            text, stopped = _cut_at_stop(text, req.stop, len(self._prefill(req)))
-            if stopped:
-                finish = "stop"
-            results.append(
-                (
-                    i,
-                    ChatResult(
-                        id=req.id,
-                        text=text,
-                        usage={"prompt_tokens": len(ids), "completion_tokens": n},
-                        model=self.model,
-                        latency_s=latency,
-                        finish_reason=finish,
-                    ),
-                )
-            )
-        return results
+        gen = gen[: req.max_tokens]
+        n, finish = len(gen), "length"
+        for k, tok_id in enumerate(gen):
+            if tok_id in eos:
+                n, finish = k + 1, "stop"
+                break
+        body = [t for t in gen[:n] if t not in eos and t != self._tok.pad_token_id]
+        text = self._prefill(req) + self._tok.decode(body, skip_special_tokens=True)
+        text, stopped = _cut_at_stop(text, req.stop, len(self._prefill(req)))
+        return ChatResult(id=req.id, text=text, usage={"prompt_tokens": len(ids), "completion_tokens": n},
+                          model=self.model, latency_s=latency, finish_reason="stop" if stopped else finish)
 
     def _generate_ids(self, requests: list[ChatRequest], batch: list[tuple[int, list[int]]]) -> list[list[int]]:
+        """The new token ids of each row of one left-padded batch (rows share temperature and top_p)."""
         import torch
 
         enc = self._tok.pad({"input_ids": [ids for _, ids in batch]}, padding=True, return_tensors="pt")
         enc = {k: v.to(self._device) for k, v in enc.items()}
-        first = requests[batch[0][0]]
-        max_new = max(requests[i].max_tokens for i, _ in batch)
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self._tok.pad_token_id}
-        if first.temperature and first.temperature > 0:
-            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        stops = sorted({s for i, _ in batch for s in (requests[i].stop or [])})
-        if stops:  # end a row once its JSON closes instead of running to max_new_tokens
-            kwargs.update(stop_strings=stops, tokenizer=self._tok)
-        from transformers import StoppingCriteriaList
-
-        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRequested()])  # SIGTERM ends a batch in seconds
+        kwargs = self._generate_kwargs([requests[i] for i, _ in batch])
         seed = batch_seed([requests[i].seed_or(self.cfg.seed) for i, _ in batch])
         if seed is None:  # unseeded: the process's RNG, as it stands
             with torch.inference_mode():
@@ -213,6 +191,24 @@ class TransformersBackend:
                 out = self._lm.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]
         return [row[width:].tolist() for row in out]
+
+    def _generate_kwargs(self, reqs: list[ChatRequest]) -> dict[str, Any]:
+        """`generate` arguments for a batch: the longest max_tokens, the first request's sampling (the batch
+        shares it), every stop string, and a stop on request."""
+        from transformers import StoppingCriteriaList
+
+        first = reqs[0]
+        kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_tokens for r in reqs),
+                                  "pad_token_id": self._tok.pad_token_id}
+        if first.temperature and first.temperature > 0:
+            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        stops = sorted({s for r in reqs for s in (r.stop or [])})
+        if stops:  # end a row once its JSON closes instead of running to max_new_tokens
+            kwargs.update(stop_strings=stops, tokenizer=self._tok)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRequested()])  # SIGTERM ends a batch in seconds
+        return kwargs
 
 
 def batch_seed(seeds: list[int | None]) -> int | None:

@@ -5,8 +5,9 @@ sharegpt / messages rows -> messages), `load` (JSON, JSONL, Parquet files),
 `identity` ({{name}}/{{author}}), `dedup` (normalised prompts across sources),
 `split` (9:1 per source, by chunk), `ratio` (domain_ratio, weights,
 up/down-sampling), `core` (the order of work), `export` (LLaMA-Factory,
-ms-swift, OpenAI files), `report` (table and chart). The shipped general sets
-are in `data/`.
+ms-swift, OpenAI files), `report` (table and chart), `run` (the step's work:
+qa rows in, rows, exports and report out). The shipped general sets are in
+`data/`.
 
 Reject reasons: malformed_json, malformed_row, missing_field, empty_content,
 bad_turns, unsupported_role, unknown_format, unfilled_template (a row), and

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from infuse.operators.common.base import Strict
+from infuse.tasks.framework.files import input_file
 
 EXPORTS = ("llamafactory", "swift", "openai")
 DOMAIN = "domain"  # the source name of the rows read from `qa`
@@ -22,8 +23,8 @@ class GeneralSource(Strict):
     """One general dataset: a file (alpaca, sharegpt, messages; JSON, JSONL or Parquet) or a shipped set."""
 
     name: str | None = Field(None, description="the `source` of its rows; default: the builtin's name or the file's stem")
-    path: str | None = Field(None, description="a .json/.jsonl/.parquet file, relative to the directory you run "
-                                               "infuse from")
+    path: str | None = input_file(None, description="a .json/.jsonl/.parquet file, relative to the directory you "
+                                                    "run infuse from")
     builtin: Literal["general_zh", "general_en", "identity"] | None = Field(
         None, description="a set shipped with infuse instead of a file")
     format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field(

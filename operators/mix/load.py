@@ -3,6 +3,7 @@
 A file that cannot be read at all is one reject for the whole source
 (`unreadable_file`); a bad line or row is that row's reject. A missing file is
 a recipe error, raised before any work (the path is wrong, not the data).
+`check_rows` and `row_problem` read a file the same way for `infuse validate`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.operators.common.base import OperatorError, Reject
+from infuse.operators.common.jsonl import parse_lines
 from infuse.operators.common.lang import detect_lang
 from infuse.operators.mix.config import GeneralSource
 from infuse.operators.mix.formats import to_messages
@@ -48,45 +50,75 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_NOT_JSON = object()
+def decode(raw: bytes) -> str:
+    """A general file's text: UTF-8 (a BOM dropped), what datasets nearly always are; else the full detector."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return decode_text(raw)[0]
+
+
+def _parquet_rows(path: Path) -> list[Any]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise OperatorError("unreadable_file", f"not a readable Parquet file: {e}") from e
+
+
+def _document_rows(text: str) -> list[Any] | None:
+    """The rows of a JSON document (a list, `{"data": [...]}` or one object); None when the text is not one
+    JSON value (many ".json" datasets are JSON Lines)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
+        value = next(iter(value.values()))  # {"data": [...]}
+    return value if isinstance(value, list) else [value]
+
+
+def _jsonl_rows(text: str) -> list[Any]:
+    """Every non-blank line's row, a line that is not JSON as a RowError; OperatorError when no line is JSON."""
+    rows = [line.value if line.ok else RowError("malformed_json", f"line {line.number} is not JSON: {line.error}")
+            for line in parse_lines(text)]
+    if rows and all(isinstance(r, RowError) for r in rows):
+        raise OperatorError("unreadable_file", f"neither a JSON document nor JSON Lines ({rows[0].message})")
+    return rows
 
 
 def read_rows(path: Path) -> list[tuple[int, Any]]:
     """(index, row) for every row; a line that is not JSON comes as a RowError in its place.
     OperatorError when the file as a whole cannot be read."""
     if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+        return list(enumerate(_parquet_rows(path)))
+    text = decode(path.read_bytes())
+    rows = _document_rows(text) if path.suffix.lower() == ".json" else None
+    return list(enumerate(_jsonl_rows(text) if rows is None else rows))
 
-        try:
-            return list(enumerate(pq.read_table(path).to_pylist()))
-        except Exception as e:  # pyarrow raises several types for a corrupt file
-            raise OperatorError("unreadable_file", f"not a readable Parquet file: {e}") from e
-    raw = path.read_bytes()
+
+def check_rows(path: Path) -> list[tuple[str, Any]]:
+    """A general file's rows as `infuse validate` names them: ("line N", row) for JSON Lines, a line that is
+    not JSON as a RowError with its JSON error; ("row i", row) for a JSON document or Parquet. OperatorError
+    when the file as a whole cannot be read."""
+    if path.suffix.lower() != ".parquet":
+        text = decode(path.read_bytes())
+        if path.suffix.lower() != ".json" or _document_rows(text) is None:
+            return [(f"line {line.number}", line.value if line.ok else RowError("malformed_json", line.message))
+                    for line in parse_lines(text)]
+    return [(f"row {i}", row) for i, row in read_rows(path)]
+
+
+def row_problem(row: Any, src: GeneralSource) -> str | None:
+    """What stops mix reading one row of a general file as alpaca, sharegpt or messages (None: it reads)."""
+    if isinstance(row, RowError):
+        return row.message
     try:
-        text = raw.decode("utf-8-sig")  # what datasets nearly always are; the full detector is for the rest
-    except UnicodeDecodeError:
-        text, _ = decode_text(raw)
-    if path.suffix.lower() == ".json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = _NOT_JSON  # many ".json" datasets are JSON Lines: read it as that
-        if value is not _NOT_JSON:
-            if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), list):
-                value = next(iter(value.values()))  # {"data": [...]}
-            return list(enumerate(value if isinstance(value, list) else [value]))
-    rows: list[tuple[int, Any]] = []
-    # split on newlines only: splitlines() would also cut at U+2028/U+0085 inside JSON strings
-    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((len(rows), json.loads(line)))
-        except json.JSONDecodeError as e:
-            rows.append((len(rows), RowError("malformed_json", f"line {number} is not JSON: {e}")))
-    if rows and all(isinstance(r, RowError) for _, r in rows):
-        raise OperatorError("unreadable_file", f"neither a JSON document nor JSON Lines ({rows[0][1].message})")
-    return rows
+        to_messages(row, src.format, src.columns)
+    except RowError as e:
+        return f"{e.reason}: {e.message}"
+    return None
 
 
 @dataclass

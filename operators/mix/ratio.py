@@ -57,34 +57,46 @@ def general_target(domain_train: int, ratio: float) -> int:
     return round(domain_train * (1 - ratio) / ratio)
 
 
+def _capped(wanted: int, active: list[str], weight: dict[str, float], limit: dict[str, int]) -> dict[str, int]:
+    """Water-filling: round by round, the sources whose weighted share of the rows still wanted is over their
+    cap are held at it; returns them with their caps."""
+    capped: dict[str, int] = {}
+    while active:
+        remaining = wanted - sum(capped.values())
+        total = sum(weight[n] for n in active)
+        over = [n for n in active if remaining * weight[n] / total > limit[n]]
+        if not over:
+            break
+        capped.update({n: limit[n] for n in over})
+        active = [n for n in active if n not in over]
+    return capped
+
+
+def _shares(rows: int, active: list[str], weight: dict[str, float]) -> dict[str, int]:
+    """`rows` split by weight in whole rows: floors, then one more to the largest remainders (ties: in order)."""
+    total = sum(weight[n] for n in active)
+    exact = {n: rows * weight[n] / total for n in active}
+    floors = {n: math.floor(v) for n, v in exact.items()}
+    left = rows - sum(floors.values())
+    for n in sorted(active, key=lambda n: (floors[n] - exact[n], active.index(n)))[:left]:
+        floors[n] += 1
+    return floors
+
+
 def plan_targets(wanted: int, sources: list[tuple[str, float, int]], cap: float) -> tuple[dict[str, int], set[str]]:
     """Train rows per source for `wanted` general rows: (name, weight, rows available) -> target; and the
     sources held at their cap. Shares by weight; a capped source's shortfall goes to the rest."""
     limit = {n: math.floor(cap * a + 1e-9) for n, _, a in sources}
     weight = {n: w for n, w, _ in sources}
     targets = {n: 0 for n, _, _ in sources}
-    active = [n for n, _, a in sources if a > 0]
-    capped: set[str] = set()
-    remaining = wanted
-    while active:
-        total = sum(weight[n] for n in active)
-        over = [n for n in active if remaining * weight[n] / total > limit[n]]
-        if not over:
-            break
-        for n in over:
-            targets[n] = limit[n]
-            remaining -= limit[n]
-            capped.add(n)
-        active = [n for n in active if n not in over]
+    with_rows = [n for n, _, a in sources if a > 0]
+    capped = _capped(wanted, with_rows, weight, limit)
+    targets.update(capped)
+    active = [n for n in with_rows if n not in capped]
+    remaining = wanted - sum(capped.values())
     if active and remaining > 0:
-        total = sum(weight[n] for n in active)
-        exact = {n: remaining * weight[n] / total for n in active}
-        floors = {n: math.floor(v) for n, v in exact.items()}
-        left = remaining - sum(floors.values())
-        for n in sorted(active, key=lambda n: (floors[n] - exact[n], active.index(n)))[:left]:
-            floors[n] += 1  # largest remainders first
-        targets.update(floors)
-    return targets, capped
+        targets.update(_shares(remaining, active, weight))
+    return targets, set(capped)
 
 
 def rank(seed: int, samples: list[Sample]) -> list[Sample]:

@@ -65,22 +65,22 @@ class Sample:
                 "meta": self.meta}
 
 
-def check_messages(messages: Any) -> list[Message]:
-    """The messages as plain {role, content} dicts, or RowError saying what is wrong with them."""
-    if not isinstance(messages, list) or not messages:
-        raise RowError("missing_field", "no messages")
-    out: list[Message] = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict):
-            raise RowError("malformed_row", f"message {i} is not an object")
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant"):
-            raise RowError("unsupported_role", f"message {i} has role {role!r}; only system, user and "
-                                               f"assistant are mixed (no tool turns)")
-        if not isinstance(content, str):
-            raise RowError("malformed_row", f"message {i} ({role}) has no text content")
-        out.append({"role": role, "content": content})
-    body = out[1:] if out[0]["role"] == "system" else out
+def _plain(i: int, m: Any) -> Message:
+    """Message i as a plain {role, content} dict, or RowError."""
+    if not isinstance(m, dict):
+        raise RowError("malformed_row", f"message {i} is not an object")
+    role, content = m.get("role"), m.get("content")
+    if role not in ("system", "user", "assistant"):
+        raise RowError("unsupported_role", f"message {i} has role {role!r}; only system, user and "
+                                           f"assistant are mixed (no tool turns)")
+    if not isinstance(content, str):
+        raise RowError("malformed_row", f"message {i} ({role}) has no text content")
+    return {"role": role, "content": content}
+
+
+def _check_turns(body: list[Message]) -> None:
+    """The turns after an optional system message: user and assistant alternating, the assistant last,
+    none empty; else RowError."""
     if not body:
         raise RowError("bad_turns", "only a system message")
     for i, m in enumerate(body):
@@ -93,7 +93,16 @@ def check_messages(messages: Any) -> list[Message]:
     for m in body:
         if not m["content"].strip():
             raise RowError("empty_content", f"an empty {m['role']} turn")
-    if out[0]["role"] == "system" and not out[0]["content"].strip():
+
+
+def check_messages(messages: Any) -> list[Message]:
+    """The messages as plain {role, content} dicts, or RowError saying what is wrong with them."""
+    if not isinstance(messages, list) or not messages:
+        raise RowError("missing_field", "no messages")
+    out = [_plain(i, m) for i, m in enumerate(messages)]
+    has_system = out[0]["role"] == "system"
+    _check_turns(out[1:] if has_system else out)
+    if has_system and not out[0]["content"].strip():
         out = out[1:]  # an empty system prompt says nothing: drop it
     return out
 

@@ -1,7 +1,7 @@
-"""Assemble text from blocks while recording heading offsets (used by docx, html)."""
+"""Assemble text from blocks while recording heading offsets (docx, html, epub) or page spans (pdf, pptx)."""
 from __future__ import annotations
 
-from infuse.operators.parsers.document import Section
+from infuse.operators.parsers.document import Page, Section
 from infuse.operators.parsers.sections import build_sections
 
 
@@ -36,3 +36,15 @@ class TextBuilder:
 
     def sections(self) -> list[Section]:
         return build_sections(self.heads, self.length)
+
+
+def join_pages(texts: list[str]) -> tuple[str, list[Page]]:
+    """Page (or slide) texts joined by a blank line, and each page's span in the result, numbered from 1."""
+    pages: list[Page] = []
+    pos = 0
+    for number, page_text in enumerate(texts, start=1):
+        if number > 1:
+            pos += 2  # the blank line before it
+        pages.append(Page(number, pos, pos + len(page_text)))
+        pos += len(page_text)
+    return "\n\n".join(texts), pages

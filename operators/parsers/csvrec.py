@@ -12,6 +12,34 @@ from infuse.operators.parsers.records import combine, render_record
 from infuse.operators.parsers.textdecode import decode_records, has_bad_bytes
 
 
+def _delimiter(text: str, path: str) -> str:
+    """Tab for .tsv; else what the sniffer finds in the first 4 KiB, comma when it finds nothing."""
+    if path.lower().endswith(".tsv"):
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _rows(text: str, delimiter: str) -> list[list[str]]:
+    """The non-blank rows, or OperatorError corrupt."""
+    csv.field_size_limit(max(len(text), 131072))  # one big cell is valid CSV, not a corrupt file
+    try:
+        return [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise OperatorError("corrupt", f"invalid CSV: {e}") from e
+
+
+def _fields(header: list[str], row: list[str]) -> dict[str, str]:
+    """The row under the header's names; cells past the header are kept (as columnN), not dropped."""
+    fields = {name: (row[i] if i < len(row) else "") for i, name in enumerate(header)}
+    for i in range(len(header), len(row)):
+        if row[i].strip():
+            fields[f"column{i + 1}"] = row[i]
+    return fields
+
+
 class CsvParser:
     format = "csv"
     extensions = (".csv", ".tsv")
@@ -19,18 +47,7 @@ class CsvParser:
 
     def parse_records(self, data: bytes, path: str) -> list[ParsedDoc]:
         text, encoding = decode_records(data)  # a row of bad bytes is that record's reject
-        if path.lower().endswith(".tsv"):
-            delimiter = "\t"
-        else:
-            try:
-                delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
-            except csv.Error:
-                delimiter = ","
-        csv.field_size_limit(max(len(text), 131072))  # one big cell is valid CSV, not a corrupt file
-        try:
-            rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
-        except csv.Error as e:
-            raise OperatorError("corrupt", f"invalid CSV: {e}") from e
+        rows = _rows(text, _delimiter(text, path))
         if not rows:
             return []
         if any(has_bad_bytes(c) for c in rows[0]):
@@ -41,12 +58,8 @@ class CsvParser:
             if any(has_bad_bytes(c) for c in row):
                 docs.append(bad_record(f"row {index + 1}: bytes that are not valid UTF-8 (the file's other rows are "
                                        f"UTF-8)", "undecodable"))
-                continue
-            fields = {name: (row[i] if i < len(row) else "") for i, name in enumerate(header)}
-            for i in range(len(header), len(row)):  # cells past the header are kept, not dropped
-                if row[i].strip():
-                    fields[f"column{i + 1}"] = row[i]
-            docs.append(render_record(fields, path, index, encoding=encoding))
+            else:
+                docs.append(render_record(_fields(header, row), path, index, encoding=encoding))
         return docs
 
     def parse(self, data: bytes, path: str) -> ParsedDoc:

@@ -64,53 +64,70 @@ def _toc_titles(toc: Any, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _read_book(data: bytes) -> Any:
+    """The ebooklib book, or OperatorError: corrupt (not a readable EPUB) or encrypted (DRM)."""
+    from ebooklib import epub
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            drm = drm_reason(zf)
+    except zipfile.BadZipFile as e:
+        raise OperatorError("corrupt", f"not a readable EPUB: {e}") from e
+    if drm:
+        raise OperatorError("encrypted", drm)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
+    except (epub.EpubException, KeyError, zipfile.BadZipFile, ElementTree.ParseError, ValueError) as e:
+        raise OperatorError("corrupt", f"not a readable EPUB: {type(e).__name__}: {e}") from e
+
+
+def _chapter_items(book: Any) -> list[Any]:
+    """The spine's XHTML documents in reading order (non-linear items, notes, are read in place too)."""
+    from ebooklib import ITEM_DOCUMENT, epub
+
+    items = [book.get_item_with_id(idref) for idref, _linear in book.spine]
+    return [item for item in items
+            if item is not None and item.get_type() == ITEM_DOCUMENT and not isinstance(item, epub.EpubNav)]
+
+
+def _walk_chapter(walker: Walker, item: Any, toc_title: str | None) -> bool:
+    """Add one chapter's text to the walker; True when it added any. A chapter with no heading of its own
+    starts with its table-of-contents title."""
+    soup = BeautifulSoup(item.get_content(), "lxml")
+    for tag in soup.find_all(("script", "style")):
+        tag.decompose()
+    body = soup.body or soup
+    length_before = walker.out.length
+    if toc_title and not body.find(("h1", "h2", "h3", "h4", "h5", "h6")):
+        walker.out.heading(1, toc_title)
+    walker.walk(body)
+    walker.flush()
+    return walker.out.length > length_before
+
+
+def _first_metadata(book: Any, name: str) -> Any:
+    values = book.get_metadata("DC", name)
+    return values[0][0] if values else None
+
+
 class EpubParser:
     format = "epub"
     extensions = (".epub",)
     multi = False
 
     def parse(self, data: bytes, path: str) -> ParsedDoc:
-        from ebooklib import ITEM_DOCUMENT, epub
-
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                drm = drm_reason(zf)
-        except zipfile.BadZipFile as e:
-            raise OperatorError("corrupt", f"not a readable EPUB: {e}") from e
-        if drm:
-            raise OperatorError("encrypted", drm)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                book = epub.read_epub(io.BytesIO(data), {"ignore_ncx": True})
-        except (epub.EpubException, KeyError, zipfile.BadZipFile, ElementTree.ParseError, ValueError) as e:
-            raise OperatorError("corrupt", f"not a readable EPUB: {type(e).__name__}: {e}") from e
+        book = _read_book(data)
         titles = _toc_titles(book.toc, {})
         walker = Walker()
-        chapters = []
-        for idref, _linear in book.spine:  # reading order; non-linear items (notes) are read in place too
-            item = book.get_item_with_id(idref)
-            if item is None or item.get_type() != ITEM_DOCUMENT or isinstance(item, epub.EpubNav):
-                continue
-            soup = BeautifulSoup(item.get_content(), "lxml")
-            for tag in soup.find_all(("script", "style")):
-                tag.decompose()
-            body = soup.body or soup
-            length_before = walker.out.length
-            chapter_title = titles.get(item.get_name())
-            if chapter_title and not body.find(("h1", "h2", "h3", "h4", "h5", "h6")):
-                walker.out.heading(1, chapter_title)
-            walker.walk(body)
-            walker.flush()
-            if walker.out.length > length_before:
-                chapters.append(item.get_name())
-        meta_title = book.get_metadata("DC", "title")
-        title = (meta_title[0][0] if meta_title else "") or next((t for _, t, _ in walker.out.heads), "")
-        language = book.get_metadata("DC", "language")
+        chapters = [item.get_name() for item in _chapter_items(book)
+                    if _walk_chapter(walker, item, titles.get(item.get_name()))]
+        title = _first_metadata(book, "title") or next((t for _, t, _ in walker.out.heads), "")
         return ParsedDoc(
             title=" ".join(title.split()) or PurePosixPath(path).stem,
             text=walker.out.text(),
             sections=walker.out.sections(),
             metadata={"chapters": len(chapters), "spine": chapters, "tables": walker.tables,
-                      "code_blocks": walker.code_blocks, "language": language[0][0] if language else None},
+                      "code_blocks": walker.code_blocks, "language": _first_metadata(book, "language")},
         )

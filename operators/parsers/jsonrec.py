@@ -6,6 +6,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from infuse.operators.common.base import OperatorError
+from infuse.operators.common.jsonl import Line, parse_lines, split_lines
 from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.records import combine, render_record
 from infuse.operators.parsers.textdecode import decode_records, decode_text, has_bad_bytes
@@ -60,19 +61,19 @@ class JsonlParser(JsonParser):
 
     def load(self, data: bytes) -> tuple[list[dict[str, Any]], str]:
         text, encoding = decode_records(data)  # a line of bad bytes is that record's reject
-        items: list[dict[str, Any]] = []
-        # split on newlines only: splitlines() would also cut at U+2028/U+0085 inside JSON strings
-        for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-            if not line.strip():
-                continue
-            if has_bad_bytes(line):
-                items.append({BAD: (undecodable_line(number), "undecodable")})
-                continue
-            try:
-                items.append(_as_fields(json.loads(line)))
-            except json.JSONDecodeError as e:  # one bad line is one rejected record, not a lost file
-                items.append({BAD: (f"invalid JSON on line {number}: {e}", "corrupt")})
+        raw = split_lines(text)
+        items = [_jsonl_item(line, raw[line.number - 1]) for line in parse_lines(text)]
         if items and all(BAD in f for f in items):
             message, reason = items[0][BAD]
             raise OperatorError(reason, f"no line is a readable record ({message})")
         return items, encoding
+
+
+def _jsonl_item(line: Line, raw: str) -> dict[str, Any]:
+    """One JSONL line's record, or a BAD marker: undecodable bytes, or not JSON (one bad line is one rejected
+    record, not a lost file)."""
+    if has_bad_bytes(raw):
+        return {BAD: (undecodable_line(line.number), "undecodable")}
+    if not line.ok:
+        return {BAD: (f"invalid JSON on line {line.number}: {line.error}", "corrupt")}
+    return _as_fields(line.value)

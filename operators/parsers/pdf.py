@@ -10,6 +10,7 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
 from infuse.operators.common.base import OperatorError
+from infuse.operators.parsers.blocks import join_pages
 from infuse.operators.parsers.document import Page, ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 
@@ -49,71 +50,85 @@ def _find_heading(text: str, title: str, lo: int, hi: int) -> int | None:
     return m.start()
 
 
+def _open(data: bytes) -> PdfReader:
+    """The reader of a readable PDF (an empty password tried), or OperatorError corrupt / encrypted."""
+    try:
+        reader = PdfReader(io.BytesIO(data))
+    except PdfReadError as e:
+        raise OperatorError("corrupt", f"not a readable PDF: {e}") from e
+    if reader.is_encrypted:
+        try:
+            ok = reader.decrypt("")
+        except Exception as e:  # e.g. AES without the crypto backend
+            raise OperatorError("encrypted", f"encrypted PDF that cannot be opened: {e}") from e
+        if not ok:
+            raise OperatorError("encrypted", "PDF needs a password")
+    return reader
+
+
+def _page_texts(reader: PdfReader) -> tuple[list[str], list[int]]:
+    """Every page's cleaned text, and the numbers of the pages whose text could not be extracted."""
+    try:
+        page_objects = list(reader.pages)
+    except Exception as e:
+        raise OperatorError("corrupt", f"cannot read the page tree: {e}") from e
+    texts: list[str] = []
+    failed: list[int] = []
+    for number, page in enumerate(page_objects, start=1):
+        try:  # one bad page loses its text, not the document
+            texts.append(_clean_page(page.extract_text() or ""))
+        except Exception:
+            texts.append("")
+            failed.append(number)
+    return texts, failed
+
+
+def _outline(reader: PdfReader) -> list[tuple[int, str, int]]:
+    entries: list[tuple[int, str, int]] = []
+    try:
+        _outline_entries(reader, list(reader.outline), 1, entries)
+    except Exception:  # a broken outline should not lose the text
+        return []
+    return entries
+
+
+def _heads(entries: list[tuple[int, str, int]], pages: list[Page], text: str) -> list[tuple[int, str, int]]:
+    """(level, title, start) per bookmark: where its title appears on its page, else the page's start (never
+    before the previous heading)."""
+    heads: list[tuple[int, str, int]] = []
+    last = 0
+    for level, title, page_index in entries:
+        if page_index >= len(pages):
+            continue
+        page = pages[page_index]
+        lo = max(page.start, last)
+        found = _find_heading(text, title, lo, page.end) if lo <= page.end else None
+        start = found if found is not None else lo
+        heads.append((level, title, start))
+        last = start
+    return heads
+
+
+def _info_title(reader: PdfReader) -> str:
+    try:
+        return str((reader.metadata or {}).get("/Title") or "").strip()
+    except Exception:
+        return ""
+
+
 class PdfParser:
     format = "pdf"
     extensions = (".pdf",)
     multi = False
 
     def parse(self, data: bytes, path: str) -> ParsedDoc:
-        try:
-            reader = PdfReader(io.BytesIO(data))
-        except PdfReadError as e:
-            raise OperatorError("corrupt", f"not a readable PDF: {e}") from e
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception as e:  # e.g. AES without the crypto backend
-                raise OperatorError("encrypted", f"encrypted PDF that cannot be opened: {e}") from e
-            if not ok:
-                raise OperatorError("encrypted", "PDF needs a password")
-        try:
-            page_objects = list(reader.pages)
-        except Exception as e:
-            raise OperatorError("corrupt", f"cannot read the page tree: {e}") from e
-        texts: list[str] = []
-        failed: list[int] = []
-        for number, page in enumerate(page_objects, start=1):
-            try:  # one bad page loses its text, not the document
-                texts.append(_clean_page(page.extract_text() or ""))
-            except Exception:
-                texts.append("")
-                failed.append(number)
-
-        parts: list[str] = []
-        pages: list[Page] = []
-        pos = 0
-        for i, page_text in enumerate(texts):
-            if parts:
-                parts.append("\n\n")
-                pos += 2
-            parts.append(page_text)
-            pages.append(Page(i + 1, pos, pos + len(page_text)))
-            pos += len(page_text)
-        text = "".join(parts)
-
-        entries: list[tuple[int, str, int]] = []
-        try:
-            _outline_entries(reader, list(reader.outline), 1, entries)
-        except Exception:  # a broken outline should not lose the text
-            entries = []
-        heads: list[tuple[int, str, int]] = []
-        last = 0
-        for level, title, page_index in entries:
-            if page_index >= len(pages):
-                continue
-            page = pages[page_index]
-            lo = max(page.start, last)
-            found = _find_heading(text, title, lo, page.end) if lo <= page.end else None
-            start = found if found is not None else max(page.start, last)
-            heads.append((level, title, start))
-            last = start
-        info_title = ""
-        try:
-            info_title = str((reader.metadata or {}).get("/Title") or "").strip()
-        except Exception:
-            pass
+        reader = _open(data)
+        texts, failed = _page_texts(reader)
+        text, pages = join_pages(texts)
+        entries = _outline(reader)
+        heads = _heads(entries, pages, text)
         first_line = next((line.strip() for line in text.split("\n") if line.strip()), "")
-        title = info_title or (heads[0][1] if heads else "") or first_line[:120] or PurePosixPath(path).stem
+        title = _info_title(reader) or (heads[0][1] if heads else "") or first_line[:120] or PurePosixPath(path).stem
         return ParsedDoc(
             title=title,
             text=text,

@@ -11,7 +11,8 @@ from pptx.enum.shapes import MSO_SHAPE_TYPE
 from pptx.exc import PackageNotFoundError
 
 from infuse.operators.common.base import OperatorError
-from infuse.operators.parsers.document import Page, ParsedDoc
+from infuse.operators.parsers.blocks import join_pages
+from infuse.operators.parsers.document import ParsedDoc
 from infuse.operators.parsers.sections import build_sections
 from infuse.operators.parsers.tables import to_markdown
 
@@ -38,6 +39,27 @@ def _shape_blocks(shape: Any, skip: int | None) -> list[str]:
     return []
 
 
+def _notes(slide: Any) -> str:
+    """The slide's speaker notes, stripped ("" when it has none)."""
+    if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+        return slide.notes_slide.notes_text_frame.text.strip()
+    return ""
+
+
+def _slide(slide: Any) -> tuple[str, str, bool]:
+    """(title, text, whether it has notes) of one slide: its title, each shape's blocks, then its notes."""
+    title_shape = slide.shapes.title
+    title = " ".join((title_shape.text_frame.text if title_shape is not None else "").split())
+    skip = title_shape.shape_id if title_shape is not None else None
+    blocks = [title] if title else []
+    for shape in slide.shapes:
+        blocks += _shape_blocks(shape, skip)
+    notes = _notes(slide)
+    if notes:
+        blocks.append(NOTES_PREFIX + notes)
+    return title, "\n\n".join(b for b in blocks if b.strip()), bool(notes)
+
+
 class PptxParser:
     format = "pptx"
     extensions = (".pptx",)
@@ -48,31 +70,9 @@ class PptxParser:
             prs = Presentation(io.BytesIO(data))
         except (zipfile.BadZipFile, PackageNotFoundError, KeyError) as e:
             raise OperatorError("corrupt", f"not a readable PPTX: {e}") from e
-        parts: list[str] = []
-        pages: list[Page] = []
-        heads: list[tuple[int, str, int]] = []
-        pos = 0
-        notes_count = 0
-        for number, slide in enumerate(prs.slides, start=1):
-            title_shape = slide.shapes.title
-            title = " ".join((title_shape.text_frame.text if title_shape is not None else "").split())
-            blocks = [title] if title else []
-            for shape in slide.shapes:
-                blocks += _shape_blocks(shape, title_shape.shape_id if title_shape is not None else None)
-            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-                notes = slide.notes_slide.notes_text_frame.text.strip()
-                if notes:
-                    notes_count += 1
-                    blocks.append(NOTES_PREFIX + notes)
-            slide_text = "\n\n".join(b for b in blocks if b.strip())
-            if parts:
-                parts.append("\n\n")
-                pos += 2
-            parts.append(slide_text)
-            pages.append(Page(number, pos, pos + len(slide_text)))
-            heads.append((1, title or f"Slide {number}", pos))
-            pos += len(slide_text)
-        text = "".join(parts)
+        slides = [_slide(slide) for slide in prs.slides]
+        text, pages = join_pages([slide_text for _, slide_text, _ in slides])
+        heads = [(1, title or f"Slide {page.page}", page.start) for (title, _, _), page in zip(slides, pages)]
         core_title = (prs.core_properties.title or "").strip()
         first = next((h[1] for h in heads if not h[1].startswith("Slide ")), "")
         return ParsedDoc(
@@ -80,5 +80,5 @@ class PptxParser:
             text=text,
             sections=build_sections(heads, len(text)),
             pages=pages,
-            metadata={"slide_count": len(pages), "slides_with_notes": notes_count},
+            metadata={"slide_count": len(pages), "slides_with_notes": sum(notes for _, _, notes in slides)},
         )

@@ -53,6 +53,23 @@ def record_title(fields: dict[str, Any], path: str, index: int) -> tuple[str, An
     return f"{path}#{index}", None
 
 
+def _candidate(strings: dict[Any, str]) -> tuple[Any, bool]:
+    """(the key of the likeliest text field, whether its name says it is one): the first field named like
+    text, else the longest string."""
+    named = [k for k in strings if str(k).strip().lower() in TEXT_FIELDS]
+    if named:
+        return named[0], True
+    return max(strings, key=lambda k: len(strings[k])), False
+
+
+def _dominates(text: str, longest_other: int, named: bool) -> bool:
+    """Whether a field's text makes the record a text record: the others are short scalars beside it, and
+    an unnamed field must also be long and several times longer than any other."""
+    if longest_other > SHORT_FIELD or longest_other >= len(text):
+        return False
+    return named or (len(text) >= LONG_TEXT and len(text) >= DOMINANT * longest_other)
+
+
 def text_field(fields: dict[str, Any]) -> Any:
     """The key of the record's one text-like field when it is a text record, else None."""
     if any(isinstance(v, (dict, list)) for v in fields.values()):
@@ -60,16 +77,9 @@ def text_field(fields: dict[str, Any]) -> Any:
     strings = {k: field_text(v) for k, v in fields.items() if isinstance(v, str) and v.strip()}
     if not strings:
         return None
-    named = [k for k in strings if str(k).strip().lower() in TEXT_FIELDS]
-    key = named[0] if named else max(strings, key=lambda k: len(strings[k]))
-    text = strings[key]
-    others = [len(field_text(v)) for k, v in fields.items() if k != key]
-    longest_other = max(others, default=0)
-    if longest_other > SHORT_FIELD or longest_other >= len(text):
-        return None
-    if not named and (len(text) < LONG_TEXT or len(text) < DOMINANT * longest_other):
-        return None
-    return key
+    key, named = _candidate(strings)
+    longest_other = max((len(field_text(v)) for k, v in fields.items() if k != key), default=0)
+    return key if _dominates(strings[key], longest_other, named) else None
 
 
 def render_text_record(fields: dict[str, Any], key: Any, path: str, index: int, **metadata: Any) -> ParsedDoc:

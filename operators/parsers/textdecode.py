@@ -114,48 +114,65 @@ def _common_chinese(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
-    """Return (text, encoding name). Raises OperatorError binary_content / undecodable."""
+def _by_bom(data: bytes) -> tuple[str, str] | None:
+    """The text its byte order mark names, None without one; OperatorError when it does not decode so."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
             text = _try(data, enc, replacement_ok=True)
-            if text is not None:
-                return text.lstrip("\ufeff"), enc
-            raise OperatorError("undecodable", f"has a {enc} byte order mark but does not decode as {enc}")
-    utf16 = _utf16_guess(data)
-    if utf16:
-        text = _try(data, utf16)
+            if text is None:
+                raise OperatorError("undecodable", f"has a {enc} byte order mark but does not decode as {enc}")
+            return text.lstrip("\ufeff"), enc
+    return None
+
+
+def _first_clean(data: bytes, encodings: list[str | None], replacement_ok: bool = False) -> tuple[str, str] | None:
+    """(text, encoding) of the first of `encodings` that gives clean text (None entries are skipped)."""
+    for enc in encodings:
+        text = _try(data, enc, replacement_ok) if enc else None
         if text is not None:
-            return text, utf16
-    text = _try(data, "utf-8", replacement_ok=True)
-    if text is not None:
-        return text, "utf-8"
-    if looks_binary(data):
-        # BOM-less UTF-16 of mostly CJK text has few NULs but many low bytes; only a
-        # UTF-16/32 verdict from charset-normalizer rescues it from being binary
-        best = from_bytes(data).best()
-        if best is not None and best.encoding.startswith(("utf_16", "utf_32")):
-            text = _try(data, best.encoding)
-            if text is not None:
-                return text, best.encoding
-        raise OperatorError("binary_content", "NUL or control bytes: binary data under a text extension")
+            return text, enc
+    return None
+
+
+def _detected(data: bytes) -> str | None:
+    """charset-normalizer's best guess of the encoding, if any."""
+    best = from_bytes(data).best()
+    return best.encoding if best is not None else None
+
+
+def _binary(data: bytes) -> tuple[str, str]:
+    """Bytes that look binary: only a UTF-16/32 verdict from charset-normalizer saves them (BOM-less UTF-16
+    of mostly CJK text has few NULs but many low bytes); else OperatorError binary_content."""
+    detected = _detected(data)
+    if detected is not None and detected.startswith(("utf_16", "utf_32")):
+        found = _first_clean(data, [detected])
+        if found is not None:
+            return found
+    raise OperatorError("binary_content", "NUL or control bytes: binary data under a text extension")
+
+
+def _guessed(data: bytes, hint: str | None) -> tuple[str, str] | None:
+    """Text that is neither BOM-marked nor UTF: a declared charset, common Chinese, charset-normalizer's guess,
+    then the CJK fallbacks, in that order."""
     if hint:
         text = _try(data, hint)
         if text is not None:
             return text, codecs.lookup(hint).name
-    text = _common_chinese(data)  # before charset-normalizer, which misreads short GBK/Big5 text
-    if text is not None:
-        return text
-    best = from_bytes(data).best()
-    if best is not None:
-        text = _try(data, best.encoding)
-        if text is not None:
-            return text, best.encoding
-    for enc in _FALLBACKS:
-        text = _try(data, enc)
-        if text is not None:
-            return text, enc
-    raise OperatorError("undecodable", "no encoding gives clean text")
+    # before charset-normalizer, which misreads short GBK/Big5 text
+    return _common_chinese(data) or _first_clean(data, [_detected(data), *_FALLBACKS])
+
+
+def decode_text(data: bytes, hint: str | None = None) -> tuple[str, str]:
+    """Return (text, encoding name). Raises OperatorError binary_content / undecodable."""
+    found = _by_bom(data) or _first_clean(data, [_utf16_guess(data)]) or _first_clean(data, ["utf-8"], True)
+    if found is not None:
+        return found
+    if looks_binary(data):
+        return _binary(data)
+    found = _guessed(data, hint)
+    if found is None:
+        raise OperatorError("undecodable", "no encoding gives clean text")
+    return found
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")

@@ -113,3 +113,8 @@ def usage(splits: list[str], formats: list[str] | tuple[str, ...], where: str = 
                   + ' with `purpose=fine-tune`, then create the job with `method={"type": "dpo", "dpo": '
                     '{"hyperparameters": {"beta": 0.1}}}`.', ""]
     return "\n".join(lines)
+
+
+def report_note(files: dict[str, int], formats: list[str] | tuple[str, ...], where: str) -> str:
+    """The exports' folder and how to run DPO on them, for the step's report (appended to its summary)."""
+    return "\n\n" + f"Exports in `{where}`.\n\n" + usage(["train"] if files else [], formats, where, level=3)

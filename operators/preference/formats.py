@@ -9,7 +9,8 @@
 
 A row that is neither, whose prompt turns do not alternate user/assistant
 ending with the user, or whose chosen equals its rejected, is a reject with
-the file and line, never the end of the run.
+the file and line, never the end of the run. `check_rows` and `pair_problem`
+say the same of a file for `infuse validate`, before the run.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from infuse.operators.common.base import Reject
+from infuse.operators.common.jsonl import Line, parse_lines, read_jsonl
 
 ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
         "observation": "user"}
@@ -59,10 +61,8 @@ def _alternates(messages: list[dict[str, str]]) -> bool:
         m["role"] == ("user", "assistant")[i % 2] and m["content"].strip() for i, m in enumerate(body))
 
 
-def parse_row(row: Any) -> tuple[list[dict[str, str]], str, str] | None:
-    """(prompt messages, chosen, rejected) of one user row, or None when it is malformed."""
-    if not isinstance(row, dict):
-        return None
+def _prompt(row: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The row's prompt turns (conversations, instruction + input, or prompt), its `system` put first."""
     if "conversations" in row:
         prompt = _messages(row["conversations"])
     elif "instruction" in row:
@@ -70,28 +70,78 @@ def parse_row(row: Any) -> tuple[list[dict[str, str]], str, str] | None:
         prompt = _messages(text) if text else None
     else:
         prompt = _messages(row.get("prompt"))
-    if prompt is None:
-        return None
-    if isinstance(row.get("system"), str) and row["system"] and prompt[0]["role"] != "system":
+    if prompt is not None and isinstance(row.get("system"), str) and row["system"] and prompt[0]["role"] != "system":
         prompt = [{"role": "system", "content": row["system"]}, *prompt]
+    return prompt
+
+
+def _replies(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(chosen, rejected) when both are non-empty text and they differ."""
     chosen, rejected = _reply(row.get("chosen")), _reply(row.get("rejected"))
-    if not chosen or not rejected or not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
+    if not (chosen or "").strip() or not (rejected or "").strip() or chosen.strip() == rejected.strip():
         return None
-    return prompt, chosen, rejected
+    return chosen, rejected
+
+
+def parse_row(row: Any) -> tuple[list[dict[str, str]], str, str] | None:
+    """(prompt messages, chosen, rejected) of one user row, or None when it is malformed."""
+    if not isinstance(row, dict):
+        return None
+    prompt = _prompt(row)
+    replies = _replies(row) if prompt is not None else None
+    return None if replies is None else (prompt, *replies)
+
+
+def pair_problem(row: Any) -> str | None:
+    """Why read_user_pairs would drop this row as malformed_pair (None: it is a pair); a line that is not JSON
+    comes as its Line."""
+    if isinstance(row, Line):
+        return row.message
+    if parse_row(row) is not None:
+        return None
+    if not isinstance(row, dict):
+        return f"a pair is a JSON object; got {type(row).__name__}"
+    missing = [] if {"conversations", "instruction", "prompt"} & set(row) else [
+        "a prompt (`conversations`, `instruction` or `prompt`)"]
+    missing += [f"`{k}`" for k in ("chosen", "rejected") if k not in row]
+    if missing:
+        return "no " + ", no ".join(missing)
+    return ("not a preference pair: the prompt's turns must alternate user and assistant and end with the user, "
+            "and chosen and rejected must be non-empty and different")
+
+
+class PairsFileError(ValueError):
+    """Why a user pairs file cannot be read as pairs at all (said after the file's name)."""
+
+
+def _json_list(text: str) -> list[Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PairsFileError(f"line {e.lineno}: {Line(e.lineno, error=e).message}") from e
+    if not isinstance(data, list):
+        kind = "object" if isinstance(data, dict) else type(data).__name__
+        raise PairsFileError(f"holds a JSON {kind}, not a list of pairs (or name a .jsonl file, one pair a line)")
+    return data
+
+
+def check_rows(text: str, jsonl: bool) -> list[tuple[str, Any]]:
+    """A user pairs file's rows as `infuse validate` names them: ("line N", row) of JSON Lines, read as
+    read_user_pairs reads them (a line that is not JSON as its Line), or ("pair i", row) of a JSON list.
+    PairsFileError when there are none, or the JSON is not a list."""
+    if jsonl:
+        rows = [(f"line {line.number}", line.value if line.ok else line) for line in parse_lines(text)]
+    else:
+        rows = [(f"pair {i}", row) for i, row in enumerate(_json_list(text))]
+    if not rows:
+        raise PairsFileError("has no pairs")
+    return rows
 
 
 def _rows(path: Path) -> list[tuple[str, Any]]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        out = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append((f"{path.name}:{n}", json.loads(line)))
-                except json.JSONDecodeError:
-                    out.append((f"{path.name}:{n}", None))
-        return out
-    data = json.loads(text)
+        return [(f"{path.name}:{line.number}", line.value if line.ok else None) for line in read_jsonl(path)]
+    data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list):
         raise ValueError(f"{path}: a preference JSON file must hold a list of pairs")
     return [(f"{path.name}:{i}", r) for i, r in enumerate(data)]

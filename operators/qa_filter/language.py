@@ -39,33 +39,61 @@ def check_language(messages: list[dict[str, str]], source: Callable[[], str], op
     `source` returns the text the sample may quote (its document); it is called
     only for turns that hold both scripts.
     """
-    src: list[str] = []
-
-    def in_source(run: str) -> bool:
-        if not src:
-            src.append(_norm(source() or ""))
-        return bool(run) and _norm(run) in src[0]
-
+    quoted = _Quoted(source)
     langs: list[tuple[int, str, str]] = []  # (turn, role, lang)
     for turn, m in enumerate(messages):
         if m.get("role") not in ("user", "assistant"):
             continue
-        runs = prose_runs(m.get("content") or "")
-        if len({lang for lang, _, _ in runs}) > 1:
-            own = [r for r in runs if not in_source(r[1])]
-            en = [text for rl, text, _ in own if rl == "en"]
-            zh = [text for rl, text, _ in own if rl == "zh" and len(text) >= opts.min_cjk_run]
-            if en and zh:  # the turn's own words (not quoted from the document) are in two languages
-                lang = majority(runs, 0) or "zh"  # what the turn mostly is; the other language is the intruder
-                bad = zh if lang == "en" else en
-                return None, {"turn": turn, "role": m["role"], "lang": lang,
-                              "why": f"{'Chinese' if lang == 'en' else 'English'} prose inside a "
-                                     f"{'English' if lang == 'en' else 'Chinese'} turn", "runs": bad[:3]}
-            lang = majority(own, opts.min_units) or majority(runs, opts.min_units)
-        else:
-            lang = majority(runs, opts.min_units)
+        lang, problem = _turn_language(turn, m, quoted, opts)
+        if problem is not None:
+            return None, problem
         if lang:
             langs.append((turn, m["role"], lang))
+    return _across_turns(langs)
+
+
+class _Quoted:
+    """Whether a run of prose is the document's own words; the document is read on first use."""
+
+    def __init__(self, source: Callable[[], str]) -> None:
+        self.source = source
+        self.text: str | None = None
+
+    def __contains__(self, run: str) -> bool:
+        if self.text is None:
+            self.text = _norm(self.source() or "")
+        return bool(run) and _norm(run) in self.text
+
+
+def _turn_language(turn: int, m: dict[str, str], quoted: _Quoted, opts: LanguageOptions,
+                   ) -> tuple[str | None, dict[str, Any] | None]:
+    """(the turn's language or None, None), or (None, detail) when its own words mix two languages."""
+    runs = prose_runs(m.get("content") or "")
+    if len({lang for lang, _, _ in runs}) <= 1:
+        return majority(runs, opts.min_units), None
+    own = [r for r in runs if r[1] not in quoted]
+    problem = _mixed(turn, m["role"], runs, own, opts)
+    if problem is not None:
+        return None, problem
+    return majority(own, opts.min_units) or majority(runs, opts.min_units), None
+
+
+def _mixed(turn: int, role: str, runs: list[tuple[str, str, float]], own: list[tuple[str, str, float]],
+           opts: LanguageOptions) -> dict[str, Any] | None:
+    """The detail of a turn whose own words (not quoted from the document) are in two languages, else None."""
+    en = [text for rl, text, _ in own if rl == "en"]
+    zh = [text for rl, text, _ in own if rl == "zh" and len(text) >= opts.min_cjk_run]
+    if not (en and zh):
+        return None
+    lang = majority(runs, 0) or "zh"  # what the turn mostly is; the other language is the intruder
+    bad = zh if lang == "en" else en
+    return {"turn": turn, "role": role, "lang": lang,
+            "why": f"{'Chinese' if lang == 'en' else 'English'} prose inside a "
+                   f"{'English' if lang == 'en' else 'Chinese'} turn", "runs": bad[:3]}
+
+
+def _across_turns(langs: list[tuple[int, str, str]]) -> tuple[str | None, dict[str, Any] | None]:
+    """The sample's one language, or the first turn of each language when its turns differ."""
     found = sorted({lang for _, _, lang in langs})
     if len(found) > 1:
         first = {lang: (turn, role) for turn, role, lang in reversed(langs)}

@@ -1,16 +1,18 @@
 """Data selection: which QA rows to train on, with every row's scores and fate kept.
 
-Methods, one module each: `ifd` (instruction-following difficulty, exact and
-batched; loss-ratio and perplexity-ratio variants), `superfilter` (IFD cut and
-budget, scored by a small model, optional diversity), `mods` (quality, coverage,
-necessity), `kcenter` and `facility` (diversity over MiniLM embeddings),
-`baselines` (longest answers, DEITA-style cosine diversity, random).
-`select_rows` (run.py) applies the recipe's method and decides every row.
+`run` (run.py) is the operator the select step calls; `select_rows` decides
+the rows with the recipe's method. Methods, one class per file in `methods/`
+(registered by name): `ifd` and `superfilter` (IFD cut and budget, optional
+diversity), `mods` (quality, coverage, necessity), `kcenter` and
+`facility_location` (diversity over MiniLM embeddings), `longest`,
+`diversity` (DEITA-style) and `random`. The arithmetic they share lives
+beside them: `ifd` (instruction-following difficulty, exact and batched),
+`mods` (the MoDS stages), `kcenter`, `facility`, `baselines`.
 """
 from __future__ import annotations
 
 from infuse.operators.select.config import METHODS, Budget, SelectConfig
-from infuse.operators.select.run import select_rows
+from infuse.operators.select.run import Hooks, SelectOutput, run, select_rows
 from infuse.operators.select.selection import Selection
 
-__all__ = ["METHODS", "Budget", "SelectConfig", "Selection", "select_rows"]
+__all__ = ["METHODS", "Budget", "Hooks", "SelectConfig", "SelectOutput", "Selection", "run", "select_rows"]

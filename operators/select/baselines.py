@@ -1,7 +1,7 @@
-"""Cheap baselines to compare the model-based methods against.
+"""The arithmetic of the cheap baselines (methods/longest, deita, random_draw).
 
-- `longest`: the longest answers ("long is more": length in lexical tokens, so
-  Chinese and English compare; ties by row order);
+- `answer_lengths`: answer length in lexical tokens, so Chinese and English
+  compare (method `longest` keeps the longest);
 - `cosine_diversity`: DEITA-style: visit rows in score order and keep a row
   unless its cosine similarity to one already kept reaches the threshold;
 - `random_order`: a seeded shuffle.
@@ -17,12 +17,6 @@ from infuse.operators.common.tokens import tokens
 
 def answer_lengths(answers: Sequence[str]) -> np.ndarray:
     return np.array([len(tokens(a)) for a in answers], dtype=np.int64)
-
-
-def longest(answers: Sequence[str], k: int) -> list[int]:
-    """Indices of the k longest answers, longest first."""
-    order = np.argsort(-answer_lengths(answers), kind="stable")
-    return [int(i) for i in order[:k]]
 
 
 def random_order(n: int, k: int, seed: int = 0) -> list[int]:

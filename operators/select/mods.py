@@ -12,14 +12,14 @@
    `max_added`, k-center (starting from the seed) picks which badly answered
    rows are added.
 
-The seed model's fine-tuning is the training step's (tasks/select.seed_model
-runs the sft worker on the seed rows); `necessity.model` can name a model
-already fine-tuned on the seed set instead.
+The seed model's fine-tuning is the training steps' (`seed.py` runs the sft
+worker on the seed rows); `necessity.model` can name a model already
+fine-tuned on the seed set instead.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +28,6 @@ from infuse.operators.select.kcenter import k_center_greedy
 from infuse.operators.select.selection import Selection, groups
 
 Scores = tuple[np.ndarray, list[str | None]]  # a value per row (NaN = unscored) and its error
-
-
-class TrainFn(Protocol):
-    """Fine-tune `base_model_dir` on `rows` (QA rows with `messages`) into `out_dir`; return the model dir."""
-
-    def __call__(self, rows: list[dict[str, Any]], base_model_dir: str, out_dir: str) -> str: ...
 
 
 def quality_stage(sel: Selection, cand: Sequence[int], scores: Scores, kind: str, threshold: float) -> list[int]:

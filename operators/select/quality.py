@@ -23,10 +23,22 @@ def reward_scores(model_dir: str, conversations: Sequence[Any], batch_size: int 
                   max_length: int = 2048) -> tuple[np.ndarray, list[str | None]]:
     """The reward model's scalar (logit 0) for each conversation; its own chat template when it has one,
     else the (question, answer) text pair, as cross-encoder reward models read them."""
-    import torch
+    dev = resolve_device(device)
+    tok, model = _load_reward_model(model_dir, dev)
+    scores = np.full(len(conversations), np.nan)
+    errors: list[str | None] = [None] * len(conversations)
+    items = _reward_inputs(tok, conversations, errors)
+    for s in range(0, len(items), batch_size):
+        batch = items[s:s + batch_size]
+        for (i, _), v in zip(batch, _reward_logits(tok, model, [t for _, t in batch], dev, max_length)):
+            scores[i] = float(v)
+    return scores, errors
+
+
+def _load_reward_model(model_dir: str, dev: str) -> tuple[Any, Any]:
+    """(tokenizer, model) in eval mode on `dev`, padding on the right with a pad token set."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    dev = resolve_device(device)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=resolve_dtype("auto", dev))
     if tok.pad_token is None:
@@ -35,8 +47,12 @@ def reward_scores(model_dir: str, conversations: Sequence[Any], batch_size: int 
         model.config.pad_token_id = tok.pad_token_id
     tok.padding_side = "right"
     model.to(dev).eval()
-    scores = np.full(len(conversations), np.nan)
-    errors: list[str | None] = [None] * len(conversations)
+    return tok, model
+
+
+def _reward_inputs(tok: Any, conversations: Sequence[Any], errors: list[str | None]) -> list[tuple[int, Any]]:
+    """(row, rendered conversation or (question, answer) pair) for every well-formed row; the others get
+    their error in `errors`."""
     items: list[tuple[int, Any]] = []
     for i, messages in enumerate(conversations):
         turns = split_conversation(messages)
@@ -49,20 +65,21 @@ def reward_scores(model_dir: str, conversations: Sequence[Any], batch_size: int 
                                                      tokenize=False)))
         else:
             items.append((i, ("\n".join(m["content"] for m in prompt if m["role"] == "user"), answer)))
-    for s in range(0, len(items), batch_size):
-        batch = items[s:s + batch_size]
-        texts = [t for _, t in batch]
-        if isinstance(texts[0], tuple):
-            enc = tok([q for q, _ in texts], [a for _, a in texts], padding=True, truncation=True,
-                      max_length=max_length, return_tensors="pt")
-        else:
-            enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-                      add_special_tokens=False)
-        with torch.inference_mode():
-            logits = model(**{k: v.to(dev) for k, v in enc.items()}).logits[:, 0].float().cpu().numpy()
-        for (i, _), v in zip(batch, logits):
-            scores[i] = float(v)
-    return scores, errors
+    return items
+
+
+def _reward_logits(tok: Any, model: Any, texts: list[Any], dev: str, max_length: int) -> np.ndarray:
+    """Logit 0 of one batch (texts all rendered strings, or all text pairs)."""
+    import torch
+
+    if isinstance(texts[0], tuple):
+        enc = tok([q for q, _ in texts], [a for _, a in texts], padding=True, truncation=True,
+                  max_length=max_length, return_tensors="pt")
+    else:
+        enc = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                  add_special_tokens=False)
+    with torch.inference_mode():
+        return model(**{k: v.to(dev) for k, v in enc.items()}).logits[:, 0].float().cpu().numpy()
 
 
 def parse_score(text: str | None) -> float | None:

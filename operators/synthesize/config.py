@@ -1,17 +1,29 @@
-"""`SynthConfig`: the `synth` section of a recipe. Unknown keys are errors."""
+"""`SynthConfig` and `LLMOptions`: the `synthesize` section of a recipe. Unknown keys are errors.
+
+The strategy names it accepts are those registered (see strategy.py); the
+tuples LLM_STRATEGIES, TEMPLATE_STRATEGIES and STRATEGIES are read from the
+registry whenever they are asked for (the strategies import this module, so it
+cannot import them first).
+"""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from infuse.operators.common.base import Strict, runtime
 from infuse.operators.common.formats import ALIASES, FAMILY_KEYS, family
+from infuse.operators.llm import LLMConfig
 
-LLM_STRATEGIES = ("qa", "rag", "code_tasks", "log_tasks", "self_instruct", "dialogue", "summary", "atomic_facts",
-                  "rewrite", "raft")
-TEMPLATE_STRATEGIES = ("facts", "record_template", "section_template", "continuation", "identity")
-STRATEGIES = LLM_STRATEGIES + TEMPLATE_STRATEGIES
+
+def __getattr__(name: str) -> Any:
+    """LLM_STRATEGIES, TEMPLATE_STRATEGIES and STRATEGIES (LLM ones first), from the registry."""
+    if name not in ("LLM_STRATEGIES", "TEMPLATE_STRATEGIES", "STRATEGIES"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from infuse.operators.synthesize import strategy
+
+    return {"LLM_STRATEGIES": strategy.llm_names, "TEMPLATE_STRATEGIES": strategy.template_names,
+            "STRATEGIES": strategy.all_names}[name]()
 
 
 def _default_by_format() -> dict[str, list[str]]:
@@ -95,7 +107,7 @@ class RecordOptions(Strict):
 
 
 class FactsOptions(Strict):
-    """The `facts` strategy: every fact asked in several phrasings (see operators/synthesize/facts.py)."""
+    """The `facts` strategy: every fact asked in several phrasings (see operators/synthesize/strategies/facts.py)."""
 
     phrasings: int = Field(4, ge=2, le=6, description="questions per fact and language (one is held out for "
                                                       "the facts mix puts in eval)")
@@ -204,15 +216,23 @@ class SynthConfig(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> "SynthConfig":
+        from infuse.operators.synthesize.strategy import all_names
+
+        known = all_names()
         for fmt, names in self.by_format.items():
-            bad = [n for n in names if n not in STRATEGIES]
+            bad = [n for n in names if n not in known]
             if bad:
-                raise ValueError(f"by_format.{fmt}: unknown strategy {bad}; known: {', '.join(STRATEGIES)}")
+                raise ValueError(f"by_format.{fmt}: unknown strategy {bad}; known: {', '.join(known)}")
         for opt, names in (("paraphrase", self.paraphrase.apply_to), ("evol_instruct", self.evol_instruct.apply_to)):
-            bad = [n for n in names if n not in STRATEGIES]
+            bad = [n for n in names if n not in known]
             if bad:
                 raise ValueError(f"{opt}.apply_to: unknown strategy {bad}")
         return self
+
+    @classmethod
+    def part_of(cls, options: BaseModel) -> "SynthConfig":
+        """The SynthConfig fields of a larger options model (the step's): only they shape the item ids."""
+        return cls.model_validate(options.model_dump(include=set(cls.model_fields)))
 
     def strategies_for(self, fmt: str) -> list[str]:
         """The strategies of a document format: its own entry, else its family's (code/log/record), else default."""
@@ -224,3 +244,12 @@ class SynthConfig(Strict):
         if fam_key in self.by_format:
             return list(self.by_format[fam_key])
         return list(self.by_format.get("default", []))
+
+
+class LLMOptions(Strict):
+    """The LLM that runs the strategies, and a cap on its work. Not part of SynthConfig: item ids (and so
+    the item memo) do not depend on it; the memo keys its answers by the LLM on their own."""
+
+    llm: LLMConfig = Field(default_factory=lambda: LLMConfig(backend="transformers"),
+                           description="backend: transformers (local), openai (any compatible endpoint) or vllm")
+    max_llm_items: int | None = Field(None, ge=0, description="cap on LLM work items (templates are not capped)")

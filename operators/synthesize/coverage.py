@@ -24,24 +24,39 @@ def _states(answer_tokens: str, value: str) -> bool:
     return bool(v) and f" {v} " in answer_tokens
 
 
-def tag_facts(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Tag (in place) each non-`facts` sample with the facts of its document that its answers state, and return
-    the coverage: samples per fact (all strategies), and how many other samples state a fact."""
-    facts: dict[str, dict[str, str]] = defaultdict(dict)  # doc_id -> fact_id -> short value
+def _is_facts(row: dict[str, Any]) -> bool:
+    return (row.get("strategy") or "").startswith("facts")
+
+
+def _known_facts(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """({doc_id: {fact_id: short value}}, samples per fact) from the `facts` samples."""
+    facts: dict[str, dict[str, str]] = defaultdict(dict)
     count: dict[str, int] = defaultdict(int)
     for r in rows:
         m = meta_of(r.get("meta"))
-        if (r.get("strategy") or "").startswith("facts") and m.get("fact_id"):
+        if _is_facts(r) and m.get("fact_id"):
             count[m["fact_id"]] += 1
             if m.get("short"):
                 facts[r.get("doc_id") or ""].setdefault(m["fact_id"], m["short"])
+    return facts, count
+
+
+def _stated(row: dict[str, Any], facts: dict[str, str]) -> list[str]:
+    """The ids of the facts whose short value the row's assistant turns state."""
+    said = " " + " ".join(tokens("\n".join(x["content"] for x in row.get("messages") or []
+                                          if x.get("role") == "assistant"))) + " "
+    return sorted(fid for fid, value in facts.items() if _states(said, value))
+
+
+def tag_facts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tag (in place) each non-`facts` sample with the facts of its document that its answers state, and return
+    the coverage: samples per fact (all strategies), and how many other samples state a fact."""
+    facts, count = _known_facts(rows)
     tagged = 0
     for r in rows:
-        if (r.get("strategy") or "").startswith("facts") or not facts.get(r.get("doc_id") or ""):
+        if _is_facts(r) or not facts.get(r.get("doc_id") or ""):
             continue
-        said = " " + " ".join(tokens("\n".join(x["content"] for x in r.get("messages") or []
-                                              if x.get("role") == "assistant"))) + " "
-        ids = sorted(fid for fid, value in facts[r["doc_id"]].items() if _states(said, value))
+        ids = _stated(r, facts[r["doc_id"]])
         if ids:
             m = meta_of(r.get("meta"))
             m["fact_ids"] = ids

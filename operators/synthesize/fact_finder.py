@@ -114,17 +114,25 @@ def table_facts(doc: dict[str, Any], max_short: int, doc_lang: str) -> list[Fact
         header = [c.strip() for c in head.group(1).split("|")]
         j = i + 2
         while j < len(lines) and _ROW.match(lines[j]):
-            cells = [c.strip() for c in _ROW.match(lines[j]).group(1).split("|")]
-            if len(cells) == len(header) and cells[0]:
-                for name, value in zip(header[1:], cells[1:]):
-                    if not value or not name:
-                        continue
-                    start = offsets[j] + lines[j].find(value)
-                    short = short_of(value, max_short)
-                    out.append(Fact("row", lang_of(value, "") or "", cells[0], name, value, "",
-                                    (start, start + len(value)), short, aliases_of(short), title_attribute=header[0]))
+            out += _row_facts(header, lines[j], offsets[j], max_short)
             j += 1
         i = j
+    return out
+
+
+def _row_facts(header: list[str], line: str, offset: int, max_short: int) -> list[Fact]:
+    """One fact per non-empty cell of a body row (at `offset` in the document), named by its first cell."""
+    cells = [c.strip() for c in _ROW.match(line).group(1).split("|")]
+    if len(cells) != len(header) or not cells[0]:
+        return []
+    out = []
+    for name, value in zip(header[1:], cells[1:]):
+        if not value or not name:
+            continue
+        start = offset + line.find(value)
+        short = short_of(value, max_short)
+        out.append(Fact("row", lang_of(value, "") or "", cells[0], name, value, "", (start, start + len(value)),
+                        short, aliases_of(short), title_attribute=header[0]))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from typing import Any
+from typing import Any, Iterator
 
 QUESTION_KEYS = ("question", "q", "问题", "提问", "问", "instruction", "指令", "query", "prompt", "input_question")
 ANSWER_KEYS = ("answer", "a", "答案", "回答", "答", "回复", "output", "response", "解答")
@@ -48,9 +48,13 @@ _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _TRAILING_COMMA = re.compile(r",\s*([\]}])")
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the bracket that closes text[start], honouring quoted strings; None if truncated."""
-    stack: list[str] = []
+_CLOSER = {"[": "]", "{": "}"}
+
+
+def _structure(text: str, start: int) -> Iterator[tuple[int, str]]:
+    """(index, char) of every bracket outside quoted strings from text[start], and of every quote that
+    closes a string. An apostrophe inside a word ("don't") opens no string; a backslash escapes the
+    next character inside one."""
     quote: str | None = None
     i = start
     while i < len(text):
@@ -61,21 +65,27 @@ def _balanced_end(text: str, start: int) -> int | None:
                 continue
             if c == quote:
                 quote = None
+                yield i, c
         elif c in "\"'":
-            # an apostrophe inside a word ("don't") is not a string delimiter
-            if c == "'" and i > 0 and text[i - 1].isalnum():
-                pass
-            else:
+            if not (c == "'" and i > 0 and text[i - 1].isalnum()):
                 quote = c
-        elif c in "[{":
-            stack.append("]" if c == "[" else "}")
+        elif c in "[]{}":
+            yield i, c
+        i += 1
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index just past the bracket that closes text[start], honouring quoted strings; None if truncated."""
+    stack: list[str] = []
+    for i, c in _structure(text, start):
+        if c in "[{":
+            stack.append(_CLOSER[c])
         elif c in "]}":
             if not stack or stack[-1] != c:
                 return None
             stack.pop()
             if not stack:
                 return i + 1
-        i += 1
     return None
 
 
@@ -89,39 +99,26 @@ def _element_ends(text: str, start: int) -> list[tuple[int, str]]:
     element is never closed. Scanning stops at a bracket that does not match
     (trailing garbage).
     """
-
-    def outer_array_element() -> bool:  # the innermost open bracket is the first array opened
-        return bool(stack) and stack[-1] == "]" and "]" not in stack[:-1]
-
     out: list[tuple[int, str]] = []
     stack: list[str] = []
-    quote: str | None = None
-    i = start
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-                if outer_array_element():  # a complete string element
-                    out.append((i + 1, "".join(reversed(stack))))
-        elif c in "\"'":
-            if not (c == "'" and i > 0 and text[i - 1].isalnum()):
-                quote = c
-        elif c in "[{":
-            stack.append("]" if c == "[" else "}")
-        elif c in "]}":
+    for i, c in _structure(text, start):
+        if c in "[{":
+            stack.append(_CLOSER[c])
+            continue
+        if c in "]}":
             if not stack or stack[-1] != c:
                 break
             stack.pop()
             if not stack:
                 break  # complete after all (the caller handles that case)
-            if outer_array_element():  # a complete object/array element
-                out.append((i + 1, "".join(reversed(stack))))
-        i += 1
+        if _in_outer_array(stack):  # a complete string, object or array element
+            out.append((i + 1, "".join(reversed(stack))))
     return out
+
+
+def _in_outer_array(stack: list[str]) -> bool:
+    """The innermost open bracket is the first array opened."""
+    return bool(stack) and stack[-1] == "]" and "]" not in stack[:-1]
 
 
 def _salvage(text: str, start: int) -> Any:
@@ -193,50 +190,57 @@ def parse_json_loose(text: str | None) -> Any:
         return json.loads(body, strict=False)
     except (json.JSONDecodeError, ValueError, RecursionError):
         pass
-    sources = [m.group(1) for m in _FENCE.finditer(body)] + [body]
-    for src in sources:
-        pos = 0
-        for _ in range(50):
-            starts = [i for i in (src.find("[", pos), src.find("{", pos)) if i >= 0]
-            if not starts:
-                break
-            start = min(starts)
-            end = _balanced_end(src, start)
-            if end is None:  # unclosed: every later bracket is inside it, so the output is truncated
-                salvaged = _salvage(src, start)
-                if salvaged is not None:
-                    return salvaged
-                break
-            try:
-                value = _loads(src[start:end])
-            except ValueError:
-                pos = start + 1
-                continue
-            if not _plausible(value):  # e.g. a citation like [1] in prose
-                pos = end
-                continue
-            if isinstance(value, dict):  # JSON lines: several objects one after another
-                rest = src[end:]
-                more = [value]
-                while True:
-                    m = re.match(r"\s*,?\s*(?={)", rest)
-                    if not m:
-                        break
-                    s2 = m.end()
-                    e2 = _balanced_end(rest, s2)
-                    if e2 is None:
-                        break
-                    try:
-                        more.append(_loads(rest[s2:e2]))
-                    except ValueError:
-                        break
-                    rest = rest[e2:]
-                if len(more) > 1:
-                    return more
+    for src in [m.group(1) for m in _FENCE.finditer(body)] + [body]:  # fenced blocks first, then the whole
+        value = _first_value(src)
+        if value is not None:
             return value
     if any(c in body for c in "[{"):
         raise ParseError("malformed_json", "no complete JSON array or object (truncated or broken output)")
     raise ParseError("malformed_json", "the output contains no JSON")
+
+
+def _first_value(src: str) -> Any:
+    """The first plausible array or object in src (a truncated one salvaged), or None."""
+    pos = 0
+    for _ in range(50):
+        starts = [i for i in (src.find("[", pos), src.find("{", pos)) if i >= 0]
+        if not starts:
+            return None
+        start = min(starts)
+        end = _balanced_end(src, start)
+        if end is None:  # unclosed: every later bracket is inside it, so the output is truncated
+            return _salvage(src, start)
+        try:
+            value = _loads(src[start:end])
+        except ValueError:
+            pos = start + 1
+            continue
+        if not _plausible(value):  # e.g. a citation like [1] in prose
+            pos = end
+            continue
+        if isinstance(value, dict):  # JSON lines: several objects one after another
+            more = _more_objects(value, src[end:])
+            if len(more) > 1:
+                return more
+        return value
+    return None
+
+
+def _more_objects(first: dict[str, Any], rest: str) -> list[Any]:
+    """`first` and the objects that follow it, each after optional space and a comma."""
+    out: list[Any] = [first]
+    while True:
+        m = re.match(r"\s*,?\s*(?={)", rest)
+        if not m:
+            return out
+        end = _balanced_end(rest, m.end())
+        if end is None:
+            return out
+        try:
+            out.append(_loads(rest[m.end():end]))
+        except ValueError:
+            return out
+        rest = rest[end:]
 
 
 def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> Any:

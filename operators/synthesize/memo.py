@@ -19,17 +19,18 @@ from typing import Any
 import xxhash
 
 from infuse.operators.common.base import stable_hash
-from infuse.operators.synthesize.config import LLM_STRATEGIES
 from infuse.operators.synthesize.schema import WorkItem
+from infuse.operators.synthesize.strategy import asks_llm
 
 
 def text_hash(text: str | None) -> str:
+    """A fast hash of a text (xxh3), enough to tell a changed source."""
     return xxhash.xxh3_64_hexdigest((text or "").encode("utf-8", "surrogatepass"))
 
 
 def memo_key(item: WorkItem, llm_id: str, chunks: dict[str, Any], docs: dict[str, Any]) -> str | None:
     """The item's memo key, or None for an item the memo does not keep (templates)."""
-    if item.strategy not in LLM_STRATEGIES:
+    if not asks_llm(item.strategy):
         return None
     if item.chunk_id:
         source = text_hash((chunks.get(item.chunk_id) or {}).get("text"))
@@ -47,6 +48,7 @@ def deps_of(item: WorkItem, rows: list[dict[str, Any]], chunks: dict[str, Any]) 
 
 
 def deps_hold(deps: dict[str, str], chunks: dict[str, Any]) -> bool:
+    """Every chunk the kept result read is still there with the same text."""
     return all(cid in chunks and text_hash(chunks[cid].get("text")) == h for cid, h in deps.items())
 
 

@@ -1,10 +1,8 @@
-"""A whole synthesis run: the plan (with its cap and its skips), then the shards, resumed and retried.
+"""A whole synthesis run: the planned items in shards, resumed and retried.
 
 Plain Python: where shards are kept is the caller's (a ShardStore), so the
 same code runs under the flow, in a test or in a notebook.
 
-- Every input chunk's fate is written down: a chunk no strategy takes is a
-  `no_work_item` reject, an LLM item over `max_llm_items` an `over_max_llm_items` one.
 - Items run in shards of `shard_size`; inside a shard, finished items are
   committed every `commit_every` items (fewer when items are slow, so a
   commit comes at least every `commit_every_s`), so a kill costs at most that
@@ -13,7 +11,7 @@ same code runs under the flow, in a test or in a notebook.
   `retry_failed` also re-runs its failed ones.
 - The output does not depend on how the work was cut: samples and statuses
   are put in plan order, whatever ran when.
-- With an item memo (see `synth.memo`), an LLM item a run of any step key
+- With an item memo (see memo.py), an LLM item a run of any step key
   finished is taken from it instead of asked again: a new document costs
   only its own requests.
 """
@@ -28,11 +26,11 @@ import pyarrow as pa
 
 from infuse.operators.common.base import ProgressFn, Reject, check_stop
 from infuse.operators.llm.base import LLMBackend
-from infuse.operators.synthesize.config import LLM_STRATEGIES, SynthConfig
+from infuse.operators.synthesize.config import SynthConfig
 from infuse.operators.synthesize.memo import deps_hold, deps_of, keepable, memo_key
-from infuse.operators.synthesize.plan import plan
-from infuse.operators.synthesize.run import run_items
 from infuse.operators.synthesize.schema import ITEM_STATUS_SCHEMA, QA_SCHEMA, WorkItem
+from infuse.operators.synthesize.strategy import asks_llm
+from infuse.operators.synthesize.waves import run_items
 
 
 class ItemMemo(Protocol):
@@ -54,36 +52,6 @@ class ShardStore(Protocol):
         """Commit a shard's samples and statuses as one unit."""
 
 
-def plan_items(syn: SynthConfig, chunks: pa.Table, docs: pa.Table,
-               max_llm_items: int | None = None) -> tuple[list[WorkItem], list[Reject]]:
-    """The work items, and a reject for every chunk or item that gets no synthesis."""
-    items = plan(chunks, docs, syn)
-    skipped: list[Reject] = []
-    capped_chunks: set[str] = set()
-    if max_llm_items is not None:
-        kept, n = [], 0
-        for it in items:
-            if it.strategy in LLM_STRATEGIES:
-                if n >= max_llm_items:
-                    skipped.append(Reject(it.item_id, "over_max_llm_items",
-                                          f"{it.strategy} item not run: max_llm_items is {max_llm_items}",
-                                          {"strategy": it.strategy, "chunk_id": it.chunk_id}))
-                    capped_chunks.add(it.chunk_id)
-                    continue
-                n += 1
-            kept.append(it)
-        items = kept
-    planned_chunks = {it.chunk_id for it in items if it.chunk_id}
-    whole_docs = {it.doc_id for it in items if not it.chunk_id and it.doc_id}
-    for cid, did, fmt, text in zip(*(chunks.column(c).to_pylist() for c in ("chunk_id", "doc_id", "format", "text"))):
-        if cid in planned_chunks or cid in capped_chunks or did in whole_docs:
-            continue
-        skipped.append(Reject(cid, "no_work_item", f"no synthesis strategy took this {fmt} chunk "
-                              f"(strategies for {fmt}: {syn.strategies_for(fmt) or 'none'}; "
-                              f"min_chunk_chars {syn.min_chunk_chars})", {"chars": len(text or "")}))
-    return items, skipped
-
-
 @dataclass
 class SynthResult:
     qa: pa.Table
@@ -102,13 +70,10 @@ class _Shard:
         self.items = items
         self.done: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         if prior is not None:
-            qa_rows, statuses = prior[0].to_pylist(), prior[1].to_pylist()
-            pos = 0
-            for st in statuses:  # samples are stored in status order, n_samples per item
-                self.done[st["item_id"]] = (st, qa_rows[pos:pos + st["n_samples"]])
-                pos += st["n_samples"]
+            self.add(prior[0].to_pylist(), prior[1].to_pylist())
 
     def add(self, rows: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> None:
+        """Items' statuses and their samples, which follow in status order, n_samples per item."""
         pos = 0
         for st in statuses:
             self.done[st["item_id"]] = (st, rows[pos:pos + st["n_samples"]])
@@ -122,7 +87,8 @@ class _Shard:
 
 
 class _Memo:
-    """The synthesis view of an item memo: keys from (item, LLM, source text), deps checked on use."""
+    """The synthesis view of an item memo (none: nothing is found or kept): keys from (item, LLM, source
+    text), deps checked on use."""
 
     def __init__(self, memo: ItemMemo | None, llm_id: str, chunks: dict[str, Any], docs: dict[str, Any]) -> None:
         self.memo, self.llm_id, self.chunks, self.docs = memo, llm_id, chunks, docs
@@ -136,6 +102,7 @@ class _Memo:
         return self.keys[item.item_id]
 
     def take(self, item: WorkItem, retry_failed: bool) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """(status, rows) kept for the item, unless a chunk it read changed or it failed and is to be retried."""
         key = self.key(item)
         found = self.memo.get(key) if key else None
         if found is None:
@@ -158,6 +125,81 @@ class _Memo:
             self.memo.put(entries)
 
 
+COUNTS = ("shards", "shards_resumed", "shards_run", "items_retried", "items_run", "commits", "items_from_memo")
+
+
+class _Run:
+    """One run's shards: each resumed from what is committed, its remaining items taken from the memo or
+    run in groups, committed after each group."""
+
+    def __init__(self, syn: SynthConfig, shards: ShardStore, backend: Callable[[], LLMBackend | None],
+                 sources: tuple[dict[str, Any], dict[str, Any], Any], mem: _Memo, retry_failed: bool,
+                 progress: ProgressFn | None) -> None:
+        self.syn, self.shards, self.backend, self.mem = syn, shards, backend, mem
+        self.chunks, self.docs, self.index = sources
+        self.retry_failed, self.progress = retry_failed, progress
+        self.counts = dict.fromkeys(COUNTS, 0)
+
+    def shard(self, name: str, items: list[WorkItem]) -> tuple[pa.Table, pa.Table]:
+        """The shard's (qa, status), running what it still lacks."""
+        shard = _Shard(items, self.shards.load(name))
+        self.counts["shards"] += 1
+        todo = self._from_memo(name, shard, self._todo(shard))
+        if self.progress and len(todo) < len(shard.items):
+            self.progress(len(shard.items) - len(todo))
+        if not todo:
+            self.counts["shards_resumed"] += 1
+        else:
+            self.counts["shards_run"] += 1
+            self._run_groups(name, shard, todo)
+        return shard.tables()
+
+    def _todo(self, shard: _Shard) -> list[WorkItem]:
+        """Items with no status yet; with retry_failed, the failed ones too."""
+        failed = {i for i, (st, _) in shard.done.items() if st["status"] == "failed"}
+        todo = [it for it in shard.items
+                if it.item_id not in shard.done or (self.retry_failed and it.item_id in failed)]
+        self.counts["items_retried"] += sum(1 for it in todo if it.item_id in failed)
+        return todo
+
+    def _from_memo(self, name: str, shard: _Shard, todo: list[WorkItem]) -> list[WorkItem]:
+        """Adds the items the memo holds to the shard; returns the rest."""
+        kept = {it.item_id: self.mem.take(it, self.retry_failed) for it in todo}
+        hits = [it for it in todo if kept[it.item_id] is not None]
+        for it in hits:
+            st, rows = kept[it.item_id]
+            shard.add(rows, [st])
+        self.counts["items_from_memo"] += len(hits)
+        rest = [it for it in todo if kept[it.item_id] is None]
+        if hits and not rest:
+            self.shards.save(name, *shard.tables())
+            self.counts["commits"] += 1
+        return rest
+
+    def _run_groups(self, name: str, shard: _Shard, todo: list[WorkItem]) -> None:
+        """Run a shard's items in groups, committing the shard after each group."""
+        pos, size = 0, self.syn.commit_every
+        while pos < len(todo):
+            check_stop()  # a stop request lands between groups: what is finished is committed
+            group = todo[pos:pos + size]
+            t0 = time.monotonic()
+            needs_llm = any(asks_llm(it.strategy) for it in group)
+            rows, statuses = run_items(group, self.backend() if needs_llm else None, self.syn, chunks=self.chunks,
+                                       docs=self.docs, index=self.index)
+            check_stop()  # stopped mid-group: its results may be cut short, so they are not committed
+            shard.add(rows, [s.to_row() for s in statuses])
+            self.shards.save(name, *shard.tables())
+            self.mem.keep(group, shard)
+            self.counts["commits"] += 1
+            self.counts["items_run"] += len(group)
+            if self.progress:
+                self.progress(len(group))
+            pos += len(group)
+            per_item = (time.monotonic() - t0) / max(len(group), 1)
+            if per_item > 0 and needs_llm:  # slow items: smaller groups, so a commit comes every commit_every_s
+                size = max(1, min(self.syn.commit_every, int(self.syn.commit_every_s / per_item)))
+
+
 def synthesize(items: list[WorkItem], skipped: list[Reject], syn: SynthConfig, shards: ShardStore,
                backend: Callable[[], LLMBackend | None], chunks: dict[str, Any], docs: dict[str, Any],
                index: Any = None, retry_failed: bool = False, progress: ProgressFn | None = None,
@@ -166,83 +208,35 @@ def synthesize(items: list[WorkItem], skipped: list[Reject], syn: SynthConfig, s
     LLM item is about to run (a model load is costly and templates need none). With `memo`, LLM
     items found there (under `llm_id` and their source text) are not run; `result.memo_keys` are
     the keys of this run's LLM items, for the caller to keep (`ItemMemo.finish`)."""
-    counts = {"shards": 0, "shards_resumed": 0, "shards_run": 0, "items_retried": 0, "items_run": 0, "commits": 0,
-              "items_from_memo": 0}
     mem = _Memo(memo, llm_id, chunks, docs)
-    qa_parts, status_parts = [], []
-    for n, start in enumerate(range(0, len(items), syn.shard_size)):
-        name = f"shard-{n:05d}"
-        shard = _Shard(items[start:start + syn.shard_size], shards.load(name))
-        counts["shards"] += 1
-        failed = {i for i, (st, _) in shard.done.items() if st["status"] == "failed"}
-        todo = [it for it in shard.items if it.item_id not in shard.done or (retry_failed and it.item_id in failed)]
-        counts["items_retried"] += sum(1 for it in todo if it.item_id in failed)
-        if memo is not None and todo:
-            kept = {it.item_id: mem.take(it, retry_failed) for it in todo}
-            hits = [it for it in todo if kept[it.item_id] is not None]
-            for it in hits:
-                st, rows = kept[it.item_id]
-                shard.add(rows, [st])
-            counts["items_from_memo"] += len(hits)
-            todo = [it for it in todo if kept[it.item_id] is None]
-            if hits and not todo:
-                shards.save(name, *shard.tables())
-                counts["commits"] += 1
-        if progress and len(todo) < len(shard.items):
-            progress(len(shard.items) - len(todo))
-        if not todo:
-            counts["shards_resumed"] += 1
-        else:
-            counts["shards_run"] += 1
-            _run_todo(todo, shard, name, syn, shards, backend, chunks, docs, index, counts, progress,
-                      mem if memo is not None else None)
-        qa, status = shard.tables()
-        qa_parts.append(qa)
-        status_parts.append(status)
-
-    qa = pa.concat_tables(qa_parts) if qa_parts else QA_SCHEMA.empty_table()
-    status = pa.concat_tables(status_parts) if status_parts else ITEM_STATUS_SCHEMA.empty_table()
+    run = _Run(syn, shards, backend, (chunks, docs, index), mem, retry_failed, progress)
+    parts = [run.shard(f"shard-{n:05d}", items[start:start + syn.shard_size])
+             for n, start in enumerate(range(0, len(items), syn.shard_size))]
+    qa = pa.concat_tables([p[0] for p in parts]) if parts else QA_SCHEMA.empty_table()
+    status = pa.concat_tables([p[1] for p in parts]) if parts else ITEM_STATUS_SCHEMA.empty_table()
     st_rows = status.to_pylist()
     rejects = list(skipped) + [_failed_item(s) for s in st_rows if s["status"] == "failed"]
-    by_strategy: dict[str, dict[str, int]] = {}
-    for s in st_rows:
-        d = by_strategy.setdefault(s["strategy"], {"items": 0, "done": 0, "failed": 0, "samples": 0,
-                                                   "calls": 0, "failed_calls": 0})
+    memo_keys = [k for k in (mem.key(it) for it in items) if k]
+    return SynthResult(qa, status, rejects, run.counts, _by_strategy(st_rows), _usage(st_rows), memo_keys)
+
+
+def _by_strategy(statuses: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Items, outcomes, samples and calls per strategy."""
+    by: dict[str, dict[str, int]] = {}
+    for s in statuses:
+        d = by.setdefault(s["strategy"], {"items": 0, "done": 0, "failed": 0, "samples": 0, "calls": 0,
+                                          "failed_calls": 0})
         d["items"] += 1
         d[s["status"]] += 1
         d["samples"] += s["n_samples"]
         d["calls"] += s["calls"]
         d["failed_calls"] += s["failed_calls"]
-    usage = {"prompt_tokens": sum(s["usage_prompt_tokens"] for s in st_rows),
-             "completion_tokens": sum(s["usage_completion_tokens"] for s in st_rows)}
-    memo_keys = [k for k in (mem.key(it) for it in items) if k] if memo is not None else []
-    return SynthResult(qa, status, rejects, counts, by_strategy, usage, memo_keys)
+    return by
 
 
-def _run_todo(todo: list[WorkItem], shard: _Shard, name: str, syn: SynthConfig, shards: ShardStore,
-              backend: Callable[[], LLMBackend | None], chunks: dict[str, Any], docs: dict[str, Any], index: Any,
-              counts: dict[str, int], progress: ProgressFn | None, mem: _Memo | None = None) -> None:
-    """Run a shard's items in groups, committing the shard after each group."""
-    pos, size = 0, syn.commit_every
-    while pos < len(todo):
-        check_stop()  # a stop request lands between groups: what is finished is committed
-        group = todo[pos:pos + size]
-        t0 = time.monotonic()
-        needs_llm = any(it.strategy in LLM_STRATEGIES for it in group)
-        rows, statuses = run_items(group, backend() if needs_llm else None, syn, chunks=chunks, docs=docs, index=index)
-        check_stop()  # stopped mid-group: its results may be cut short, so they are not committed
-        shard.add(rows, [s.to_row() for s in statuses])
-        shards.save(name, *shard.tables())
-        if mem is not None:
-            mem.keep(group, shard)
-        counts["commits"] += 1
-        counts["items_run"] += len(group)
-        if progress:
-            progress(len(group))
-        pos += len(group)
-        per_item = (time.monotonic() - t0) / max(len(group), 1)
-        if per_item > 0 and needs_llm:  # slow items: smaller groups, so a commit comes every commit_every_s
-            size = max(1, min(syn.commit_every, int(syn.commit_every_s / per_item)))
+def _usage(statuses: list[dict[str, Any]]) -> dict[str, int]:
+    return {"prompt_tokens": sum(s["usage_prompt_tokens"] for s in statuses),
+            "completion_tokens": sum(s["usage_completion_tokens"] for s in statuses)}
 
 
 def _failed_item(s: dict[str, Any]) -> Reject:

@@ -1,199 +1,139 @@
-"""run_items: execute work items in waves, one backend.generate call per wave.
+"""The synthesize step's work in one call: plan, cap, run in resumable shards, tag fact coverage, report.
 
-Pure function of its inputs (items, config, sources, backend outputs): the
-task layer runs it on shards of items and appends each shard's rows, so a
-crashed run resumes from the last shard. Every item ends `done` or `failed`
-with an error kind and the raw model text; none goes missing.
+Plain inputs (the chunks and documents tables, SynthConfig, the LLM options) give plain outputs
+(the qa and status tables, the rejects, counts and a summary). Where shards and
+the item memo are kept and how progress is shown, the caller lends (`Keep`),
+so the same call runs under the flow, in a test or in a notebook.
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager
 
-from infuse.operators.common.base import stable_hash
-from infuse.operators.llm.base import ChatRequest, ChatResult, LLMBackend
-from infuse.operators.synthesize import (atomic_facts, code_tasks, continuation, dialogue, evol_instruct, identity,
-                                    facts, log_tasks, paraphrase, qa, raft, rag, record_template, rewrite, section_template,
-                                    self_instruct, summary)
-from infuse.operators.synthesize.config import SynthConfig
-from infuse.operators.synthesize.core import Context, Gen, ItemFailure, Track
-from infuse.operators.synthesize.schema import Draft, ItemStatus, WorkItem
+import pyarrow as pa
 
-LLM_RUNNERS: dict[str, Callable[[WorkItem, Context, Track], Gen]] = {
-    "qa": qa.run,
-    "rag": rag.run,
-    "self_instruct": self_instruct.run,
-    "code_tasks": code_tasks.run,
-    "log_tasks": log_tasks.run,
-    "dialogue": dialogue.run,
-    "summary": summary.run,
-    "atomic_facts": atomic_facts.run,
-    "rewrite": rewrite.run,
-    "raft": raft.run,
-}
-TEMPLATE_MAKERS: dict[str, Callable[[WorkItem, Context, Track], list[Draft]]] = {
-    "facts": facts.make,
-    "record_template": record_template.make,
-    "section_template": section_template.make,
-    "continuation": continuation.make,
-    "identity": identity.make,
-}
+from infuse.operators.common.base import Reject, key_dump, stable_hash
+from infuse.operators.llm import LLMBackend, make_backend
+from infuse.operators.synthesize.config import LLMOptions, SynthConfig
+from infuse.operators.synthesize.coverage import tag_facts
+from infuse.operators.synthesize.estimate import estimate, format_estimate
+from infuse.operators.synthesize.orchestrate import ItemMemo, ShardStore, SynthResult, synthesize
+from infuse.operators.synthesize.plan import plan_items
+from infuse.operators.synthesize.rag import build_index
+from infuse.operators.synthesize.schema import WorkItem
+from infuse.operators.synthesize.strategy import strategy
+from infuse.operators.synthesize.waves import request_seed
+
+# request_seed lives in waves.py; tests/test_seeds.py still imports it from here
+__all__ = ["Keep", "Synthesis", "run_synthesis", "describe_plan", "request_seed"]
 
 
-def _item_gen(item: WorkItem, ctx: Context, track: Track) -> Gen:
-    """The item's base strategy, then the augmenters that apply to it, as one generator."""
-    if item.strategy in LLM_RUNNERS:
-        drafts = yield from LLM_RUNNERS[item.strategy](item, ctx, track)
-    elif item.strategy in TEMPLATE_MAKERS:
-        drafts = TEMPLATE_MAKERS[item.strategy](item, ctx, track)
-    else:
-        raise ItemFailure("unknown_strategy", f"no strategy named {item.strategy!r}")
-    drafts = list(drafts)
-    cfg = ctx.cfg
-    extra: list[Draft] = []
-    if drafts and cfg.paraphrase.enabled and item.strategy in cfg.paraphrase.apply_to:
-        extra += yield from paraphrase.augment(drafts, item, ctx, track)
-    if drafts and cfg.evol_instruct.enabled and item.strategy in cfg.evol_instruct.apply_to:
-        extra += yield from evol_instruct.augment(drafts, item, ctx, track)
-    return drafts + extra
+@dataclass
+class Keep:
+    """What the caller lends a run: where shards and LLM answers are kept, progress, the backend."""
+
+    shards: ShardStore
+    memo: ItemMemo | None = None
+    # total -> a context whose value's update(n) counts finished items (a Progress bar)
+    progress: Callable[[int], ContextManager[Any]] | None = None
+    backend: Callable[[], LLMBackend] | None = None  # default: make_backend(run.llm), on first use
+    retry_failed: bool = False
 
 
-def _messages(d: Draft, system: str | None) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": system}] if system else []
-    if d.turns:
-        return (msgs if d.turns[0]["role"] != "system" else []) + list(d.turns)
-    return msgs + [{"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
+@dataclass
+class Synthesis:
+    """A run's outputs, and what its report says."""
+
+    items: list[WorkItem]
+    skipped: list[Reject]  # chunks no strategy took, LLM items over max_llm_items
+    result: SynthResult
+    qa: pa.Table  # result.qa, its samples tagged with the facts they state (`meta.fact_ids`)
+    coverage: dict[str, Any]
+    markdown: str = ""
+
+    @property
+    def rejects(self) -> list[Reject]:
+        return self.result.rejects
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.items) + len(self.skipped)
+
+    def stats(self) -> dict[str, Any]:
+        r = self.result
+        return {"items": len(self.items), "samples": r.qa.num_rows, "by_strategy": r.by_strategy, "usage": r.usage,
+                "facts": self.coverage, **r.counts}
+
+    def by_strategy(self) -> list[dict[str, Any]]:
+        return [{"strategy": k, **v} for k, v in sorted(self.result.by_strategy.items())]
 
 
-def draft_rows(item: WorkItem, drafts: list[Draft], cfg: SynthConfig, model: str) -> list[dict[str, Any]]:
-    rows = []
-    for i, d in enumerate(drafts):
-        messages = _messages(d, cfg.system_message)
-        rows.append({
-            "sample_id": stable_hash([item.item_id, i, messages])[:32],
-            "messages": messages,
-            "doc_id": d.doc_id or item.doc_id,
-            "chunk_id": d.chunk_id,
-            "source_chunk_ids": list(d.source_chunk_ids),
-            "span_start": d.span_start,
-            "span_end": d.span_end,
-            "strategy": d.strategy,
-            "generator": d.generator if d.generator else ("template" if item.strategy in TEMPLATE_MAKERS else model),
-            "prompt_version": d.prompt_version,
-            "usage_prompt_tokens": int(d.usage.get("prompt_tokens", 0) or 0),
-            "usage_completion_tokens": int(d.usage.get("completion_tokens", 0) or 0),
-            "lang": d.lang or item.lang,
-            "format": d.format if d.format is not None else item.format,
-            "cpt_text": bool(d.cpt_text),
-            "meta": json.dumps(d.meta, ensure_ascii=False, sort_keys=True) if d.meta else "",
-        })
-    return rows
+def describe_plan(syn: SynthConfig, run: LLMOptions, chunks: pa.Table, docs: pa.Table) -> str:
+    """`infuse plan`: the items, what they will cost, and what is not synthesized and why."""
+    items, skipped = plan_items(syn, chunks, docs, run.max_llm_items)
+    lines = [f"synthesis plan: {len(items)} work items over {chunks.num_rows} chunks and {docs.num_rows} "
+             f"documents; LLM: {run.llm.backend} {_model(run)}",
+             format_estimate(estimate(items, syn, chunks=chunks))]
+    if skipped:
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        lines.append(f"not synthesized: {reasons}")
+    return "\n".join(lines)
 
 
-def request_seed(item_id: str, wave: int, index: int) -> int:
-    """The sampling seed of an item's `index`-th request in its `wave`-th round (an item's waves are
-    its own steps: the same in any shard or group). A retry is a later wave, so it samples anew."""
-    return int(stable_hash([item_id, wave, index])[:8], 16)
+def run_synthesis(syn: SynthConfig, run: LLMOptions, chunks_t: pa.Table, docs_t: pa.Table, keep: Keep) -> Synthesis:
+    """Plan, run (resuming committed shards, taking memo hits), and tag which samples state which fact."""
+    items, skipped = plan_items(syn, chunks_t, docs_t, run.max_llm_items)
+    chunks = {r["chunk_id"]: r for r in chunks_t.to_pylist()}
+    docs = {r["doc_id"]: r for r in docs_t.to_pylist()}
+    index = build_index(chunks) if any(_retrieves(it) for it in items) else None  # embed the corpus once
+    with (keep.progress(len(items)) if keep.progress else nullcontext()) as bar:
+        res = synthesize(items, skipped, syn, keep.shards, _lazy(keep.backend or (lambda: make_backend(run.llm))),
+                         chunks, docs, index=index, retry_failed=keep.retry_failed,
+                         progress=bar.update if bar is not None else None, memo=keep.memo,
+                         llm_id=stable_hash(key_dump(run.llm))[:16])
+    rows = res.qa.to_pylist()
+    coverage = tag_facts(rows)
+    out = Synthesis(items, skipped, res, pa.Table.from_pylist(rows, schema=res.qa.schema), coverage)
+    out.markdown = _markdown(out, run)
+    return out
 
 
-def _status(item: WorkItem, track: Track, n: int, failure: tuple[str, str, str | None] | None = None) -> ItemStatus:
-    kind, err, raw = failure or (track.error_kind, track.error, track.raw_text)
-    if n == 0 and kind is None:
-        kind, err = "no_samples", "the strategy produced no samples"
-    return ItemStatus(item.item_id, "done" if n > 0 else "failed", kind, err, raw, n, item.strategy, item.key,
-                      track.calls, track.failed_calls, int(track.usage.get("prompt_tokens", 0)),
-                      int(track.usage.get("completion_tokens", 0)))
+def _model(run: LLMOptions) -> str:
+    return run.llm.model or "(packaged Gemma 3 270M)"
 
 
-def _generate(backend: LLMBackend | None, batch: list[ChatRequest]) -> list[ChatResult]:
-    """One backend call for the whole wave; a missing backend or a crash becomes per-request errors."""
-    if backend is None:
-        return [ChatResult(r.id, error="this strategy needs an LLM backend and none was given",
-                           error_kind="no_backend") for r in batch]
-    try:
-        results = list(backend.generate(batch))
-    except Exception as e:  # the backend promised not to raise; if it does, fail this wave's items, not the run
-        return [ChatResult(r.id, error=f"backend raised {type(e).__name__}: {e}", error_kind="backend_error")
-                for r in batch]
-    if len(results) != len(batch):
-        return [ChatResult(r.id, error=f"backend returned {len(results)} results for {len(batch)} requests",
-                           error_kind="bad_response") for r in batch]
-    by_id = {r.id: r for r in results}
-    if len(by_id) == len(batch) and all(r.id in by_id for r in batch):
-        return [by_id[r.id] for r in batch]
-    return results  # ids not echoed: trust the order, as the protocol says
+def _retrieves(item: WorkItem) -> bool:
+    found = strategy(item.strategy)
+    return found is not None and found.retrieves
 
 
-def run_items(items: list[WorkItem], backend: LLMBackend | None, cfg: SynthConfig,
-              embed_fn: Callable[[list[str]], Any] | None = None, chunks: Any = None, docs: Any = None,
-              index: Any = None) -> tuple[list[dict[str, Any]], list[ItemStatus]]:
-    """Rows of QA_SCHEMA and one ItemStatus per item (in item order).
+def _lazy(build: Callable[[], LLMBackend]) -> Callable[[], LLMBackend]:
+    """The backend, built on first use: templates need no model load."""
+    made: list[LLMBackend] = []
 
-    chunks/docs: pa.Table, list of rows or {id: row}. RAG needs every chunk of
-    the corpus (or a prebuilt `rag.build_index(...)` as `index`); the other
-    strategies only the chunks/documents of their items.
-    """
-    ctx = Context(cfg, chunks, docs, embed_fn, index, getattr(backend, "model", "") if backend else "")
-    model = ctx.backend_model
-    tracks: dict[str, Track] = {}
-    active: dict[str, tuple[Gen, list[ChatRequest]]] = {}
-    rows_by_item: dict[str, list[dict[str, Any]]] = {}
-    status: dict[str, ItemStatus] = {}
+    def get() -> LLMBackend:
+        if not made:
+            made.append(build())
+        return made[0]
 
-    def settle(item: WorkItem, step: Callable[[], list[ChatRequest]]) -> None:
-        track = tracks[item.item_id]
-        try:
-            reqs = step()
-        except StopIteration as stop:
-            active.pop(item.item_id, None)
-            rows = draft_rows(item, list(stop.value or []), cfg, track.model or model)
-            rows_by_item[item.item_id] = rows
-            status[item.item_id] = _status(item, track, len(rows))
-        except ItemFailure as e:
-            active.pop(item.item_id, None)
-            status[item.item_id] = _status(item, track, 0, (e.kind, str(e), e.raw))
-        except Exception as e:  # a bug or odd data in one item must not sink the shard
-            active.pop(item.item_id, None)
-            status[item.item_id] = _status(item, track, 0, ("internal_error", f"{type(e).__name__}: {e}", None))
-        else:
-            active[item.item_id] = (active[item.item_id][0], list(reqs))
+    return get
 
-    by_id = {}
-    for item in items:
-        if item.item_id in by_id:
-            continue  # the same item twice in a shard runs once
-        by_id[item.item_id] = item
-        tracks[item.item_id] = Track()
-        gen = _item_gen(item, ctx, tracks[item.item_id])
-        active[item.item_id] = (gen, [])
-        settle(item, gen.__next__)
 
-    # Sampling is seeded per request from (item, wave, request index), so a run is reproducible;
-    # a seed in the backend's LLMConfig replaces this (every request then gets that one).
-    derive_seeds = getattr(getattr(backend, "cfg", None), "seed", None) is None
-    wave = 0
-    while active:
-        wave += 1
-        batch: list[ChatRequest] = []
-        owners: list[tuple[str, int]] = []
-        for iid, (_, reqs) in active.items():
-            for j, r in enumerate(reqs):
-                r.id = f"{iid[:16]}:w{wave}:{j}:{r.id}"
-                if derive_seeds and r.seed is None:
-                    r.seed = request_seed(iid, wave, j)
-                batch.append(r)
-                owners.append((iid, j))
-        results = _generate(backend, batch) if batch else []
-        per_item: dict[str, list[ChatResult]] = {iid: [] for iid in active}
-        for (iid, _), res in zip(owners, results):
-            per_item[iid].append(res)
-        for iid in list(active):
-            gen = active[iid][0]
-            settle(by_id[iid], lambda g=gen, r=per_item[iid]: g.send(r))
+def _markdown(out: Synthesis, run: LLMOptions) -> str:
+    c, res = out.result.counts, out.result
+    md = (f"{len(out.items)} work items ({len(out.skipped)} chunks or items skipped, see rejects) in {c['shards']} "
+          f"shards: {c['shards_run']} run, {c['shards_resumed']} resumed from earlier runs, {c['items_retried']} "
+          f"failed items retried, {c['commits']} commits; {c['items_run']} items run, {c['items_from_memo']} LLM "
+          f"items from the item memo (earlier runs' answers about unchanged text).\n\n"
+          f"LLM: `{run.llm.backend}` {_model(run)}; usage {res.usage}")
+    coverage = out.coverage
+    if coverage["facts"]:
+        per = coverage["samples_per_fact"]
+        md += (f"\n\nFacts: {coverage['facts']}, samples per fact min {per['min']}, median {per['median']}, "
+               f"max {per['max']}; {coverage['other_samples_stating_a_fact']} samples of other strategies state "
+               f"a fact (tagged `meta.fact_ids`).")
+    return md
 
-    rows: list[dict[str, Any]] = []
-    statuses: list[ItemStatus] = []
-    for iid, item in by_id.items():
-        rows.extend(rows_by_item.get(iid, []))
-        statuses.append(status[iid])
-    return rows, statuses

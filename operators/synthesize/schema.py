@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -67,13 +67,6 @@ class WorkItem:
     @property
     def key(self) -> str:
         return self.chunk_id or self.doc_id or "-"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
-        return cls(**d)
 
 
 def meta_of(raw: Any) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """card.json: what a model infuse wrote is, and the checks made when it is read back.
 
-Every model artifact (cpt, sft, merge; dpo later) carries a card: kind and
-method, the base it started from (with a fingerprint of the base's files),
-the chat template (name and sha256), the hashes of the training data and the
-final metrics. `open_model` reads a model directory and refuses one whose
-tokenizer template is not the template its card names, so a model can never
-be trained with one template and evaluated or served with another.
+Every model artifact (cpt, sft, dpo, merge) carries a card: kind, method and
+layout, the base it started from (where it was, which run input it came from,
+a fingerprint of its files), the chat template (name and sha256), the hashes
+of the training data and the final metrics. `check_template` refuses a model
+directory whose tokenizer template is not the template its card names, so a
+model can never be trained with one template and evaluated or served with
+another. `base_of` and `root_base` read from the cards which model an adapter
+applies to.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +79,38 @@ def check_template(model_dir: str | Path, expected_sha256: str | None = None) ->
     return card
 
 
-def open_tokenizer(model_dir: str | Path) -> Any:
-    """The tokenizer of a model infuse wrote, its template checked against the card."""
-    from transformers import AutoTokenizer
+class MergeError(ValueError):
+    """An adapter whose base is gone or changed: it cannot be merged or served."""
 
-    check_template(model_dir)
-    return AutoTokenizer.from_pretrained(str(model_dir))
+
+def base_of(model_dir: Path, card: dict[str, Any], base_dir: Path | None) -> Path | None:
+    """The directory an adapter applies to (None for a full model): the updated base a hybrid adapter carries
+    (`base/`), the SFT model under a DPO adapter (`sft/`), else the plain model it was trained on: `base_dir`
+    where the caller knows where that model is now (`root_base`), else the card's `base.path`, checked there
+    and unchanged (the card's fingerprint)."""
+    layout = card.get("layout")
+    if layout == "full":
+        return None
+    if layout == "adapter+base":
+        return model_dir / "base"
+    if layout == "adapter+sft":
+        return model_dir / "sft"
+    base = Path(base_dir or card["base"]["path"])
+    if not (base / "config.json").is_file():
+        raise MergeError(f"the adapter's base model {base} is not there any more")
+    want = card["base"].get("fingerprint")
+    if want and fingerprint(base) != want:
+        raise MergeError(f"the base model at {base} is not the one the adapter was trained on (its files changed)")
+    return base
+
+
+def root_base(model_dir: str | Path, inputs: Mapping[str, Path]) -> Path | None:
+    """Where the plain model at the bottom of an adapter chain is in this run: the entry of `inputs` (run inputs
+    by name: `model`, `cpt.model`) that its card's `base.source` names, read through a DPO adapter to the SFT
+    model under it. None when `inputs` has no such entry."""
+    model_dir = Path(model_dir)
+    card = read_card(model_dir) or {}
+    if card.get("layout") == "adapter+sft" and (model_dir / "sft").is_dir():
+        card = read_card(model_dir / "sft") or {}
+    source = (card.get("base") or {}).get("source")
+    return inputs.get(source) if source else None

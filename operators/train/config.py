@@ -16,7 +16,6 @@ from infuse.operators.common.base import Strict, runtime
 
 Method = Literal["lora", "dora", "full", "qlora", "hybrid"]
 Strategy = Literal["ddp", "fsdp2", "zero2", "zero3"]
-ADAPTER_METHODS = ("lora", "dora", "qlora")  # methods whose output is an adapter over the base
 
 
 class LoraOptions(Strict):

@@ -9,22 +9,38 @@ saved with it (and checked by sft), though the text itself has no chat turns.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 from transformers import PrinterCallback
 
+from infuse.operators.common.jsonl import read_jsonl
 from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
 from infuse.operators.train.modeling import apply_liger, load_model, lora_config, param_count
-from infuse.operators.train.session import Session, last_checkpoint
+from infuse.operators.train.session import Session, checkpoint_step, last_checkpoint
 from infuse.operators.train.trainer import EventCallback, InfuseTrainer, say
 
 
+def general_texts(path: Path) -> tuple[list[str], int]:
+    """The texts of one general text file and how many of its lines are not JSON: a .jsonl file's `text`
+    strings (a line that is not JSON is skipped and counted; one without a `text` string is skipped), else
+    the file's paragraphs."""
+    if path.suffix != ".jsonl":
+        return [b.strip() for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()], 0
+    lines = read_jsonl(path)
+    bad = [line for line in lines if not line.ok]
+    if bad:
+        say(f"cpt: {path.name}: {len(bad)} line(s) skipped, e.g. line {bad[0].number}: {bad[0].message}")
+    found = [v["text"] for v in (line.value for line in lines if line.ok)
+             if isinstance(v, dict) and isinstance(v.get("text"), str)]
+    return found, len(bad)
+
+
 def read_texts(job: Job) -> tuple[list[str], dict[str, int]]:
-    """The domain texts (Parquet column `text`) and the general text files, with a count per source."""
+    """The domain texts (Parquet column `text`) and the general text files, with a count per source (and
+    `<file> bad lines` for a .jsonl file with lines that are not JSON)."""
     texts: list[str] = []
     counts: dict[str, int] = {}
     if job.data.get("text"):
@@ -33,13 +49,11 @@ def read_texts(job: Job) -> tuple[list[str], dict[str, int]]:
         counts["domain"] = len(domain)
     for path in job.extra.get("general_text", []):
         p = Path(path)
-        if p.suffix == ".jsonl":
-            lines = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-            found = [r["text"] for r in lines if isinstance(r, dict) and isinstance(r.get("text"), str)]
-        else:  # plain text: paragraphs
-            found = [b.strip() for b in p.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+        found, bad = general_texts(p)
         texts += found
         counts[p.name] = len(found)
+        if bad:
+            counts[f"{p.name} bad lines"] = bad
     return texts, counts
 
 
@@ -58,9 +72,7 @@ def train_cpt(job: Job) -> None:
                                                                        "pieces": len(prep.examples)}
 
     sets, info = s.prepared(build)
-    rows_per_step = t.batch_size * t.grad_accum * s.world
-    total, passes = D.plan_steps(len(sets["train"]), rows_per_step, t.epochs, t.max_steps)
-    rows = D.ordered(sets["train"], passes, t.seed)
+    rows, total, rows_per_step = s.schedule(sets["train"])
     say(f"cpt: {info['tokens']} tokens in {len(sets['train'])} rows; {total} steps of {rows_per_step} rows")
     model = load_model(job.base, s.dtype, s.attn)
     apply_liger(model, t.liger, s.gpu)
@@ -78,7 +90,18 @@ def train_cpt(job: Job) -> None:
     trainer.train(resume_from_checkpoint=resume)
     ranks = s.rank_report(trainer)
     final = s.final_dir()
-    if peft is not None:  # the output is a plain model: fold the adapter in
+    _save_plain(s, trainer, final, merge=peft is not None)
+    metrics = s.metrics(trainer._total_train_tokens, events.train_s, n_params)
+    numbers = [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in trainer.state.log_history]
+    result = {"kind": "cpt", "method": job.method, "total_steps": total, "history": numbers, "prep": info,
+              "metrics": metrics, "ranks": ranks, "resumed_from": checkpoint_step(resume),
+              "template": s.template.to_card()}
+    s.finish(final, s.card(metrics=metrics, steps=total, layout="full", sources=info["sources"]), result)
+
+
+def _save_plain(s: Session, trainer: Any, final: Path, merge: bool) -> None:
+    """The trained model into final/ as plain weights: an adapter run (merge) has its adapter folded in."""
+    if merge:
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         if s.is_main:
             merged.save_pretrained(str(final), safe_serialization=True)
@@ -87,9 +110,3 @@ def train_cpt(job: Job) -> None:
         trainer.save_model(str(final))
         if s.is_main:
             trainer.accelerator.unwrap_model(trainer.model).generation_config.save_pretrained(str(final))
-    metrics = s.metrics(trainer._total_train_tokens, events.train_s, n_params)
-    history = [{**{k: v for k, v in e.items() if isinstance(v, (int, float))}} for e in trainer.state.log_history]
-    resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
-    result = {"kind": "cpt", "method": job.method, "total_steps": total, "history": history, "prep": info,
-              "metrics": metrics, "ranks": ranks, "resumed_from": resumed, "template": s.template.to_card()}
-    s.finish(final, s.card(metrics=metrics, steps=total, layout="full", sources=info["sources"]), result)

@@ -1,19 +1,23 @@
-"""Direct preference optimisation in the worker: a new LoRA (or DoRA) adapter over the SFT model, trl DPOTrainer.
+"""Preference optimisation in the worker: a new LoRA (or DoRA) adapter over the SFT model, trained with trl.
 
-The reference model is the SFT model, and it is loaded once: the SFT result is
-materialised in memory (its adapter merged into the base, or its full weights),
-a fresh adapter is attached on top, and trl takes the reference log-probs with
-that adapter disabled. `precompute_ref_log_probs` scores the data once up
-front instead of on every step. SimPO and ORPO need no reference: SimPO is trl.experimental's CPOTrainer with
-loss_type simpo and no behaviour-cloning term (cpo_alpha 0): -logsigmoid(beta * (mean token log-prob of chosen -
-that of rejected) - gamma); ORPO is trl.experimental's ORPOTrainer. The output is the DPO adapter in `final/`
-with the SFT model it was trained over in `final/sft/` (hard links), layout
-`adapter+sft`: merge folds base, SFT and DPO into one model.
+DPO (loss types sigmoid, ipo, hinge: trl's DPOTrainer) needs a reference
+model, the SFT model, and it is loaded once: the SFT result is materialised in
+memory (its adapter merged into the base, or its full weights), a fresh
+adapter is attached on top, and trl takes the reference log-probs with that
+adapter disabled. `precompute_ref_log_probs` scores the data once up front
+instead of on every step. SimPO and ORPO need no reference: SimPO is
+trl.experimental's CPOTrainer with loss_type simpo and no behaviour-cloning
+term (cpo_alpha 0): -logsigmoid(beta * (mean token log-prob of chosen - that
+of rejected) - gamma); ORPO is trl.experimental's ORPOTrainer. The output is
+the adapter in `final/` with the SFT model it was trained over in
+`final/sft/` (hard links), layout `adapter+sft`: merge folds base, SFT and
+the adapter into one model.
 
-Before training, the reference log-probs of the first pairs are taken through
-the trainer's own reference path and written to result.json (`ref_check`), so
-a test can hold them against the SFT model scored independently. On CPU the
-LM head scores only the completion tokens (see `compact_head_on_cpu`).
+Before DPO training, the reference log-probs of the first pairs are taken
+through the trainer's own reference path and written to result.json
+(`ref_check`), so a test can hold them against the SFT model scored
+independently. On CPU the LM head scores only the completion tokens (see
+`compact_head_on_cpu`).
 """
 from __future__ import annotations
 
@@ -25,11 +29,11 @@ import pyarrow.parquet as pq
 import torch
 from transformers import PrinterCallback
 
-from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
 from infuse.operators.train.merge import materialize
 from infuse.operators.train.modeling import VARLEN, apply_liger, load_model, lora_config, param_count
-from infuse.operators.train.session import Session, atomic_json, last_checkpoint, link_tree
+from infuse.operators.train.session import (Session, atomic_json, checkpoint_step, history, last_checkpoint,
+                                            link_tree)
 from infuse.operators.train.trainer import EventCallback, say
 
 LOSSES = {"sigmoid": ["sigmoid"], "ipo": ["ipo"], "hinge": ["hinge"]}  # trl DPOTrainer loss_type, with a reference
@@ -102,19 +106,15 @@ def ref_check(trainer: Any, ds: Any, n: int) -> dict[str, Any]:
 
 
 def train_dpo(job: Job) -> None:
-    from trl import DPOConfig, DPOTrainer
-
     s = Session(job)
     if s.attn == VARLEN:  # DPO batches are padded (trl's padding-free DPO is off); varlen needs one flat row
         s.attn = "sdpa"
     if not s.gpu:
         compact_head_on_cpu()
-    t, x = job.train, job.extra
+    x = job.extra
     loss_type, beta = x.get("loss_type", "sigmoid"), float(x.get("beta", 0.1))
     sets, info = s.prepared(lambda: build_pair_sets(s))
-    rows_per_step = t.batch_size * t.grad_accum * s.world
-    total, passes = D.plan_steps(len(sets["train"]), rows_per_step, t.epochs, t.max_steps)
-    train_rows = D.ordered(sets["train"], passes, t.seed)
+    train_rows, total, rows_per_step = s.schedule(sets["train"])
     say(f"dpo: {info['train']['kept']} pairs; {total} steps of {rows_per_step} pairs; loss {loss_type}, beta {beta}"
         + (f", gamma {x.get('simpo_gamma', 0.5)}" if loss_type == "simpo" else ""))
     model = load_policy(s)
@@ -123,57 +123,89 @@ def train_dpo(job: Job) -> None:
     resume = last_checkpoint(ckpts)
     events = EventCallback(total)
     peft = lora_config(job.lora, dora=job.method == "dora")
-    if loss_type == "orpo":  # no reference model at all: trl's (experimental) ORPOTrainer
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-        args = ORPOConfig(**s.args(ckpts, total, False), beta=beta, max_length=t.max_length,
-                          disable_dropout=True, dataset_num_proc=None)
-        trainer = ORPOTrainer(model=model, args=args, train_dataset=train_rows.remove_columns(["pair_id"]),
-                              processing_class=s.tokenizer, peft_config=peft, callbacks=[events])
-    elif loss_type == "simpo":  # SimPO: no reference, mean token log-probs, target margin gamma; no NLL term
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
-        args = CPOConfig(**s.args(ckpts, total, False), beta=beta, loss_type="simpo", cpo_alpha=0.0,
-                         simpo_gamma=float(x.get("simpo_gamma", 0.5)), max_length=t.max_length,
-                         disable_dropout=True, dataset_num_proc=None)
-        trainer = CPOTrainer(model=model, args=args, train_dataset=train_rows.remove_columns(["pair_id"]),
-                             processing_class=s.tokenizer, peft_config=peft, callbacks=[events])
-    else:
-        args = DPOConfig(**s.args(ckpts, total, False), beta=beta, loss_type=LOSSES[loss_type], max_length=t.max_length,
-                         precompute_ref_log_probs=bool(x.get("precompute_ref_log_probs", False)),
-                         dataset_num_proc=None, disable_dropout=True)
-        trainer = DPOTrainer(model=model, args=args, train_dataset=train_rows, processing_class=s.tokenizer,
-                             peft_config=peft, callbacks=[events])
+    build = TRAINERS.get(loss_type, _dpo_trainer)
+    trainer = build(s, model, train_rows, s.args(ckpts, total, False), peft, [events])
     trainer.remove_callback(PrinterCallback)
-    check_path = s.out / "ref_check.json"
-    if check_path.is_file():
-        check = json.loads(check_path.read_text(encoding="utf-8"))
-    elif loss_type in REFERENCE_FREE:
-        check = {}
-    else:
-        check = ref_check(trainer, trainer.train_dataset, int(x.get("ref_check", 4)))
-        if s.is_main:
-            atomic_json(check_path, check)
+    check = _reference_check(s, trainer, loss_type)
     if resume:
         say(f"dpo: resuming from {Path(resume).name}")
     trainer.train(resume_from_checkpoint=resume)
-    ranks_tokens = getattr(trainer, "_total_train_tokens", 0)  # ORPOTrainer and CPOTrainer do not count them
+    tokens = getattr(trainer, "_total_train_tokens", 0)  # ORPOTrainer and CPOTrainer do not count them
     final = s.final_dir()
     trainer.save_model(str(final))
     if s.is_main:
         trainer.accelerator.unwrap_model(trainer.model).generation_config.save_pretrained(str(final))
         link_tree(Path(x["sft"]), final / "sft")
-    history = [{**{k: v for k, v in e.items() if isinstance(v, (int, float))}, "step": int(e.get("step", 0))}
-               for e in trainer.state.log_history]
-    metrics = s.metrics(ranks_tokens, events.train_s, n_params)
-    resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
-    result = {"kind": "dpo", "method": job.method, "total_steps": total, "history": history, "prep": info,
-              "metrics": metrics, "template": s.template.to_card(), "resumed_from": resumed,
-              "step_rates": events.tokens_per_s, "ref_check": check,
-              "dpo": {"beta": x.get("beta"), "loss_type": x.get("loss_type"),
-                      "precompute_ref_log_probs": bool(x.get("precompute_ref_log_probs")),
-                      **({"simpo_gamma": float(x.get("simpo_gamma", 0.5))} if loss_type == "simpo" else {})}}
+    metrics = s.metrics(tokens, events.train_s, n_params)
+    result = {"kind": "dpo", "method": job.method, "total_steps": total,
+              "history": history(trainer.state.log_history), "prep": info, "metrics": metrics,
+              "template": s.template.to_card(), "resumed_from": checkpoint_step(resume),
+              "step_rates": events.tokens_per_s, "ref_check": check, "dpo": _settings(x, loss_type)}
     card = s.card(metrics=metrics, steps=total, layout="adapter+sft", dpo=result["dpo"],
-                  sft={"card": json.loads((Path(x["sft"]) / "card.json").read_text(encoding="utf-8"))
-                       if (Path(x["sft"]) / "card.json").is_file() else None})
+                  sft={"card": _card_of(Path(x["sft"]))})
     s.finish(final, card, result)
+
+
+def _dpo_trainer(s: Session, model: Any, rows: Any, args: dict[str, Any], peft: Any, callbacks: list[Any]) -> Any:
+    """trl's DPOTrainer: sigmoid, ipo or hinge loss against the reference (the policy with its adapter off)."""
+    from trl import DPOConfig, DPOTrainer
+
+    x = s.job.extra
+    config = DPOConfig(**args, beta=float(x.get("beta", 0.1)), loss_type=LOSSES[x.get("loss_type", "sigmoid")],
+                       max_length=s.job.train.max_length,
+                       precompute_ref_log_probs=bool(x.get("precompute_ref_log_probs", False)),
+                       dataset_num_proc=None, disable_dropout=True)
+    return DPOTrainer(model=model, args=config, train_dataset=rows, processing_class=s.tokenizer, peft_config=peft,
+                      callbacks=callbacks)
+
+
+def _orpo_trainer(s: Session, model: Any, rows: Any, args: dict[str, Any], peft: Any, callbacks: list[Any]) -> Any:
+    """ORPO: no reference model at all (trl's experimental ORPOTrainer)."""
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    config = ORPOConfig(**args, beta=float(s.job.extra.get("beta", 0.1)), max_length=s.job.train.max_length,
+                        disable_dropout=True, dataset_num_proc=None)
+    return ORPOTrainer(model=model, args=config, train_dataset=rows.remove_columns(["pair_id"]),
+                       processing_class=s.tokenizer, peft_config=peft, callbacks=callbacks)
+
+
+def _simpo_trainer(s: Session, model: Any, rows: Any, args: dict[str, Any], peft: Any, callbacks: list[Any]) -> Any:
+    """SimPO: no reference, mean token log-probs, target margin gamma; no NLL term (CPOTrainer, cpo_alpha 0)."""
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    x = s.job.extra
+    config = CPOConfig(**args, beta=float(x.get("beta", 0.1)), loss_type="simpo", cpo_alpha=0.0,
+                       simpo_gamma=float(x.get("simpo_gamma", 0.5)), max_length=s.job.train.max_length,
+                       disable_dropout=True, dataset_num_proc=None)
+    return CPOTrainer(model=model, args=config, train_dataset=rows.remove_columns(["pair_id"]),
+                      processing_class=s.tokenizer, peft_config=peft, callbacks=callbacks)
+
+
+TRAINERS = {"orpo": _orpo_trainer, "simpo": _simpo_trainer}  # every other loss type: _dpo_trainer
+
+
+def _reference_check(s: Session, trainer: Any, loss_type: str) -> dict[str, Any]:
+    """result.json's ref_check: taken once and kept in ref_check.json (a resumed run reports the same); none
+    for a loss without a reference model."""
+    path = s.out / "ref_check.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    if loss_type in REFERENCE_FREE:
+        return {}
+    check = ref_check(trainer, trainer.train_dataset, int(s.job.extra.get("ref_check", 4)))
+    if s.is_main:
+        atomic_json(path, check)
+    return check
+
+
+def _settings(x: dict[str, Any], loss_type: str) -> dict[str, Any]:
+    """The preference settings as the result and the card record them (the job's values, as given)."""
+    return {"beta": x.get("beta"), "loss_type": x.get("loss_type"),
+            "precompute_ref_log_probs": bool(x.get("precompute_ref_log_probs")),
+            **({"simpo_gamma": float(x.get("simpo_gamma", 0.5))} if loss_type == "simpo" else {})}
+
+
+def _card_of(model_dir: Path) -> dict[str, Any] | None:
+    """The card.json of the SFT model trained over, or None when it has none."""
+    path = model_dir / "card.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

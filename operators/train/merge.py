@@ -16,31 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.train.card import check_template, fingerprint, read_card, write_card
+from infuse.operators.train.card import MergeError, base_of, check_template, fingerprint, read_card, write_card
 
-DTYPES = ("bfloat16", "float16", "float32")
-
-
-class MergeError(ValueError):
-    pass
-
-
-def base_of(model_dir: Path, card: dict[str, Any], base_dir: Path | None) -> Path | None:
-    """The base an adapter belongs to (None for a full model), checked against the card's fingerprint."""
-    layout = card.get("layout")
-    if layout == "full":
-        return None
-    if layout == "adapter+base":
-        return model_dir / "base"
-    if layout == "adapter+sft":
-        return model_dir / "sft"
-    base = Path(base_dir or card["base"]["path"])
-    if not (base / "config.json").is_file():
-        raise MergeError(f"the adapter's base model {base} is not there any more")
-    want = card["base"].get("fingerprint")
-    if want and fingerprint(base) != want:
-        raise MergeError(f"the base model at {base} is not the one the adapter was trained on (its files changed)")
-    return base
+__all__ = ["MergeError", "base_of", "materialize", "merge_model"]
 
 
 def materialize(model_dir: Path, base_dir: Path | None, load: Callable[[Path], Any]) -> Any:

@@ -1,36 +1,30 @@
 """What a training step reports: the loss curve (train and eval) as a PNG, and the metrics as rows."""
 from __future__ import annotations
 
-import io
 from typing import Any
+
+from infuse.operators.common.plots import png_figure
 
 
 def loss_curve_png(history: list[dict[str, Any]], title: str, switch_step: int | None = None) -> bytes:
     """Train loss per logged step and eval loss where evaluated; a hybrid run's switch as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     train = [(r["step"], r["loss"]) for r in history if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r]
-    fig = Figure(figsize=(6.5, 3.6), dpi=100)
-    ax = fig.subplots()
-    if train:
-        ax.plot(*zip(*train), color="#4C72B0", label="train loss", linewidth=1.4)
-    if evals:
-        ax.plot(*zip(*evals), color="#DD8452", marker="o", label="eval loss", linewidth=1.4)
-    if switch_step:
-        ax.axvline(switch_step, color="#55A868", linestyle="--", label=f"full -> LoRA at step {switch_step}")
-    ax.set_title(title)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (trained tokens)")
-    if train or evals:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    with png_figure((6.5, 3.6)) as out:
+        ax = out.fig.subplots()
+        if train:
+            ax.plot(*zip(*train), color="#4C72B0", label="train loss", linewidth=1.4)
+        if evals:
+            ax.plot(*zip(*evals), color="#DD8452", marker="o", label="eval loss", linewidth=1.4)
+        if switch_step:
+            ax.axvline(switch_step, color="#55A868", linestyle="--", label=f"full -> LoRA at step {switch_step}")
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss (trained tokens)")
+        if train or evals:
+            ax.legend(fontsize=8)
+        out.fig.tight_layout()
+    return out.data
 
 
 def metrics_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,29 +45,23 @@ def metrics_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def reward_curve_png(history: list[dict[str, Any]], title: str) -> bytes:
     """DPO's reward margin (chosen - rejected) and reward accuracy per logged step, on two axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     rows = [r for r in history if "rewards/margins" in r]
-    fig = Figure(figsize=(6.5, 3.6), dpi=100)
-    ax = fig.subplots()
-    if rows:
-        steps = [r["step"] for r in rows]
-        ax.plot(steps, [r["rewards/margins"] for r in rows], color="#4C72B0", linewidth=1.4, label="reward margin")
-        ax.axhline(0, color="#999999", linewidth=0.8)
-        acc = ax.twinx()
-        acc.plot(steps, [r.get("rewards/accuracies", float("nan")) for r in rows], color="#DD8452", linewidth=1.2,
-                 linestyle="--", label="reward accuracy")
-        acc.set_ylim(-0.05, 1.05)
-        acc.set_ylabel("accuracy (chosen > rejected)")
-        lines = ax.get_lines()[:1] + acc.get_lines()
-        ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper left")
-    ax.set_title(title)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("margin (beta x log-ratio)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    with png_figure((6.5, 3.6)) as out:
+        ax = out.fig.subplots()
+        if rows:
+            steps = [r["step"] for r in rows]
+            ax.plot(steps, [r["rewards/margins"] for r in rows], color="#4C72B0", linewidth=1.4,
+                    label="reward margin")
+            ax.axhline(0, color="#999999", linewidth=0.8)
+            acc = ax.twinx()
+            acc.plot(steps, [r.get("rewards/accuracies", float("nan")) for r in rows], color="#DD8452",
+                     linewidth=1.2, linestyle="--", label="reward accuracy")
+            acc.set_ylim(-0.05, 1.05)
+            acc.set_ylabel("accuracy (chosen > rejected)")
+            lines = ax.get_lines()[:1] + acc.get_lines()
+            ax.legend(lines, [str(line.get_label()) for line in lines], fontsize=8, loc="upper left")
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("margin (beta x log-ratio)")
+        out.fig.tight_layout()
+    return out.data

@@ -1,10 +1,12 @@
-"""What every training run in the worker sets up the same way (sft, cpt; dpo next).
+"""What every training run in the worker (sft, cpt, dpo) sets up the same way.
 
 A `Session` holds the device decisions (GPU or CPU, dtype, attention kernel),
 the distributed state, the tokenizer with its chat template installed and
-checked, and the helpers that turn options into trainer arguments, prepare
-data once (rank 0 first, the others load it), resume from the newest
-checkpoint, and write the final model, its card and result.json.
+checked, and the helpers that prepare data once (rank 0 first, the others
+load it), lay out the rows in training order, turn options into trainer
+arguments, and write the final model's card and result.json. Beside it: the
+newest complete checkpoint to resume from (`last_checkpoint`) and the loss
+history as result.json keeps it (`history`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from infuse.operators.train import data as D
 from infuse.operators.train import templates
 from infuse.operators.train.card import check_template, fingerprint, write_card
 from infuse.operators.train.config import Job
@@ -48,6 +51,24 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The optimizer step a checkpoint-N directory was saved at; 0 for none (a run from the start)."""
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+
+
+def history(log_history: list[dict[str, Any]], offset: int = 0, phase: str = "") -> list[dict[str, Any]]:
+    """The trainer's log history as result.json keeps it: the numbers of each entry, its step on the run's
+    own scale (offset: hybrid's second phase starts at the switch) and, when given, its phase."""
+    out = []
+    for e in log_history:
+        row = {k: v for k, v in e.items() if isinstance(v, (int, float))}
+        row["step"] = int(e.get("step", 0)) + offset
+        if phase:
+            row["phase"] = phase
+        out.append(row)
+    return out
+
+
 def link_tree(src: Path, dst: Path) -> None:
     """Copy a directory by hard links where the filesystem allows (no second copy of the weights)."""
     def link(s: str, d: str) -> None:
@@ -60,6 +81,8 @@ def link_tree(src: Path, dst: Path) -> None:
 
 
 class Session:
+    """One training run's setup in one worker process (every rank builds its own)."""
+
     def __init__(self, job: Job) -> None:
         from accelerate import PartialState
         from transformers import AutoConfig, AutoTokenizer
@@ -107,9 +130,18 @@ class Session:
             sets = {name: load_from_disk(str(folder / name)) for name in info["sets"]}
         return sets, info
 
+    def schedule(self, rows: Any) -> tuple[Any, int, int]:
+        """(the rows in training order, optimizer steps, rows per step): as many seeded passes over `rows` as
+        the steps take; rows per step is the global batch (batch size x grad_accum x processes)."""
+        t = self.job.train
+        rows_per_step = t.batch_size * t.grad_accum * self.world
+        total, passes = D.plan_steps(len(rows), rows_per_step, t.epochs, t.max_steps)
+        return D.ordered(rows, passes, t.seed), total, rows_per_step
+
     # ---- trainer arguments ----------------------------------------------------
     def args(self, output_dir: Path, max_steps: int, has_eval: bool, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for SFTConfig / DPOConfig from the job's TrainOptions."""
+        """Keyword arguments for the run's trl config (SFTConfig, DPOConfig, CPOConfig, ORPOConfig) from the job's
+        TrainOptions."""
         t, job = self.job.train, self.job
         save_steps = t.save_steps or max(max_steps // 4, 1)
         eval_steps = job.eval_steps or max(max_steps // 5, 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from transformers import PrinterCallback
 from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
 from infuse.operators.train.modeling import apply_liger, freeze_embeddings, load_model, lora_config, param_count
-from infuse.operators.train.session import Session, last_checkpoint, link_tree
+from infuse.operators.train.session import Session, checkpoint_step, history, last_checkpoint, link_tree
 from infuse.operators.train.trainer import EventCallback, InfuseTrainer, StopAt, say
 
 
@@ -76,54 +77,61 @@ def _load(s: Session, path: str, qlora: bool = False) -> Any:
     return model
 
 
-def _history(trainer: Any, offset: int = 0, phase: str = "") -> list[dict[str, Any]]:
-    out = []
-    for e in trainer.state.log_history:
-        row = {k: v for k, v in e.items() if isinstance(v, (int, float))}
-        row["step"] = int(e.get("step", 0)) + offset
-        if phase:
-            row["phase"] = phase
-        out.append(row)
-    return out
-
-
 def train_sft(job: Job) -> None:
     s = Session(job)
     t = job.train
     sets, info = s.prepared(lambda: build_chat_sets(s))
-    rows_per_step = t.batch_size * t.grad_accum * s.world
-    total, passes = D.plan_steps(len(sets["train"]), rows_per_step, t.epochs, t.max_steps)
-    train_rows = D.ordered(sets["train"], passes, t.seed)
+    train_rows, total, rows_per_step = s.schedule(sets["train"])
     eval_rows = sets.get("eval")
     say(f"sft: {info['train']['kept']} samples in {len(sets['train'])} rows of <= {t.max_length} tokens; "
         f"{total} steps of {rows_per_step} rows" + (f"; eval {info['eval']['kept']} samples" if eval_rows else ""))
     if job.method == "hybrid":
-        trainer, history, extra, n_params, train_s, tokens = _hybrid(s, train_rows, eval_rows, total, rows_per_step)
+        run = _hybrid(s, train_rows, eval_rows, total, rows_per_step)
     else:
-        trainer, history, extra, n_params, train_s, tokens = _single(s, train_rows, eval_rows, total)
-    ranks = s.rank_report(trainer)
+        run = _single(s, train_rows, eval_rows, total)
+    ranks = s.rank_report(run.trainer)
     final = s.final_dir()
-    if job.method == "hybrid":
-        if s.is_main:
-            link_tree(Path(extra.pop("base_checkpoint")), final / "base")
-            for junk in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "trainer_state.json"):
-                (final / "base" / junk).unlink(missing_ok=True)
-            for rng in (final / "base").glob("rng_state_*.pth"):
-                rng.unlink()
-    trainer.save_model(str(final))
+    if job.method == "hybrid" and s.is_main:
+        _keep_base(Path(run.extra.pop("base_checkpoint")), final / "base")
+    run.trainer.save_model(str(final))
     if s.is_main:
-        model = trainer.accelerator.unwrap_model(trainer.model)
+        model = run.trainer.accelerator.unwrap_model(run.trainer.model)
         model.generation_config.save_pretrained(str(final))
-    metrics = s.metrics(tokens, train_s, n_params)
-    result = {"kind": "sft", "method": job.method, "total_steps": total, "history": history, "prep": info,
-              "metrics": metrics, "ranks": ranks, "template": s.template.to_card(), **extra}
-    card = s.card(metrics=metrics, steps=total, layout="adapter+base" if job.method == "hybrid" else
-                  ("adapter" if job.method in ("lora", "dora", "qlora") else "full"),
-                  **({"hybrid": extra["hybrid"]} if "hybrid" in extra else {}))
+    metrics = s.metrics(run.tokens, run.train_s, run.n_params)
+    result = {"kind": "sft", "method": job.method, "total_steps": total, "history": run.history, "prep": info,
+              "metrics": metrics, "ranks": ranks, "template": s.template.to_card(), **run.extra}
+    card = s.card(metrics=metrics, steps=total, layout=LAYOUTS[job.method],
+                  **({"hybrid": run.extra["hybrid"]} if "hybrid" in run.extra else {}))
     s.finish(final, card, result)
 
 
-def _single(s: Session, train_rows: Any, eval_rows: Any, total: int) -> tuple[Any, list, dict, int, float, int]:
+# What final/ holds, by method: an adapter (over the base), full weights, or an adapter over the updated base.
+LAYOUTS = {"lora": "adapter", "dora": "adapter", "qlora": "adapter", "full": "full", "hybrid": "adapter+base"}
+
+
+def _keep_base(checkpoint: Path, base: Path) -> None:
+    """Hybrid's updated base (the switch checkpoint) into final/base, without its optimizer and trainer state."""
+    link_tree(checkpoint, base)
+    for junk in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "trainer_state.json"):
+        (base / junk).unlink(missing_ok=True)
+    for rng in base.glob("rng_state_*.pth"):
+        rng.unlink()
+
+
+@dataclass
+class _Run:
+    """What a training run leaves for the result: its trainer (for saving), loss history, result extras
+    (resumed_from, step_rates, hybrid ...), parameter count, training seconds and tokens trained."""
+
+    trainer: Any
+    history: list[dict[str, Any]]
+    extra: dict[str, Any]
+    n_params: int
+    train_s: float
+    tokens: int
+
+
+def _single(s: Session, train_rows: Any, eval_rows: Any, total: int) -> _Run:
     job = s.job
     model = _load(s, job.base, qlora=job.method == "qlora")
     n_params = param_count(model)[0]
@@ -137,68 +145,73 @@ def _single(s: Session, train_rows: Any, eval_rows: Any, total: int) -> tuple[An
     if resume:
         say(f"sft: resuming from {Path(resume).name}")
     trainer.train(resume_from_checkpoint=resume)
-    resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
-    return (trainer, _history(trainer), {"resumed_from": resumed, "step_rates": events.tokens_per_s}, n_params,
-            events.train_s, trainer._total_train_tokens)
+    extra = {"resumed_from": checkpoint_step(resume), "step_rates": events.tokens_per_s}
+    return _Run(trainer, history(trainer.state.log_history), extra, n_params, events.train_s,
+                trainer._total_train_tokens)
 
 
-def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int,
-            rows_per_step: int) -> tuple[Any, list, dict, int, float, int]:
+def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int, rows_per_step: int) -> _Run:
+    """Full fine-tuning to the switch step (or its checkpoint, when a resumed run got that far), then LoRA over
+    the switch checkpoint on the rows not yet seen, continuing the same LR schedule."""
     job = s.job
     if total < 2:
         raise ValueError("hybrid needs at least 2 steps (one full, one LoRA)")
     switch = min(max(round(job.switch_at * total), 1), total - 1)
-    ckpt1 = s.out / "phase1"
-    switch_ckpt = ckpt1 / f"checkpoint-{switch}"
-    train_s, tokens, rates = 0.0, 0, []
-    resumed = 0
+    switch_ckpt = s.out / "phase1" / f"checkpoint-{switch}"
     if (switch_ckpt / "trainer_state.json").is_file():
-        history1 = _state_history(switch_ckpt, "full")
-        resumed = switch
-        n_params = 0
+        full = _Run(None, _state_history(switch_ckpt, "full"), {"resumed_from": switch, "step_rates": []}, 0, 0.0, 0)
     else:
-        model = _load(s, job.base)
-        if job.train.freeze_embeddings:
-            freeze_embeddings(model)
-        n_params = param_count(model)[0]
-        resume = last_checkpoint(ckpt1)
-        resumed = int(Path(resume).name.split("-")[-1]) if resume else 0
-        events = EventCallback(total, phase="full")
-        trainer = _trainer(s, model, ckpt1, train_rows, eval_rows, total, [events, StopAt(switch)])
-        trainer.train(resume_from_checkpoint=resume)
-        history1 = _history(trainer, phase="full")
-        train_s += events.train_s
-        rates = list(events.tokens_per_s)
-        tokens = trainer._total_train_tokens
-        del trainer, model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        s.state.wait_for_everyone()
-        say(f"sft: switch at step {switch}/{total}: full weights frozen, LoRA attached ({tokens} tokens so far)")
+        full = _full_phase(s, train_rows, eval_rows, total, switch)
     rows2 = train_rows.select(range(min(switch * rows_per_step, len(train_rows)), len(train_rows)))
     model = _load(s, str(switch_ckpt))
-    n_params = n_params or param_count(model)[0]
+    n_params = full.n_params or param_count(model)[0]
     ckpt2 = s.out / "phase2"
     resume2 = last_checkpoint(ckpt2)
-    if resume2:
-        resumed = switch + int(Path(resume2).name.split("-")[-1])
+    resumed = switch + checkpoint_step(resume2) if resume2 else full.extra["resumed_from"]
     events = EventCallback(total, phase="lora", step_offset=switch)
     trainer = _trainer(s, model, ckpt2, rows2, eval_rows, total - switch, [events], lora_config(job.lora),
                        lr_offset=switch, lr_total=total)
     trainer.train(resume_from_checkpoint=resume2)
-    train_s += events.train_s
-    tokens += trainer._total_train_tokens
-    history2 = _history(trainer, offset=switch, phase="lora")
-    losses = lambda h: [r["loss"] for r in h if "loss" in r]  # noqa: E731
-    hybrid = {"switch_step": switch, "total_steps": total, "full_losses": losses(history1),
-              "lora_losses": losses(history2)}
-    return trainer, history1 + history2, {"resumed_from": resumed, "hybrid": hybrid,
-                                          "step_rates": rates + events.tokens_per_s,
-                                          "base_checkpoint": str(switch_ckpt)}, n_params, train_s, tokens
+    history2 = history(trainer.state.log_history, offset=switch, phase="lora")
+    hybrid = {"switch_step": switch, "total_steps": total, "full_losses": _losses(full.history),
+              "lora_losses": _losses(history2)}
+    extra = {"resumed_from": resumed, "hybrid": hybrid, "step_rates": full.extra["step_rates"] + events.tokens_per_s,
+             "base_checkpoint": str(switch_ckpt)}
+    return _Run(trainer, full.history + history2, extra, n_params, full.train_s + events.train_s,
+                full.tokens + trainer._total_train_tokens)
+
+
+def _full_phase(s: Session, train_rows: Any, eval_rows: Any, total: int, switch: int) -> _Run:
+    """Hybrid's first phase: full fine-tuning on the run's schedule, stopped (and checkpointed) at the switch.
+    The model is freed before it returns: the second phase loads the switch checkpoint."""
+    job = s.job
+    ckpt1 = s.out / "phase1"
+    model = _load(s, job.base)
+    if job.train.freeze_embeddings:
+        freeze_embeddings(model)
+    n_params = param_count(model)[0]
+    resume = last_checkpoint(ckpt1)
+    events = EventCallback(total, phase="full")
+    trainer = _trainer(s, model, ckpt1, train_rows, eval_rows, total, [events, StopAt(switch)])
+    trainer.train(resume_from_checkpoint=resume)
+    run = _Run(None, history(trainer.state.log_history, phase="full"),
+               {"resumed_from": checkpoint_step(resume), "step_rates": list(events.tokens_per_s)}, n_params,
+               events.train_s, trainer._total_train_tokens)
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    s.state.wait_for_everyone()
+    say(f"sft: switch at step {switch}/{total}: full weights frozen, LoRA attached ({run.tokens} tokens so far)")
+    return run
+
+
+def _losses(rows: list[dict[str, Any]]) -> list[float]:
+    return [r["loss"] for r in rows if "loss" in r]
 
 
 def _state_history(checkpoint: Path, phase: str) -> list[dict[str, Any]]:
+    """The first phase's history from the switch checkpoint's trainer state (a resumed run past the switch)."""
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     return [{**{k: v for k, v in e.items() if isinstance(v, (int, float))}, "phase": phase}
             for e in state.get("log_history", [])]

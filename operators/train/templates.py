@@ -177,9 +177,7 @@ def resolve(tokenizer: Any, model_type: str, name: str | None) -> ChatTemplate:
     trl's training variant of it); else the default for its family."""
     if name:
         return named(name, tokenizer)
-    own = tokenizer.chat_template
-    if isinstance(own, dict):  # several named templates: the default one
-        own = own.get("default")
+    own = own_template(tokenizer)
     if own and not _is_infuse_plain_gemma(own):
         eot = _own_eot(tokenizer)
         if has_markers(own):
@@ -203,6 +201,28 @@ def resolve(tokenizer: Any, model_type: str, name: str | None) -> ChatTemplate:
         return named("chatml", tokenizer)
     except TemplateError:
         return named("plain", tokenizer)
+
+
+def for_prompts(tokenizer: Any, model_type: str, name: str | None) -> ChatTemplate:
+    """The template a model's prompts are rendered with where nothing is trained (select's IFD scorer):
+    the one `resolve` gives for training, so a prompt is scored as it will be trained. A model's own
+    template that training cannot use (no generation markers, and no trl variant) still renders prompts,
+    so then it is used as it is."""
+    try:
+        return resolve(tokenizer, model_type, name)
+    except TemplateError:
+        own = own_template(tokenizer)
+        if name or not own:
+            raise
+        return ChatTemplate("own", own, _own_eot(tokenizer))
+
+
+def own_template(tokenizer: Any) -> str | None:
+    """The tokenizer's chat template; of several named ones, the default."""
+    own = tokenizer.chat_template
+    if isinstance(own, dict):
+        own = own.get("default")
+    return own or None
 
 
 def _own_eot(tokenizer: Any) -> str:

@@ -1,4 +1,4 @@
-"""The trainer infuse runs (trl's SFTTrainer, a little changed) and the callbacks that report it.
+"""The trainer of sft and cpt (trl's SFTTrainer, a little changed) and the callbacks that report every run.
 
 The loss is taken only where labels are set, and only those positions get
 logits. On a GPU with Triton that is trl's own fused, chunked LM head. On CPU
@@ -137,6 +137,17 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+# What a log event reports of the trainer's logs (sft and cpt; dpo's reward margin and accuracy), when finite.
+LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
+          "rewards/margins", "rewards/accuracies")
+
+
+def _finite(logs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    """The keys of logs that hold finite numbers, as floats."""
+    return {k: float(logs[k]) for k in keys
+            if k in logs and isinstance(logs[k], (int, float)) and math.isfinite(float(logs[k]))}
+
+
 class EventCallback(TrainerCallback):
     """Start / log / checkpoint events with steps, loss, tokens/s, for the launcher's progress and report.
 
@@ -167,24 +178,29 @@ class EventCallback(TrainerCallback):
             return
         step = state.global_step + self.offset
         info: dict[str, Any] = {"step": step, "total_steps": self.total, "phase": self.phase}
-        for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
-                  "rewards/margins", "rewards/accuracies"):
-            if k in logs and isinstance(logs[k], (int, float)) and math.isfinite(float(logs[k])):
-                info[k] = float(logs[k])
-        if "num_tokens" in logs and "loss" in logs:
-            tokens = int(logs["num_tokens"])
-            dt = self.train_s - self._last_train_s
-            if dt > 0 and tokens > self._last_tokens:
-                info["tokens_per_s"] = (tokens - self._last_tokens) / dt
-                self.tokens_per_s.append(info["tokens_per_s"])
-            self._last_tokens, self._last_train_s = tokens, self.train_s
-            info["tokens"] = tokens
+        info.update(_finite(logs, LOGGED))
+        info.update(self._throughput(logs))
         if len(info) == 3:  # the end-of-training summary: nothing per step to say
             return
         emit("log", **info)
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()
                  if k not in ("step", "total_steps", "phase")]
         say(f"{self.phase + ' ' if self.phase else ''}step {step}/{self.total}: " + ", ".join(parts))
+
+    def _throughput(self, logs: dict[str, Any]) -> dict[str, Any]:
+        """At a training log: the tokens so far and, when training time passed, tokens per training second
+        since the last one (also kept in tokens_per_s)."""
+        if "num_tokens" not in logs or "loss" not in logs:
+            return {}
+        out: dict[str, Any] = {}
+        tokens = int(logs["num_tokens"])
+        dt = self.train_s - self._last_train_s
+        if dt > 0 and tokens > self._last_tokens:
+            out["tokens_per_s"] = (tokens - self._last_tokens) / dt
+            self.tokens_per_s.append(out["tokens_per_s"])
+        self._last_tokens, self._last_train_s = tokens, self.train_s
+        out["tokens"] = tokens
+        return out
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.is_world_process_zero:

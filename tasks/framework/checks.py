@@ -7,7 +7,9 @@ and each JSON line (or row) parses and has the fields the step needs. Every
 problem names the file and the line, so the recipe's author knows what to fix
 before any work is done. The messages start with the option's key
 (`user_questions: eval.jsonl line 7: not valid JSON (...)`); the CLI puts
-`steps.<step>.` before it.
+`steps.<step>.` before it. An option declared with files.input_file gets the
+common checks (there, UTF-8, JSON lines) from the Step base without a check()
+of its own.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from infuse.operators.common.jsonl import parse_lines
 
 MAX_BAD_LINES = 5  # bad lines listed per file; the rest are counted
 
@@ -71,11 +75,13 @@ def json_error(e: json.JSONDecodeError) -> str:
 
 def jsonl_rows(text: str, split_lines: bool = True) -> list[tuple[str, Any]]:
     """(`line N`, value) for every non-blank line; a line that is not JSON gives its error, as a str in a
-    1-tuple, in place of the value. `split_lines=False`: split on newlines only (mix's way; splitlines() also
-    cuts at U+2028 inside strings)."""
-    lines = text.splitlines() if split_lines else text.replace("\r\n", "\n").split("\n")
+    1-tuple, in place of the value. `split_lines=False`: split on newlines only, as operators/common/jsonl.py
+    reads (str.splitlines() also cuts at U+2028 inside strings); True: str.splitlines(), for the steps whose
+    reader still splits that way, so that validate and the run agree on line numbers."""
+    if not split_lines:
+        return [(f"line {line.number}", line.value if line.ok else (line.message,)) for line in parse_lines(text)]
     out: list[tuple[str, Any]] = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

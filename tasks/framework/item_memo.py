@@ -43,9 +43,6 @@ class ItemMemo:
                 self._entries[k] = (v, d)
         self.hits = self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, key: str) -> tuple[Any, dict[str, str]] | None:
         """(value, deps) of a kept entry, or None. Counts a hit or a miss."""
         found = self._entries.get(key)

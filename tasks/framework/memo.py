@@ -13,13 +13,14 @@ the corpus instead of growing. Corpus-level work (3σ bounds, dedup clusters)
 is refitted by the step on every run.
 
     with RowMemo(ctx, schema) as memo:         # schema: `_row` plus the result's columns
-        for plan, computed in memo.map(fn, batches, key_fn, ctx.runtime):
-            result = memo.merge(plan, computed)   # the batch's result rows, in input order (with `_row`)
+        for batch, result in memo.results("chunks", fn, key_fn, batch_size=..., desc=..., unit=...):
+            ...                                   # result: the batch's result rows, in input order (`_row`)
         reuse = memo.commit()                     # {"memo_hits": ..., "memo_misses": ...}
 
 `fn(rows)` gets only the missed rows and returns their result rows, each with
 `_row` (its index among those rows), at least one per row; it runs through `map_shards`, so under
-Dask or Ray the misses fan out to the cluster.
+Dask or Ray the misses fan out to the cluster. `split_rejects` parts the result rows that are rejects
+from the others.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ REJECT = "_reject"  # a result row that is a reject: its reason, message and det
 
 
 def reject_cell(r: Reject) -> str:
+    """A reject as the `_reject` cell of its result row (its id is the input row's, so it is not kept)."""
     return json.dumps({"reason": r.reason, "message": r.message, "detail": r.detail}, ensure_ascii=False, default=str)
 
 
@@ -53,6 +55,20 @@ def reject_from_cell(item_id: str, cell: str) -> Reject:
 def row_key(*parts: Any) -> str:
     """A 128-bit hash (xxh3) of the values a row's result depends on."""
     return xxhash.xxh3_128_hexdigest("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"))
+
+
+def memo_version(step: Any, cfg: dict[str, Any]) -> str:
+    """The version a step's caches are kept under: its code and the config its results depend on."""
+    return stable_hash({"code": step.code_version(), "cfg": step.key_config(cfg)})[:24]
+
+
+def split_rejects(result: pa.Table, ids: list[str]) -> tuple[pa.Array, list[Reject]]:
+    """The mask of the result rows that are results, and the rejects the others hold, each under the id
+    of its input row (`ids`: the batch's, indexed by `_row`)."""
+    cells = result.column(REJECT).to_pylist()
+    rows = result.column(ROW).to_pylist()
+    rejects = [reject_from_cell(ids[rows[j]], c) for j, c in enumerate(cells) if c is not None]
+    return pa.array([c is None for c in cells], pa.bool_()), rejects
 
 
 def text_key(rows: pa.Table) -> list[str]:
@@ -74,28 +90,29 @@ class Plan:
 
 
 class RowMemo:
+    """One step's per-row results: the last run's, read back by key, and this run's, written for the next."""
+
     def __init__(self, ctx: Any, schema: pa.Schema) -> None:
         """The memo of ctx's step for its code and config (`--refresh` reads none, and writes it anew)."""
-        self.store = ctx.store
+        self.ctx, self.store = ctx, ctx.store
         self.schema = schema
         self.step = f"cache-{ctx.step.name}"
-        self.version = stable_hash({"code": ctx.step.code_version(), "cfg": ctx.step.key_config(ctx.cfg)})[:24]
-        ref = None if ctx.fresh else self.store.committed(self.step, self.version, "memo")
-        self.old = self.store.read(ref) if ref is not None else None
-        if self.old is not None and self.old.schema.remove(self.old.schema.get_field_index(KEY)) != \
-                schema.remove(schema.get_field_index(ROW)):
-            self.old = None  # written by another layout: start over
-        self._pos: dict[str, tuple[int, int]] = {}
-        if self.old is not None:
-            keys = self.old.column(KEY).to_pylist()
-            start = 0
-            for i in range(1, len(keys) + 1):
-                if i == len(keys) or keys[i] != keys[start]:
-                    self._pos.setdefault(keys[start], (start, i))
-                    start = i
+        self.version = memo_version(ctx.step, ctx.cfg)
+        self.old = None if ctx.fresh else self._last_memo()
+        self._pos = _key_ranges(self.old.column(KEY).to_pylist()) if self.old is not None else {}
         self._writer = None
         self._seen: set[str] = set()
         self.hits = self.misses = 0
+
+    def _last_memo(self) -> pa.Table | None:
+        """The memo the last run wrote, unless its columns differ from this schema's (another layout)."""
+        ref = self.store.committed(self.step, self.version, "memo")
+        if ref is None:
+            return None
+        old = self.store.read(ref)
+        same = old.schema.remove(old.schema.get_field_index(KEY)) == self.schema.remove(
+            self.schema.get_field_index(ROW))
+        return old if same else None
 
     # -- one batch -----------------------------------------------------------
     def plan(self, batch: pa.Table, keys: list[str]) -> Plan:
@@ -108,34 +125,42 @@ class RowMemo:
 
     def merge(self, plan: Plan, computed: pa.Table) -> pa.Table:
         """Result rows of the whole batch in input order, `_row` = the batch row; recorded for the next run."""
-        comp_rows = computed.column(ROW).to_numpy(zero_copy_only=False) if computed.num_rows else np.zeros(0, int)
-        if computed.num_rows:
-            computed = computed.set_column(computed.column_names.index(ROW), ROW,
-                                           pa.array(np.asarray(plan.miss_rows, np.int64)[comp_rows], pa.int64()))
         parts = []
         if plan.hits:
-            ranges = [(i, s, e) for i, (s, e) in plan.hits.items()]
-            idx = np.concatenate([np.arange(s, e) for _, s, e in ranges])
-            rows = np.concatenate([np.full(e - s, i) for i, s, e in ranges]).astype(np.int64)
-            if idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():  # the usual case: a zero-copy slice
-                old = self.old.slice(int(idx[0]), len(idx))
-            else:
-                old = self.old.take(pa.array(idx, pa.int64()))
-            parts.append(old.drop_columns([KEY]).append_column(ROW, pa.array(rows, pa.int64())))
+            parts.append(self._hit_rows(plan))
         if computed.num_rows:
-            parts.append(computed.select([c for c in computed.column_names if c != KEY]))
+            parts.append(_renumbered(computed, plan.miss_rows))
         if not parts:
             return self.schema.empty_table()
-        table = pa.concat_tables([p.select(self.schema.names).cast(self.schema) for p in parts])
-        order = table.column(ROW).to_numpy(zero_copy_only=False)
-        if len(order) > 1 and (np.diff(order) < 0).any():
-            table = table.take(pa.array(np.argsort(order, kind="stable"), pa.int64()))
+        table = _by_row(pa.concat_tables([p.select(self.schema.names).cast(self.schema) for p in parts]))
         self._record(table, plan.keys)
         return table
 
-    def map(self, fn: Callable[[pa.Table], pa.Table], batches: Iterable[pa.Table],
-            key_fn: Callable[[pa.Table], list[str]], runtime: dict[str, Any],
-            stats: ShardStats | None = None) -> Iterator[tuple[Plan, pa.Table]]:
+    def _hit_rows(self, plan: Plan) -> pa.Table:
+        """The last memo's result rows of the batch's hits, `_row` = their batch row."""
+        ranges = [(i, s, e) for i, (s, e) in plan.hits.items()]
+        idx = np.concatenate([np.arange(s, e) for _, s, e in ranges])
+        rows = np.concatenate([np.full(e - s, i) for i, s, e in ranges]).astype(np.int64)
+        if idx[-1] - idx[0] + 1 == len(idx) and (np.diff(idx) == 1).all():  # the usual case: a zero-copy slice
+            old = self.old.slice(int(idx[0]), len(idx))
+        else:
+            old = self.old.take(pa.array(idx, pa.int64()))
+        return old.drop_columns([KEY]).append_column(ROW, pa.array(rows, pa.int64()))
+
+    def results(self, source: str, fn: Callable[[pa.Table], pa.Table], key_fn: Callable[[pa.Table], list[str]],
+                batch_size: int, desc: str, unit: str,
+                stats: ShardStats | None = None) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """(batch, its result rows) for each batch of the step's input `source`, in order, with a progress
+        bar; only the memo's misses are computed, through map_shards."""
+        ctx = self.ctx
+        batches = (pa.Table.from_batches([b]) for b in ctx.batches(source, batch_size=batch_size))
+        with ctx.progress(ctx.input(source).rows, desc, unit) as bar:
+            for plan, computed in self._map(fn, batches, key_fn, stats):
+                yield plan.batch, self.merge(plan, computed)
+                bar.update(plan.batch.num_rows)
+
+    def _map(self, fn: Callable[[pa.Table], pa.Table], batches: Iterable[pa.Table],
+             key_fn: Callable[[pa.Table], list[str]], stats: ShardStats | None) -> Iterator[tuple[Plan, pa.Table]]:
         """(plan, computed misses) per batch, in order; the misses are computed through map_shards."""
         pending: deque[Plan] = deque()
 
@@ -145,7 +170,7 @@ class RowMemo:
                 pending.append(plan)
                 yield plan.misses
 
-        for computed in map_shards(fn, miss_tables(), runtime, stats):
+        for computed in map_shards(fn, miss_tables(), self.ctx.runtime, stats):
             yield pending.popleft(), computed
 
     # -- the next run's memo ---------------------------------------------------
@@ -167,6 +192,7 @@ class RowMemo:
         self._writer.write(out)
 
     def commit(self) -> dict[str, int]:
+        """Write this run's memo (it replaces the last one); returns how many rows were found and computed."""
         if self._writer is not None:
             self._writer.commit()
         return {"memo_hits": self.hits, "memo_misses": self.misses}
@@ -179,3 +205,29 @@ class RowMemo:
         if exc_type is not None and self._writer is not None:
             self._writer.abort()
 
+
+def _key_ranges(keys: list[str]) -> dict[str, tuple[int, int]]:
+    """Each key's result rows [start, end) in a memo, whose rows of one key are adjacent."""
+    pos: dict[str, tuple[int, int]] = {}
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            pos.setdefault(keys[start], (start, i))
+            start = i
+    return pos
+
+
+def _renumbered(computed: pa.Table, miss_rows: list[int]) -> pa.Table:
+    """Computed result rows with `_row` turned from the index among the misses into the batch row."""
+    comp_rows = computed.column(ROW).to_numpy(zero_copy_only=False)
+    computed = computed.set_column(computed.column_names.index(ROW), ROW,
+                                   pa.array(np.asarray(miss_rows, np.int64)[comp_rows], pa.int64()))
+    return computed.select([c for c in computed.column_names if c != KEY])
+
+
+def _by_row(table: pa.Table) -> pa.Table:
+    """The result rows in batch order (stable: a row's own result rows keep theirs)."""
+    order = table.column(ROW).to_numpy(zero_copy_only=False)
+    if len(order) > 1 and (np.diff(order) < 0).any():
+        return table.take(pa.array(np.argsort(order, kind="stable"), pa.int64()))
+    return table

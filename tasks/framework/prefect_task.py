@@ -3,8 +3,9 @@
 The flow computes a step's cache key (it knows the inputs' hashes) and passes
 it in; Prefect's cache record is keyed by it. The task body imports the
 step's module first (a Dask or Ray worker may not have it yet), then runs the
-step through `Step.execute`. Retries, refresh and result storage are set by
-the flow per run.
+step through `Step.execute`, taking a slot of the `infuse-gpu` limit first
+when `uses_gpu(cfg)` says this run of it uses the GPU. Retries, refresh and
+result storage are set by the flow per run.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from infuse.operators.common.base import STOP, Interrupted
 from infuse.storage import ArtifactRef, ArtifactStore
-from infuse.tasks.framework.step import StepContext, get_step, load_plugin
+from infuse.tasks.framework.step import Step, StepContext, get_step, load_plugin
 
 GPU_LIMIT = "infuse-gpu"  # the global concurrency limit `infuse deploy` creates (deploy/deployments.py)
 INTERRUPTED = "Interrupted"  # the name of the Cancelled state a stopped step and run end in
@@ -40,26 +41,35 @@ def run_step(spec_name: str, key: str, root: str, cfg: dict[str, Any], inputs: d
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
     ctx = StepContext(step, key, ArtifactStore(root), cfg, refs, runtime, log=get_run_logger())
     try:
-        if not step.gpu or not gpu_limit_exists():
-            return step.execute(ctx).to_dict()
-        from prefect.concurrency.sync import concurrency
-
-        # A slot of the `infuse-gpu` limit (`infuse deploy` creates it; without it, no wait): GPU steps of all
-        # runs and workers queue instead of colliding on one device, whatever the task engine does with tags.
-        with concurrency(GPU_LIMIT, occupy=1, strict=False, lease_duration=3600):
-            return step.execute(ctx).to_dict()
+        return _execute(step, ctx, cfg)
     except Exception as e:
         if not (isinstance(e, Interrupted) or STOP.is_set()):
             raise
-        # the run is stopping (SIGTERM, Ctrl-C): what the step finished is committed (shards, checkpoints) and
-        # a re-run resumes it. An end of the run's choosing, not a failure: no retry, no traceback, no cache record.
-        from prefect.transactions import get_transaction
+        return _interrupted(ctx, spec_name, e)
 
-        txn = get_transaction()
-        if txn is not None:
-            txn.write_on_commit = False
-        ctx.log.warning("%s: interrupted: %s", spec_name, e)
-        return interrupted_state(f"{spec_name}: {e}")
+
+def _execute(step: Step, ctx: StepContext, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run the step; one that uses the GPU first takes a slot of the `infuse-gpu` limit (`infuse deploy` creates
+    it; without it, no wait), so GPU steps of all runs and workers queue instead of colliding on one device,
+    whatever the task engine does with tags."""
+    if not step.uses_gpu(cfg) or not gpu_limit_exists():
+        return step.execute(ctx).to_dict()
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(GPU_LIMIT, occupy=1, strict=False, lease_duration=3600):
+        return step.execute(ctx).to_dict()
+
+
+def _interrupted(ctx: StepContext, spec_name: str, e: Exception) -> Any:
+    """The run is stopping (SIGTERM, Ctrl-C): what the step finished is committed (shards, checkpoints) and a
+    re-run resumes it. An end of the run's choosing, not a failure: no retry, no traceback, no cache record."""
+    from prefect.transactions import get_transaction
+
+    txn = get_transaction()
+    if txn is not None:
+        txn.write_on_commit = False
+    ctx.log.warning("%s: interrupted: %s", spec_name, e)
+    return interrupted_state(f"{spec_name}: {e}")
 
 
 def interrupted_state(message: str) -> Any:
@@ -98,13 +108,15 @@ class _InterruptedIsNoError(logging.Filter):
 logging.getLogger("prefect.task_runs").addFilter(_InterruptedIsNoError())
 
 
-def step_task(step_cls: type) -> Any:
-    """The Prefect task of a step class (made once per step name and kept)."""
+def step_task(step_cls: type[Step], cfg: dict[str, Any] | None = None) -> Any:
+    """The Prefect task of a step class (made once per step name and kept), tagged `gpu` when this run of it
+    uses the GPU (`uses_gpu(cfg)`; without a cfg, the class's `gpu`), else `cpu`: a work pool can route by it."""
     task_ = _TASKS.get(step_cls.name)
     if task_ is None:
         from prefect import task
 
         task_ = task(run_step, name=step_cls.name, task_run_name=step_cls.name, cache_key_fn=cache_key_from_params,
-                     persist_result=True, tags=["gpu"] if step_cls.gpu else ["cpu"])
+                     persist_result=True)
         _TASKS[step_cls.name] = task_
-    return task_
+    gpu = step_cls().uses_gpu(cfg) if cfg is not None else step_cls.gpu
+    return task_.with_options(tags=["gpu"] if gpu else ["cpu"])

@@ -35,7 +35,8 @@ def summary_markdown(step: str, key: str, store: ArtifactStore, refs: dict[str, 
 
 
 def counts_table(stats: dict[str, Any], rep: Any) -> list[dict[str, Any]]:
-    rows = [{"metric": f"{rep.unit_in} in", "count": rep.rows_in}, {"metric": f"{rep.unit_out} kept", "count": rep.kept},
+    rows = [{"metric": f"{rep.unit_in} in", "count": rep.rows_in},
+            {"metric": f"{rep.unit_out} kept", "count": rep.kept},
             {"metric": "rejected", "count": stats.get("rejected", 0)}]
     rows += [{"metric": f"rejected: {r}", "count": n} for r, n in stats.get("rejected_by_reason", {}).items()]
     return rows

@@ -1,25 +1,27 @@
 """The step contract: one class per step, in one file, registered by being defined.
 
 A step says what it is (`name`, `description`, `gpu`), where it stands in the
-pipeline (`stage`), what it reads (`inputs`, by artifact name) and writes
-(`outputs`: tables, models, reports), and its recipe options (`Options`, which
-become the recipe's `steps.<name>` section). `run(ctx)` does the work and
-returns a StepOutput.
+pipeline (`stage`, or none: right after the step that makes its input), what it
+reads (`inputs`, by artifact name, or `models()`: every model upstream) and
+writes (`outputs`: tables, models, reports), whether it needs the recipe's
+`model` section (`uses_model`), and its recipe options (`Options`, which become
+the recipe's `steps.<name>` section; a file it reads is an `input_file` option).
+`run(ctx)` does the work and returns a StepOutput.
 
 Everything steps do the same way lives here, not in the steps: the cache key,
-the cleanup of a killed try, the rejects and report artifacts, timing, the
-commit of all outputs as one unit, and the UI artifacts.
+the input files (resolved, fingerprinted, checked), the cleanup of a killed
+try, the rejects and report artifacts, timing, the commit of all outputs as one
+unit, and the UI artifacts. The registry and the pipeline's order are in
+registry.py.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
-import sys
+import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +29,14 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from infuse.operators.common.base import STOP, Reject, Strict, code_version, key_dump, runtime, stable_hash
+from infuse.operators.common.base import Reject, Strict, code_version, key_dump, module_closure, runtime, stable_hash
 from infuse.storage import ArtifactRef, ArtifactStore, ArtifactWriter, DirOutput
+from infuse.tasks.framework import files
 from infuse.tasks.framework.progress import Progress
+from infuse.tasks.framework.registry import (PLUGINS, REGISTRY, StepContractError, get_step, load_plugin,
+                                             ordered_steps, register)
+
+__all__ = ["PLUGINS", "REGISTRY", "StepContractError", "get_step", "load_plugin", "ordered_steps"]
 
 
 def _versions(*dists: str) -> dict[str, str]:
@@ -52,6 +59,11 @@ LIBRARY_VERSIONS = _versions("py-data-juicer", "datasketch", "pypdf", "python-do
 
 KINDS = ("table", "model", "report")
 RESERVED = ("rejects", "report")  # every step writes these two itself
+
+# Where a step's code version looks for the code it runs (see Step.key_modules)
+KEY_PREFIXES = ("infuse.operators", "infuse.tasks.framework.memo", "infuse.tasks.framework.item_memo",
+                "infuse.tasks.framework.shards", "infuse.tasks.framework.training")
+KEY_ROOTS = ("infuse.operators.common.base",)  # Reject.to_row: the rows of every step's rejects artifact
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,12 @@ def report(description: str = "") -> Output:
 @dataclass(frozen=True)
 class Input:
     """An artifact a step reads: `chunks` (from the nearest enabled step before it that writes
-    chunks) or `sft.model` (that step's, only)."""
+    chunks) or `sft.model` (that step's, only); with `kind` (see models()), every artifact of that kind
+    that an enabled step before it writes."""
 
     name: str
     optional: bool = False
+    kind: str | None = None
 
     @property
     def artifact(self) -> str:
@@ -94,6 +108,12 @@ class Input:
 
 def optional(name: str) -> Input:
     return Input(name, optional=True)
+
+
+def models(optional: bool = False) -> Input:
+    """Every model an enabled step before this one writes, as inputs named `<step>.<output>` in pipeline
+    order (ctx.models() lists them; the last is the newest model)."""
+    return Input("models", optional=optional, kind="model")
 
 
 class StepOptions(Strict):
@@ -149,20 +169,14 @@ class StepResult:
         return {**self.outputs, "rejects": self.rejects, "report": self.report}
 
 
-class StepContractError(RuntimeError):
-    """A step broke its own declaration (an undeclared or missing output): a bug, not bad data."""
-
-
-REGISTRY: dict[str, type["Step"]] = {}
-
-
 class Step:
     """Base of every step; see the module docstring. Subclass it, set the class attributes, write run()."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    gpu: ClassVar[bool] = False
-    stage: ClassVar[float] = 0.0  # pipeline order: parse 10, chunk 20, ... a new step picks a number between
+    gpu: ClassVar[bool] = False  # wants a GPU (`infuse steps` says [gpu]); uses_gpu(cfg) may decide per config
+    stage: ClassVar[float | None] = None  # pipeline order: parse 10, chunk 20, ...; None: after its inputs' maker
+    uses_model: ClassVar[bool] = False  # its config carries the recipe's `model` section (the base model)
     inputs: ClassVar[tuple[str | Input, ...]] = ()
     outputs: ClassVar[dict[str, Output]] = {}
     Options: ClassVar[type[StepOptions]] = StepOptions
@@ -177,7 +191,7 @@ class Step:
             if out in RESERVED or spec.kind not in KINDS:
                 raise StepContractError(f"step {cls.name}: output {out!r} ({spec.kind}) is reserved or of no known "
                                         f"kind; kinds are {', '.join(KINDS)}")
-        REGISTRY[cls.name] = cls  # a module imported again (reload, a plugin) replaces its own step
+        register(cls)
 
     # ---- declarations, as data ------------------------------------------------
     @classmethod
@@ -188,29 +202,53 @@ class Step:
     def module(cls) -> str:
         return cls.__module__
 
+    @classmethod
+    def key_modules(cls) -> list[str]:
+        """The modules whose source is in the step's code version: the code that computes its outputs.
+
+        Its own module, its `operators` and operators/common/base.py (Reject.to_row makes every rejects
+        artifact's rows), and what they import under KEY_PREFIXES: infuse.operators, less the modules that
+        declare `PRESENTATION = True` (plots, reports); and the framework modules whose code shapes what a
+        step writes: memo (RowMemo.merge puts memo'd and computed result rows together, in input order),
+        item_memo (an item's value goes through its JSON round trip into the output), shards (map_shards
+        returns the shards' results in input order) and training (the job the worker trains: base model,
+        data files, options; and the rejects made from its result). Left out, as no output depends on them:
+        step and registry (wiring, commit, timing), files (an input file's content is in the key itself),
+        checks (validation only), and how work is shown or scheduled: progress, report, training_report,
+        prefect_task. Editing those recomputes nothing.
+        """
+        return module_closure((cls.module(), *cls.operators, *KEY_ROOTS), KEY_PREFIXES)
+
     # ---- hooks, with their defaults -------------------------------------------
     def config(self, recipe: Any) -> dict[str, Any]:
-        """The step's config for this run: its recipe section, plus whatever top-level recipe
-        sections it needs (parse: the input folder; training steps: the model)."""
-        return recipe.step_options(self.name).model_dump(mode="json")
+        """The step's config for this run: its recipe section (input files' paths resolved), plus the
+        recipe's `model` section when it `uses_model`; a step that needs more of the recipe adds it here."""
+        cfg = recipe.step_options(self.name).model_dump(mode="json")
+        files.resolve_paths(self.Options, cfg)
+        if self.uses_model:
+            cfg["model"] = recipe.model.model_dump(mode="json")
+        return cfg
 
     def options(self, cfg: dict[str, Any]) -> StepOptions:
         return self.Options.model_validate({k: v for k, v in cfg.items() if k in self.Options.model_fields})
 
     def key_config(self, cfg: dict[str, Any]) -> dict[str, Any]:
         """What of the config goes into the cache key: all but the runtime fields (retries, timeouts,
-        concurrency, at any depth), plus the extras `config` added."""
+        concurrency, at any depth) and the input files' places, plus the extras `config` added."""
         extras = {k: v for k, v in cfg.items() if k not in self.Options.model_fields}
-        return {**key_dump(self.options(cfg)), **extras}
+        dump = key_dump(self.options(cfg))
+        files.drop_paths(self.Options, dump)
+        return {**dump, **extras}
 
     def fingerprint(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """What the output depends on besides inputs, code and config (parse: the folder's files)."""
-        return {}
+        """What the output depends on besides inputs, code and config: by default the content of the
+        input files its options name (parse overrides it: the folder's files)."""
+        found = files.fingerprints(self.Options, cfg)
+        return {"input_files": found} if found else {}
 
     def code_version(self) -> str:
-        """Every infuse.operators and infuse.tasks module the step's module imports (by source), plus
-        the library versions that shape its output."""
-        code = code_version(self.module(), *self.operators, prefixes=("infuse.operators", "infuse.tasks"))
+        """The source of key_modules(), plus the library versions that shape its output."""
+        code = code_version(self.module(), *self.operators, *KEY_ROOTS, prefixes=KEY_PREFIXES)
         return stable_hash({"code": code, "libs": LIBRARY_VERSIONS})[:16]
 
     def cache_key(self, cfg: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> str:
@@ -225,8 +263,14 @@ class Step:
 
     def check(self, cfg: dict[str, Any]) -> list[str]:
         """Problems this machine would have running the step with this config (a GPU-only method on a CPU,
-        a missing package), said by `infuse validate` and before `infuse run` starts anything."""
-        return []
+        a missing package, an input file that is not there or does not parse), said by `infuse validate`
+        and before `infuse run` starts anything. By default: the input files' problems."""
+        return files.problems(self.Options, cfg)
+
+    def uses_gpu(self, cfg: dict[str, Any]) -> bool:
+        """Whether this run of the step wants the GPU: its task then takes a slot of the `infuse-gpu` limit
+        and the `gpu` tag. By default the class's `gpu`."""
+        return self.gpu
 
     def estimate(self, ctx: "StepContext") -> str | None:
         """`infuse plan`: what running this step would cost, said before running it (None: no estimate)."""
@@ -271,49 +315,6 @@ class Step:
                           rejects_ref.to_dict(), report_ref.to_dict(), stats)
 
 
-PLUGINS: dict[str, str] = {}  # plugin spec (as a recipe names it, resolved) -> its module's name
-
-
-def ordered_steps(plugins: list[str] | tuple[str, ...] | None = None) -> list[type[Step]]:
-    """The pipeline's steps in order, plus those of the given plugins (a plugin's steps belong only to
-    the recipes that name it, even after another recipe loaded it into this process)."""
-    wanted = {PLUGINS.get(_plugin_id(p)) for p in plugins or ()}
-    plugin_modules = set(PLUGINS.values())
-    steps = [c for c in REGISTRY.values() if c.__module__ not in plugin_modules or c.__module__ in wanted]
-    return sorted(steps, key=lambda c: (c.stage, c.name))
-
-
-def _plugin_id(spec: str) -> str:
-    return str(Path(spec).resolve()) if spec.endswith(".py") else spec
-
-
-def get_step(name: str) -> type[Step]:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown step {name!r}; steps are: {', '.join(c.name for c in ordered_steps())}")
-    return REGISTRY[name]
-
-
-def load_plugin(spec: str) -> None:
-    """Import a module that defines steps: a dotted module name or a path to a .py file."""
-    if spec.endswith(".py"):
-        path = Path(spec).resolve()
-        name = f"infuse_plugin_{path.stem}_{stable_hash(str(path))[:8]}"
-        if name not in sys.modules:
-            mod_spec = importlib.util.spec_from_file_location(name, path)
-            if mod_spec is None or mod_spec.loader is None:
-                raise ImportError(f"plugin {spec}: not a Python file")
-            module = importlib.util.module_from_spec(mod_spec)
-            sys.modules[name] = module
-            try:
-                mod_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-    else:
-        name = importlib.import_module(spec).__name__
-    PLUGINS[_plugin_id(spec)] = name
-
-
 class StepContext:
     """What a step's run() gets: its options, inputs, a place to write outputs, progress and logging."""
 
@@ -330,10 +331,6 @@ class StepContext:
     def fresh(self) -> bool:
         """--refresh: recompute from scratch (resumable shards and checkpoints are thrown away)."""
         return bool(self.runtime.get("fresh"))
-
-    @property
-    def stopping(self) -> bool:
-        return STOP.is_set()
 
     # ---- inputs ---------------------------------------------------------------
     def has(self, name: str) -> bool:
@@ -353,6 +350,11 @@ class StepContext:
     def input_dir(self, name: str) -> Path:
         """A model or report input as a local directory."""
         return self.store.local_dir(self.input(name))
+
+    def models(self) -> list[str]:
+        """The model inputs named `<step>.<output>`, in the order the graph gave them: a step that declares
+        models() (and no model input before it) gets them in pipeline order, so the last is the newest."""
+        return [n for n, ref in self.inputs.items() if "." in n and ref.kind == "model"]
 
     # ---- outputs --------------------------------------------------------------
     def _declared(self, name: str, kind: str) -> None:
@@ -380,6 +382,20 @@ class StepContext:
     def work_dir(self) -> Path:
         """Scratch for this step and key that survives a kill (checkpoints, resumable state)."""
         return self.store.work_dir(self.step.name, self.key)
+
+    def cached_dir(self, name: str, build: Callable[[Path], None]) -> Path:
+        """`work_dir()/name`, built once per key: `build(folder)` fills a fresh folder beside it, renamed into
+        place when build returns, so a killed build leaves nothing half-done to be reused; when the folder is
+        there (a re-run after a kill) it is returned as it is."""
+        target = self.work_dir() / name
+        if target.is_dir():
+            return target
+        tmp = target.with_name(f"{name}.building")
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed build left
+        tmp.mkdir(parents=True)
+        build(tmp)
+        tmp.rename(target)
+        return target
 
     # ---- units that commit together (a shard's outputs) ------------------------
     def save_unit(self, unit: str, tables: dict[str, pa.Table]) -> dict[str, ArtifactRef]:

@@ -1,0 +1,107 @@
+"""Are two runs' artifacts the same? Every table, model and rejects artifact of each step, byte for byte.
+
+    .venv/bin/python bench/compare_runs.py runs/demo /elsewhere/runs/demo
+
+A refactor that must not change what the pipeline produces is checked by
+running the demo before and after it (from clones at the same path, so paths
+written into cards and messages agree) and comparing the two stores. Each
+store's newest manifest says which artifact each step committed; step keys
+may differ (they hash the code), so artifacts are matched by step and name.
+Reports are skipped: they hold wall times. For a table that differs, the
+first differing column and row are shown; for a model, the files that differ.
+Exit status 0 when everything matches, 1 when anything differs.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+
+def newest_manifest(store: Path) -> dict[str, Any]:
+    manifests = sorted((store / "manifests").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise SystemExit(f"{store}: no manifests/ (is it a run's storage folder?)")
+    return json.loads(manifests[-1].read_text(encoding="utf-8"))
+
+
+def artifacts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`step/name` -> ref, for every committed output and the rejects, reports left out."""
+    out = {}
+    for step, rec in manifest["steps"].items():
+        for name, ref in {**rec.get("outputs", {}), "rejects": rec.get("rejects")}.items():
+            if ref and ref.get("kind") != "report":
+                out[f"{step}/{name}"] = ref
+    return out
+
+
+def local(store: Path, ref: dict[str, Any]) -> Path:
+    """The artifact's path under this store (the store may have moved since the run wrote its manifest)."""
+    path = ref["path"]
+    return store / path[path.rindex("artifacts/"):]
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def table_difference(a: Path, b: Path) -> str:
+    ta, tb = pq.read_table(a), pq.read_table(b)
+    if ta.schema != tb.schema:
+        return f"schemas differ:\n  {ta.schema}\n  {tb.schema}"
+    if ta.num_rows != tb.num_rows:
+        return f"{ta.num_rows} rows vs {tb.num_rows}"
+    for col in ta.column_names:
+        va, vb = ta.column(col).to_pylist(), tb.column(col).to_pylist()
+        for i, (x, y) in enumerate(zip(va, vb)):
+            if x != y:
+                return f"column {col!r}, row {i}: {str(x)[:200]!r} vs {str(y)[:200]!r}"
+    return "same rows, different bytes (Parquet metadata)"
+
+
+def dir_difference(a: Path, b: Path) -> str:
+    fa = {p.relative_to(a).as_posix(): p for p in a.rglob("*") if p.is_file()}
+    fb = {p.relative_to(b).as_posix(): p for p in b.rglob("*") if p.is_file()}
+    only = sorted(set(fa) ^ set(fb))
+    changed = sorted(n for n in set(fa) & set(fb) if _file_sha(fa[n]) != _file_sha(fb[n]))
+    parts = [f"only on one side: {', '.join(only)}"] if only else []
+    if changed:
+        parts.append(f"files differ: {', '.join(changed)}")
+    return "; ".join(parts) or "same files, different directory hash"
+
+
+def compare(store_a: Path, store_b: Path) -> list[str]:
+    """One line per artifact that differs or exists on one side only; empty when the runs agree."""
+    a, b = artifacts(newest_manifest(store_a)), artifacts(newest_manifest(store_b))
+    problems = [f"{k}: only in {store_a if k in a else store_b}" for k in sorted(set(a) ^ set(b))]
+    for k in sorted(set(a) & set(b)):
+        ra, rb = a[k], b[k]
+        if ra["sha256"] == rb["sha256"]:
+            continue
+        pa_, pb_ = local(store_a, ra), local(store_b, rb)
+        why = table_difference(pa_, pb_) if ra["kind"] == "table" else dir_difference(pa_, pb_)
+        problems.append(f"{k}: {why}")
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store_a", type=Path)
+    ap.add_argument("store_b", type=Path)
+    args = ap.parse_args()
+    a = artifacts(newest_manifest(args.store_a))
+    problems = compare(args.store_a, args.store_b)
+    for line in problems:
+        print("DIFFERS", line)
+    print(f"{len(a)} artifacts compared (tables, models, rejects; reports skipped): "
+          f"{'all identical' if not problems else f'{len(problems)} differ'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
