@@ -7,7 +7,7 @@ running the demo before and after it (from clones at the same path, so paths
 written into cards and messages agree) and comparing the two stores. Each
 store's newest manifest says which artifact each step committed; step keys
 may differ (they hash the code), so artifacts are matched by step and name.
-Reports are skipped: they hold wall times. For a table that differs, the
+Each step's `report` is skipped (it holds wall times); export folders are compared. For a table that differs, the
 first differing column and row are shown; for a model, the files that differ.
 Exit status 0 when everything matches, 1 when anything differs.
 """
@@ -24,7 +24,12 @@ import pyarrow.parquet as pq
 
 
 def newest_manifest(store: Path) -> dict[str, Any]:
-    manifests = sorted((store / "manifests").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    latest = store / "manifests" / "latest.json"  # the store's pointer to its newest run, when it has one
+    if latest.is_file():
+        run = json.loads(latest.read_text(encoding="utf-8"))["run_id"]
+        return json.loads((store / "manifests" / f"{run}.json").read_text(encoding="utf-8"))
+    manifests = sorted((p for p in (store / "manifests").glob("*.json") if p.name != "latest.json"),
+                       key=lambda p: p.stat().st_mtime)
     if not manifests:
         raise SystemExit(f"{store}: no manifests/ (is it a run's storage folder?)")
     return json.loads(manifests[-1].read_text(encoding="utf-8"))
@@ -35,7 +40,7 @@ def artifacts(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for step, rec in manifest["steps"].items():
         for name, ref in {**rec.get("outputs", {}), "rejects": rec.get("rejects")}.items():
-            if ref and ref.get("kind") != "report":
+            if ref and name != "report":  # exports are report-kind folders of data: compared
                 out[f"{step}/{name}"] = ref
     return out
 
@@ -98,7 +103,7 @@ def main() -> int:
     problems = compare(args.store_a, args.store_b)
     for line in problems:
         print("DIFFERS", line)
-    print(f"{len(a)} artifacts compared (tables, models, rejects; reports skipped): "
+    print(f"{len(a)} artifacts compared (tables, models, exports, rejects; reports skipped): "
           f"{'all identical' if not problems else f'{len(problems)} differ'}")
     return 1 if problems else 0
 

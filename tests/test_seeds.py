@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from infuse.operators.llm import ChatRequest, make_backend  # noqa: E402
 from infuse.operators.synthesize import SynthConfig, plan, run_items  # noqa: E402
-from infuse.operators.synthesize.run import request_seed  # noqa: E402
+from infuse.operators.synthesize.waves import request_seed  # noqa: E402
 
 CODE = ["int add(int a, int b) {\n    return a + b;\n}", "int sub(int a, int b) {\n    return a - b;\n}"]
 

@@ -121,6 +121,17 @@ def module_source(name: str) -> ModuleSource | None:
 
 
 def _origin(name: str) -> tuple[Path, bool] | None:
+    """The module's source file and whether it is a package, found on disk: `find_spec` of a dotted name
+    imports its parent packages, and a stage package's __init__ may pull in torch (seconds per cached step)."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[0] == "infuse":
+        for folder in _package_dirs(".".join(parts[:2])):
+            base = folder.joinpath(*parts[2:])
+            if (base / "__init__.py").is_file():
+                return base / "__init__.py", True
+            if base.with_suffix(".py").is_file():
+                return base.with_suffix(".py"), False
+        return None
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -128,6 +139,21 @@ def _origin(name: str) -> tuple[Path, bool] | None:
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     return Path(spec.origin), bool(spec.submodule_search_locations)
+
+
+_DIRS: dict[str, list[Path]] = {}
+
+
+def _package_dirs(pkg: str) -> list[Path]:
+    """Where a top package's modules live (infuse.operators -> the repo's operators/): its own __init__ only
+    is imported, and those are one docstring each."""
+    if pkg not in _DIRS:
+        try:
+            spec = importlib.util.find_spec(pkg)
+        except (ImportError, ValueError):
+            spec = None
+        _DIRS[pkg] = [Path(d) for d in (spec.submodule_search_locations or [])] if spec is not None else []
+    return _DIRS[pkg]
 
 
 def _imported(tree: ast.Module, name: str, is_pkg: bool) -> Iterator[tuple[str, str | None]]:
@@ -151,12 +177,11 @@ def _absolute(node: ast.ImportFrom, name: str, is_pkg: bool) -> str:
 
 
 def _is_submodule(pkg: str, attr: str) -> bool:
-    try:
-        spec = importlib.util.find_spec(pkg)
-    except (ImportError, ValueError):
+    origin = _origin(pkg)
+    if origin is None or not origin[1]:
         return False
-    folders = (spec.submodule_search_locations or []) if spec is not None else []
-    return any((Path(d) / f"{attr}.py").is_file() or (Path(d) / attr / "__init__.py").is_file() for d in folders)
+    folder = origin[0].parent
+    return (folder / f"{attr}.py").is_file() or (folder / attr / "__init__.py").is_file()
 
 
 def _declares_presentation(tree: ast.Module) -> bool:

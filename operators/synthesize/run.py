@@ -23,10 +23,8 @@ from infuse.operators.synthesize.plan import plan_items
 from infuse.operators.synthesize.rag import build_index
 from infuse.operators.synthesize.schema import WorkItem
 from infuse.operators.synthesize.strategy import strategy
-from infuse.operators.synthesize.waves import request_seed
 
-# request_seed lives in waves.py; tests/test_seeds.py still imports it from here
-__all__ = ["Keep", "Synthesis", "run_synthesis", "describe_plan", "request_seed"]
+__all__ = ["Keep", "Synthesis", "run_synthesis", "describe_plan"]
 
 
 @dataclass
