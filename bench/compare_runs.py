@@ -8,7 +8,8 @@ written into cards and messages agree) and comparing the two stores. Each
 store's newest manifest says which artifact each step committed; step keys
 may differ (they hash the code), so artifacts are matched by step and name.
 Each step's `report` is skipped (it holds wall times); export folders are compared. For a table that differs, the
-first differing column and row are shown; for a model, the files that differ.
+first differing column and row are shown; for a model, the files that differ (a card.json that differs only in
+when and how fast the model was trained, `RUN_FACTS`, counts as the same).
 Exit status 0 when everything matches, 1 when anything differs.
 """
 from __future__ import annotations
@@ -69,15 +70,35 @@ def table_difference(a: Path, b: Path) -> str:
     return "same rows, different bytes (Parquet metadata)"
 
 
-def dir_difference(a: Path, b: Path) -> str:
+# What a model card records about the run rather than the model: when and how fast it was trained.
+RUN_FACTS = ("created_at", "metrics")
+
+
+def _json_keys_differing(a: Path, b: Path) -> list[str]:
+    """Top-level keys of two JSON files that differ, the run facts left out (empty: same but for those)."""
+    try:
+        ja, jb = json.loads(a.read_text(encoding="utf-8")), json.loads(b.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return ["(not JSON)"]
+    if not isinstance(ja, dict) or not isinstance(jb, dict):
+        return ["(not an object)"] if ja != jb else []
+    return [k for k in sorted(set(ja) | set(jb)) if k not in RUN_FACTS and ja.get(k) != jb.get(k)]
+
+
+def dir_difference(a: Path, b: Path) -> str | None:
     fa = {p.relative_to(a).as_posix(): p for p in a.rglob("*") if p.is_file()}
     fb = {p.relative_to(b).as_posix(): p for p in b.rglob("*") if p.is_file()}
     only = sorted(set(fa) ^ set(fb))
     changed = sorted(n for n in set(fa) & set(fb) if _file_sha(fa[n]) != _file_sha(fb[n]))
     parts = [f"only on one side: {', '.join(only)}"] if only else []
-    if changed:
-        parts.append(f"files differ: {', '.join(changed)}")
-    return "; ".join(parts) or "same files, different directory hash"
+    for name in changed:
+        if name.endswith("card.json"):
+            keys = _json_keys_differing(fa[name], fb[name])
+            if keys:
+                parts.append(f"{name} differs in {', '.join(keys)}")
+            continue  # the same card but for when and how fast it was trained
+        parts.append(f"{name} differs")
+    return "; ".join(parts) or None
 
 
 def compare(store_a: Path, store_b: Path) -> list[str]:
@@ -90,7 +111,8 @@ def compare(store_a: Path, store_b: Path) -> list[str]:
             continue
         pa_, pb_ = local(store_a, ra), local(store_b, rb)
         why = table_difference(pa_, pb_) if ra["kind"] == "table" else dir_difference(pa_, pb_)
-        problems.append(f"{k}: {why}")
+        if why is not None:
+            problems.append(f"{k}: {why}")
     return problems
 
 
