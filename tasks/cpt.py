@@ -13,7 +13,7 @@ from pydantic import Field
 
 from infuse.operators.common.base import runtime
 from infuse.tasks.framework import training
-from infuse.tasks.framework.files import input_file
+from infuse.operators.common.input_files import input_file
 from infuse.tasks.framework.step import StepContext, StepOutput, model
 from infuse.tasks.framework.training_report import training_report
 

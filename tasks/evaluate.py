@@ -11,19 +11,15 @@ inputs, lends it the answer memo, progress bars and work dir, and writes
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from infuse.operators.common.base import key_dump, runtime
+from infuse.operators.common.base import runtime
 from infuse.operators.common.models import model_dir
 from infuse.operators.evaluate.answerers import Tuned
 from infuse.operators.evaluate.config import EvaluateConfig
-from infuse.operators.evaluate.questions import read_user_questions
 from infuse.operators.evaluate.run import QUESTIONS_SCHEMA, SCORES_SCHEMA, Inputs, evaluate
 from infuse.operators.evaluate.services import Services
-from infuse.operators.llm import LLMConfig
-from infuse.tasks.framework.checks import jsonl_rows, read_text, row_problems, shown
 from infuse.tasks.framework.item_memo import ItemMemo
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, models, optional, table
 from infuse.tasks.framework.training import CPT_MODEL
@@ -49,44 +45,6 @@ class Evaluate(Step):
     def uses_gpu(self, cfg: dict[str, Any]) -> bool:
         """Answers from a served endpoint need no local GPU; local answering or the loss does."""
         return (cfg.get("llm") or {}).get("backend") != "openai" or bool(cfg.get("loss", True))
-
-    def config(self, recipe: Any) -> dict[str, Any]:
-        cfg = super().config(recipe)
-        if cfg.get("user_questions"):
-            cfg["user_questions"] = str(Path(cfg["user_questions"]).resolve())
-        synth = getattr(getattr(recipe, "steps", None), "synthesize", None)
-        if cfg.get("synth_llm") is None and synth is not None:
-            cfg["synth_llm"] = synth.llm.model_dump(mode="json")
-        return cfg
-
-    def key_config(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        out = super().key_config(cfg)
-        out.pop("user_questions", None)  # its content is in the fingerprint, its place is not
-        if cfg.get("synth_llm"):
-            out["synth_llm"] = key_dump(LLMConfig.model_validate(cfg["synth_llm"]))
-        return out
-
-    def fingerprint(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        path = cfg.get("user_questions")
-        if not path or not Path(path).is_file():
-            return {**super().fingerprint(cfg), "user_questions": path}
-        return {**super().fingerprint(cfg), "user_questions": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
-
-    def check(self, cfg: dict[str, Any]) -> list[str]:
-        """The user question file: there, UTF-8, every line a JSON object with the fields evaluate reads (the
-        step itself would only reject a bad line, silently lowering the count of user questions)."""
-        path = cfg.get("user_questions")
-        if not path:
-            return []
-        text, problems = read_text("user_questions", path)
-        if text is None:
-            return problems
-        rows = jsonl_rows(text, split_lines=False)  # the lines the reader sees (operators/common/jsonl.py)
-        if not rows:
-            return [f"user_questions: {shown(path)} has no questions"]
-        _, rejects = read_user_questions(path)  # the step's own reader says what a row lacks
-        lacks = {f"line {r.id.rpartition('#')[2]}": r.message.partition(": ")[2] for r in rejects}
-        return row_problems("user_questions", path, rows, lambda where, _: lacks.get(where))
 
     def run(self, ctx: StepContext) -> StepOutput:
         o: EvaluateOptions = ctx.options  # type: ignore[assignment]

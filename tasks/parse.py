@@ -15,7 +15,8 @@ from pydantic import Field
 from infuse.operators.parsers.document import DOCUMENT_SCHEMA
 from infuse.operators.parsers.ingest import check_input, scan
 from infuse.operators.parsers.run import StoreCache, fingerprint, folder_fates, max_bytes, parse_files
-from infuse.tasks.framework.checks import AllRejected, nothing_kept, shown
+from infuse.operators.common.file_checks import shown
+from infuse.tasks.framework.checks import AllRejected, nothing_kept
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
 CACHE_STEP = "cache-parse"

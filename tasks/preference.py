@@ -8,20 +8,16 @@ The work is operators/preference/run.py's; the step resolves the models and pass
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
 from infuse.operators.common.base import runtime
 from infuse.operators.llm import LLMConfig
 from infuse.operators.preference.config import PreferenceConfig
 from infuse.operators.preference.export import report_note
-from infuse.operators.preference.formats import PairsFileError, check_rows, pair_problem
 from infuse.operators.preference.pairs import PAIR_SCHEMA, SAMPLE_SCHEMA
 from infuse.operators.preference.run import run_preference
 from infuse.operators.preference.sampling import ReplyModel
 from infuse.operators.train.tokenizer import base_with_tokenizer
 from infuse.tasks.framework import training
-from infuse.tasks.framework.checks import read_text, row_problems, shown
 from infuse.tasks.framework.item_memo import ItemMemo
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, optional, report, table
 
@@ -43,14 +39,6 @@ class Preference(Step):
                "exports": report("the pairs as LLaMA-Factory, ms-swift and OpenAI DPO files")}
     Options = PreferenceOptions
     uses_model = True  # the base model, when replies are sampled from it
-
-    def check(self, cfg: dict[str, Any]) -> list[str]:
-        """Every user pairs file: there, UTF-8, and every line (.jsonl) or list item (.json) a pair. In place of
-        the base's input-file check, which would say a line that is not JSON a second time."""
-        problems: list[str] = []
-        for i, path in enumerate(cfg.get("user_data") or []):
-            problems += _user_pairs_problems(f"user_data.{i}", path)
-        return problems
 
     def run(self, ctx: StepContext) -> StepOutput:
         o: PreferenceOptions = ctx.options  # type: ignore[assignment]
@@ -87,14 +75,3 @@ class Preference(Step):
             folder = base_with_tokenizer(training.base_model(ctx)[0], ctx.work_dir() / "base-view", folder)
         return llm.model_copy(update={"model": str(folder)})
 
-
-def _user_pairs_problems(option: str, path: str) -> list[str]:
-    """What stops read_user_pairs reading a file, and every row it would drop as malformed_pair."""
-    text, problems = read_text(option, path)
-    if text is None:
-        return problems
-    try:
-        rows = check_rows(text, jsonl=Path(path).suffix == ".jsonl")
-    except PairsFileError as e:
-        return [f"{option}: {shown(path)} {e}"]
-    return row_problems(option, path, rows, lambda _, row: pair_problem(row))

@@ -17,7 +17,7 @@ import pyarrow as pa
 from infuse.operators.synthesize import ITEM_STATUS_SCHEMA, QA_SCHEMA, LLMOptions, SynthConfig, overrides
 from infuse.operators.synthesize.run import Keep, describe_plan, run_synthesis
 from infuse.operators.synthesize.strategies import MODULES
-from infuse.tasks.framework.checks import read_text, shown
+from infuse.operators.common.file_checks import read_text, shown
 from infuse.tasks.framework.item_memo import ItemMemo
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from infuse.flows.recipe import ModelOptions
 from infuse.operators.common.base import Strict
 from infuse.tasks.cpt import Cpt, CptOptions
-from infuse.tasks.framework.files import input_file
+from infuse.operators.common.input_files import input_file
 from infuse.tasks.framework.step import Step, StepOptions
 
 
@@ -112,8 +112,46 @@ class Nested(BaseModel):
 
 
 def test_marked_options_are_found_in_optional_nested_models():
-    from infuse.tasks.framework.files import file_options
+    from infuse.operators.common.input_files import file_options
 
     found = [(o.option, list(o.files())) for o in file_options(Nested, {"inner": {"path": "x.jsonl"}})]
     assert found == [("inner.path", [("inner.path", "x.jsonl")])]
     assert list(file_options(Nested, {"inner": None})) == []
+
+
+def _weighted_problems(option: str, path: str, owner: dict) -> list[str]:
+    """An operator's own check: it reads a sibling option (the source's weight) and replaces the common one."""
+    return [f"{option}: weight {owner['weight']} for {os.path.basename(path)}"]
+
+
+class CheckedSource(Strict):
+    path: str | None = input_file(description="rows the operator checks itself", problems=_weighted_problems)
+    weight: float = 1.0
+
+
+class CheckedOptions(StepOptions):
+    sources: list[CheckedSource] = Field(default_factory=list)
+
+
+def test_an_operators_own_check_replaces_the_common_one_and_sees_its_siblings(tmp_path):
+    step = FileStep()
+    step.Options = CheckedOptions
+    missing = str(tmp_path / "missing.jsonl")  # the common check would say "no such file"
+    assert step.check({"sources": [{"path": missing, "weight": 2.5}, {"path": None}]}) == [
+        "sources.0.path: weight 2.5 for missing.jsonl"]
+    assert set(step.fingerprint({"sources": [{"path": missing}]})["input_files"]) == {"sources.0.path"}
+
+
+def test_mix_and_preference_check_their_files_as_their_readers_read_them(tmp_path):
+    from infuse.tasks.mix import Mix
+    from infuse.tasks.preference import Preference
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n{\"prompt\": \"q\"}\n",
+                     encoding="utf-8")
+    problems = Preference().check({"user_data": [str(pairs)]})
+    assert len(problems) == 1 and problems[0].startswith("user_data.0: ") and " line 2: " in problems[0]
+    general = tmp_path / "g.csv"
+    general.write_text("a,b\n", encoding="utf-8")
+    assert Mix().check({"general": [{"path": str(general)}]}) == [
+        f"general.0.path: {general} is not a .json, .jsonl, .ndjson, .parquet file"]

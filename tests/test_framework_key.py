@@ -68,7 +68,9 @@ def test_a_step_key_covers_its_operators_and_the_framework_that_shapes_outputs_o
     assert {"infuse.tasks.sft", "infuse.tasks.framework.training", "infuse.operators.train.worker",
             "infuse.operators.train.sft", "infuse.operators.common.base"} <= sft
     shown = {"infuse.tasks.framework.progress", "infuse.tasks.framework.report", "infuse.tasks.framework.prefect_task",
-             "infuse.tasks.framework.training_report", "infuse.tasks.framework.step", "infuse.tasks.framework.checks"}
+             "infuse.tasks.framework.training_report", "infuse.tasks.framework.step", "infuse.tasks.framework.checks",
+             "infuse.operators.common.input_files", "infuse.operators.common.file_checks", "infuse.operators.mix.check",
+             "infuse.operators.preference.check", "infuse.operators.evaluate.check"}
     step_modules = {cls.__module__ for cls in ordered_steps()}
     for cls in ordered_steps():
         modules = set(cls.key_modules())

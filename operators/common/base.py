@@ -79,7 +79,9 @@ class OperatorError(Exception):
 @dataclass(frozen=True)
 class ModuleSource:
     """One module's .py file, read once per process while it is unchanged: what it imports, and whether it
-    declares itself presentation (`PRESENTATION = True` at its top level: it only formats, plots or reports)."""
+    declares itself outside the cache key (`PRESENTATION = True` at its top level: it only formats, plots or
+    reports; or `VALIDATION = True`: it only checks recipe files before a run, or resolves and fingerprints
+    them, and the files' contents are in the key themselves)."""
 
     name: str
     path: Path
@@ -187,7 +189,7 @@ def _is_submodule(pkg: str, attr: str) -> bool:
 def _declares_presentation(tree: ast.Module) -> bool:
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is True:
-            if any(isinstance(t, ast.Name) and t.id == "PRESENTATION" for t in node.targets):
+            if any(isinstance(t, ast.Name) and t.id in ("PRESENTATION", "VALIDATION") for t in node.targets):
                 return True
     return False
 

@@ -11,7 +11,10 @@ from typing import Literal
 from pydantic import Field
 
 from infuse.operators.common.base import Strict
+from infuse.operators.common.input_files import input_file
+from infuse.operators.evaluate.check import user_questions_problems
 from infuse.operators.llm import LLMConfig
+
 
 class LeakageOptions(Strict):
     n: int = Field(3, ge=1, description="token n-gram size (characters for Chinese, words for English)")
@@ -40,7 +43,8 @@ class EvaluateConfig(Strict):
     max_general_items: int = Field(100, ge=0, description="general items asked (forgetting)")
     paraphrases: int = Field(3, ge=0, le=10, description="reworded variants per domain item (synthesis backend)")
     paraphrase_max_tokens: int = Field(160, ge=16, description="reply cap of one paraphrase request")
-    user_questions: str | None = Field(None, description="your own eval JSONL: question, answer, doc?, aliases?")
+    user_questions: str | None = input_file(None, description="your own eval JSONL: question, answer, doc?, aliases?",
+                                            problems=user_questions_problems)
     max_new_tokens: int = Field(128, ge=1, description="answer length cap for every model")
     loss: bool = Field(True, description="loss per token on the general items (base vs each tuned model)")
     leakage: LeakageOptions = Field(default_factory=LeakageOptions)
@@ -51,7 +55,9 @@ class EvaluateConfig(Strict):
                                        "server serving the model directories under their paths; see `served`)")
     served: dict[str, str] = Field(default_factory=dict, description="openai backend: model row (base, sft, ...) -> "
                                                                      "served model name; default its directory")
-    synth_llm: LLMConfig | None = Field(None, description="paraphrases and judge; empty = synthesize's llm")
+    synth_llm: LLMConfig | None = Field(None, description="the LLM that rewords questions and judges answers; "
+                                        "empty = transformers on the recipe's model (set it to synthesize's llm to "
+                                        "use the same endpoint: a step reads only its own options)")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the CIs")
     seed: int = 0
 

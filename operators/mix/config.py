@@ -6,12 +6,12 @@ config, and an unknown key is an error that lists the allowed ones.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from infuse.operators.common.base import Strict
-from infuse.tasks.framework.files import input_file
+from infuse.operators.common.input_files import input_file
 
 EXPORTS = ("llamafactory", "swift", "openai")
 DOMAIN = "domain"  # the source name of the rows read from `qa`
@@ -19,12 +19,19 @@ DOMAIN = "domain"  # the source name of the rows read from `qa`
 Localised = str | dict[str, str]  # one value, or one per language: {zh: 莲花助手, en: LotusBot}
 
 
+def _general_file_problems(option: str, path: str, owner: dict[str, Any]) -> list[str]:
+    """validate's check of a general file (operators/mix/check.py, imported here late: it reads this module)."""
+    from infuse.operators.mix.check import general_file_problems
+
+    return general_file_problems(option, path, owner)
+
+
 class GeneralSource(Strict):
     """One general dataset: a file (alpaca, sharegpt, messages; JSON, JSONL or Parquet) or a shipped set."""
 
     name: str | None = Field(None, description="the `source` of its rows; default: the builtin's name or the file's stem")
     path: str | None = input_file(None, description="a .json/.jsonl/.parquet file, relative to the directory you "
-                                                    "run infuse from")
+                                                    "run infuse from", problems=_general_file_problems)
     builtin: Literal["general_zh", "general_en", "identity"] | None = Field(
         None, description="a set shipped with infuse instead of a file")
     format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field(

@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from infuse.operators.common.input_files import input_file
 from infuse.operators.llm import LLMConfig
+from infuse.operators.preference.check import user_pairs_problems
 from infuse.operators.preference.export import FORMATS
 from infuse.operators.preference.pairs import PairOptions
-from infuse.tasks.framework.files import input_file
 
 
 class PreferenceConfig(PairOptions):
@@ -29,7 +30,8 @@ class PreferenceConfig(PairOptions):
     seed: int = 42
     user_data: list[str] = input_file(default_factory=list, description="your pairs: LLaMA-Factory "
                                                                         "chosen/rejected .json, or "
-                                                                        "prompt/chosen/rejected .jsonl")
+                                                                        "prompt/chosen/rejected .jsonl",
+                                  problems=user_pairs_problems)
     max_user_pairs: int | None = Field(None, ge=1, description="at most this many pairs per user file")
     exports: list[Literal["llamafactory", "swift", "openai"]] = Field(
         default_factory=lambda: list(FORMATS), description="the pairs as DPO files for these tools (`exports`)")

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from infuse.operators.common.base import Reject, Strict, code_version, key_dump, module_closure, runtime, stable_hash
 from infuse.storage import ArtifactRef, ArtifactStore, ArtifactWriter, DirOutput
-from infuse.tasks.framework import files
+from infuse.operators.common import input_files as files
 from infuse.tasks.framework.progress import Progress
 from infuse.tasks.framework.registry import (PLUGINS, REGISTRY, StepContractError, get_step, load_plugin,
                                              ordered_steps, register)

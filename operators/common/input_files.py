@@ -9,7 +9,12 @@ then does for every such file what steps used to do each on its own:
   fingerprint(): its content's sha256 put in (editing it recomputes the step);
 - check(): the file exists, is a readable UTF-8 file, and a .jsonl file's
   every line parses (with `jsonl_fields`: is an object with those string
-  fields), each problem as `option: path line N: ...` (see checks.py).
+  fields), each problem as `option: path line N: ...` (file_checks.py); or,
+  where the operator's reader needs more (other formats, fields that depend
+  on the row), what its own `problems(option, path, owner)` says.
+
+It lives with the operators so that their config models can declare it; the
+Step base (tasks/framework/step.py) is what acts on it.
 """
 from __future__ import annotations
 
@@ -18,24 +23,41 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
-from infuse.tasks.framework.checks import jsonl_rows, read_text, row_problems
+from infuse.operators.common.file_checks import jsonl_rows, read_text, row_problems
+
+VALIDATION = True  # checks and fingerprints recipe files: no step's cache key covers this module
 
 MARK = "input_file"  # the json_schema_extra key that marks an option as a file the step reads
 
+# (option key, path, the dict that holds the option) -> problems; the dict lets a check read sibling options
+Problems = Callable[[str, str, dict[str, Any]], list[str]]
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Kept in the field's metadata: the operator's own check of a file, in place of the common one."""
+
+    problems: Problems
+
 
 def input_file(default: Any = None, *, description: str = "", jsonl_fields: tuple[str, ...] = (),
-               **kw: Any) -> Any:
+               problems: Problems | None = None, **kw: Any) -> Any:
     """A pydantic Field for an option naming a file (or, on a list, files) the step reads.
-    `jsonl_fields`: the string fields each line of a .jsonl file must have."""
+    `jsonl_fields`: the string fields each line of a .jsonl file must have; `problems`: the reader's own check
+    (what stops it reading the file, and every row it would drop), used in place of the common one."""
     extra = {MARK: {"jsonl_fields": list(jsonl_fields)}}
     if "default_factory" in kw:
-        return Field(description=description, json_schema_extra=extra, **kw)
-    return Field(default, description=description, json_schema_extra=extra, **kw)
+        field = Field(description=description, json_schema_extra=extra, **kw)
+    else:
+        field = Field(default, description=description, json_schema_extra=extra, **kw)
+    if problems is not None:
+        field.metadata.append(FileCheck(problems))
+    return field
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,7 @@ class FileOption:
     data: dict[str, Any]
     field: str
     jsonl_fields: tuple[str, ...]
+    check: Problems | None = None
 
     def files(self) -> Iterator[tuple[str, str]]:
         """(option key, path) per file: `general_text.0` for the first of a list."""
@@ -61,7 +84,8 @@ def file_options(model: type[BaseModel], data: dict[str, Any], prefix: str = "")
     for name, info in model.model_fields.items():
         mark = _mark(info)
         if mark is not None:
-            yield FileOption(prefix + name, data, name, tuple(mark.get("jsonl_fields", ())))
+            check = next((m.problems for m in info.metadata if isinstance(m, FileCheck)), None)
+            yield FileOption(prefix + name, data, name, tuple(mark.get("jsonl_fields", ())), check)
             continue
         nested = _nested_model(info.annotation)
         value = data.get(name)
@@ -124,7 +148,7 @@ def problems(model: type[BaseModel], cfg: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for opt in file_options(model, cfg):
         for key, path in opt.files():
-            out += file_problems(key, path, opt.jsonl_fields)
+            out += opt.check(key, path, opt.data) if opt.check else file_problems(key, path, opt.jsonl_fields)
     return out
 
 
