@@ -14,7 +14,8 @@ from infuse.operators.clean import CleanConfig, OpSpec
 from infuse.operators.clean.run import MEMO_SCHEMA, clean_rows, cleaned, cleaner
 from infuse.operators.common.base import Reject
 from infuse.operators.parsers.document import CHUNK_SCHEMA
-from infuse.tasks.framework.memo import RowMemo, text_key
+from infuse.operators.common.result_rows import text_key
+from infuse.tasks.framework.memo import RowMemo
 from infuse.tasks.framework.shards import ShardStats, shard_rows
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 

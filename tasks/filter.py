@@ -17,7 +17,8 @@ from pydantic import Field
 from infuse.operators.filter import FilterConfig, FilterOpSpec
 from infuse.operators.filter.run import apply_bounds, bounds_markdown, memo_schema, quality_filter, stats_rows, \
     with_stats
-from infuse.tasks.framework.memo import RowMemo, text_key
+from infuse.operators.common.result_rows import text_key
+from infuse.tasks.framework.memo import RowMemo
 from infuse.tasks.framework.shards import ShardStats, shard_rows
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from infuse.operators.chunk.chunker import ChunkConfig, chunk_document
 from infuse.operators.common.base import OperatorError, Reject
 from infuse.operators.parsers.document import CHUNK_SCHEMA
-from infuse.tasks.framework.memo import REJECT, ROW, reject_cell, row_key, split_rejects
+from infuse.operators.common.result_rows import REJECT, ROW, reject_cell, row_key, split_rejects
 
 MEMO_SCHEMA = pa.schema([pa.field(ROW, pa.int64()), *CHUNK_SCHEMA, pa.field(REJECT, pa.string())])
 

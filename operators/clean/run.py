@@ -10,7 +10,7 @@ import pyarrow as pa
 from infuse.operators.clean.cleaner import OFFSET_MAP_TYPE, Cleaner
 from infuse.operators.clean.config import CleanConfig
 from infuse.operators.common.base import Reject
-from infuse.tasks.framework.memo import REJECT, ROW, reject_cell, split_rejects
+from infuse.operators.common.result_rows import REJECT, ROW, reject_cell, split_rejects
 
 MEMO_SCHEMA = pa.schema([(ROW, pa.int64()), ("text", pa.string()), ("offset_map", OFFSET_MAP_TYPE),
                          (REJECT, pa.string())])

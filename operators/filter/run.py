@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from infuse.operators.common.base import Reject
 from infuse.operators.filter import FilterConfig, QualityFilter
-from infuse.tasks.framework.memo import ROW
+from infuse.operators.common.result_rows import ROW
 
 
 @lru_cache(maxsize=4)

@@ -19,12 +19,12 @@ is refitted by the step on every run.
 
 `fn(rows)` gets only the missed rows and returns their result rows, each with
 `_row` (its index among those rows), at least one per row; it runs through `map_shards`, so under
-Dask or Ray the misses fan out to the cluster. `split_rejects` parts the result rows that are rejects
-from the others.
+Dask or Ray the misses fan out to the cluster. The row format (`_row`, `_reject`, and `split_rejects`, which
+parts the result rows that are rejects from the others) is operators/common/result_rows.py, so that the
+operators can return it.
 """
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,50 +32,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import xxhash
 
-from infuse.operators.common.base import Reject, stable_hash
+from infuse.operators.common.base import stable_hash
+from infuse.operators.common.result_rows import ROW
 from infuse.tasks.framework.shards import ShardStats, map_shards
 
 KEY = "_memo_key"
-ROW = "_row"
-REJECT = "_reject"  # a result row that is a reject: its reason, message and detail as JSON (the id is the row's)
-
-
-def reject_cell(r: Reject) -> str:
-    """A reject as the `_reject` cell of its result row (its id is the input row's, so it is not kept)."""
-    return json.dumps({"reason": r.reason, "message": r.message, "detail": r.detail}, ensure_ascii=False, default=str)
-
-
-def reject_from_cell(item_id: str, cell: str) -> Reject:
-    d = json.loads(cell)
-    return Reject(item_id, d["reason"], d["message"], d.get("detail") or {})
-
-
-def row_key(*parts: Any) -> str:
-    """A 128-bit hash (xxh3) of the values a row's result depends on."""
-    return xxhash.xxh3_128_hexdigest("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"))
 
 
 def memo_version(step: Any, cfg: dict[str, Any]) -> str:
     """The version a step's caches are kept under: its code and the config its results depend on."""
     return stable_hash({"code": step.code_version(), "cfg": step.key_config(cfg)})[:24]
-
-
-def split_rejects(result: pa.Table, ids: list[str]) -> tuple[pa.Array, list[Reject]]:
-    """The mask of the result rows that are results, and the rejects the others hold, each under the id
-    of its input row (`ids`: the batch's, indexed by `_row`)."""
-    cells = result.column(REJECT).to_pylist()
-    rows = result.column(ROW).to_pylist()
-    rejects = [reject_from_cell(ids[rows[j]], c) for j, c in enumerate(cells) if c is not None]
-    return pa.array([c is None for c in cells], pa.bool_()), rejects
-
-
-def text_key(rows: pa.Table) -> list[str]:
-    """The key of a chunk-level result that depends on the chunk's text, kind and format (clean, filter stats)."""
-    cols = [rows.column(c).to_pylist() if c in rows.column_names else [None] * rows.num_rows
-            for c in ("text", "kind", "format")]
-    return [row_key(*values) for values in zip(*cols)]
 
 
 @dataclass
