@@ -116,3 +116,51 @@ def test_vllm_request_seed_reproducible():
     a = [r.text for r in backend.generate(reqs)]
     b = [r.text for r in backend.generate(reqs)]
     assert a == b and a[0] != a[1]
+
+
+class DictMemo:
+    """The preference sampler's memo, in memory (a fresh one: nothing remembered)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, object] = {}
+
+    def get(self, key):
+        return (self.kept[key], {}) if key in self.kept else None
+
+    def put(self, entries):
+        self.kept.update({k: v for k, v, _ in entries})
+
+    def finish(self, keep):
+        pass
+
+    def stats(self):
+        return {}
+
+
+def preference_replies(model_path: str, seed: int) -> list[str]:
+    """Two prompts, three replies each, at temperature 1, from a fresh memo."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from infuse.operators.llm import LLMConfig
+    from infuse.operators.preference.config import PreferenceConfig
+    from infuse.operators.preference.pairs import Prompt
+    from infuse.operators.preference.sampling import ReplyModel, sample_replies
+
+    prompts = [Prompt(f"s{i}", [{"role": "user", "content": f"explain what this C code does {CODE[i]}"}], "x", "t")
+               for i in range(2)]
+    cfg = PreferenceConfig(samples_per_prompt=3, temperature=1.0, max_new_tokens=8, seed=seed)
+    model = ReplyModel("sft", LLMConfig(backend="transformers", model=model_path, device="cpu", batch_size=2), "sha")
+    bar = SimpleNamespace(update=lambda n: None)
+    got = sample_replies(prompts, model, cfg, DictMemo(), lambda *a: nullcontext(bar))
+    assert len(got) == 6 and all(c.error is None and c.text for c in got)
+    return [c.text for c in got]
+
+
+def test_preference_samples_are_seeded_by_the_recipe_prompt_and_k(tiny_model):
+    import torch
+
+    first = preference_replies(tiny_model, seed=7)
+    torch.manual_seed(12345)  # the process's RNG elsewhere: no bearing on a seeded request
+    assert preference_replies(tiny_model, seed=7) == first
+    assert preference_replies(tiny_model, seed=8) != first

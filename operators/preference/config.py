@@ -27,7 +27,8 @@ class PreferenceConfig(PairOptions):
     max_new_tokens: int = Field(128, ge=8)
     max_prompts: int | None = Field(None, ge=1, description="at most this many training questions (a seeded "
                                                             "choice); empty = all")
-    seed: int = 42
+    seed: int = Field(42, description="the prompt choice and every sampled reply (each request seeded from it, its "
+                                     "prompt and k): a run samples the same replies again")
     user_data: list[str] = input_file(default_factory=list, description="your pairs: LLaMA-Factory "
                                                                         "chosen/rejected .json, or "
                                                                         "prompt/chosen/rejected .jsonl",

@@ -52,16 +52,23 @@ class ReplyModel:
         """What a reply depends on besides its prompt and k (a local model's folder is left out: model_id is
         its content)."""
         llm = key_dump(self.llm) if self.llm.backend == "openai" else key_dump(self.llm.model_copy(update={"model": None}))
-        return [self.model_id, llm, cfg.temperature, cfg.top_p, cfg.max_new_tokens]
+        return [self.model_id, llm, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed]
+
+
+def sample_seed(seed: int, messages: list[dict[str, str]], k: int) -> int:
+    """The sampling seed of a prompt's k-th reply: from what its memo key holds (the recipe's seed, the
+    prompt, k), so a run samples the same replies again, on any backend that takes a seed."""
+    return int(stable_hash([seed, messages, k])[:8], 16)
 
 
 def _requests(prompts: list[Prompt], cfg: PreferenceConfig) -> list[ChatRequest]:
     return [ChatRequest(f"{p.sample_id}#{k}", p.prompt, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                        top_p=cfg.top_p) for p in prompts for k in range(cfg.samples_per_prompt)]
+                        top_p=cfg.top_p, seed=sample_seed(cfg.seed, p.prompt, k))
+            for p in prompts for k in range(cfg.samples_per_prompt)]
 
 
 def _memo_key(setting: list[Any], req: ChatRequest) -> str:
-    return stable_hash(["pref-sample.v1", *setting, req.messages, req.id.rsplit("#", 1)[1]])[:32]
+    return stable_hash(["pref-sample.v2", *setting, req.messages, req.id.rsplit("#", 1)[1]])[:32]
 
 
 def _candidate(model: str, request_id: str, text: str | None, finish_reason: str | None,
