@@ -16,6 +16,14 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
+# Under xdist, each worker gets its share of the cores: torch's default (a thread per core in every worker, and
+# in every process a test starts) oversubscribes them. Two heavy tests side by side on 2 cores took 132 s with
+# the default and 44 s with one thread each. Set before torch is imported; child processes inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
