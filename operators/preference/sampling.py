@@ -62,8 +62,11 @@ def sample_seed(seed: int, messages: list[dict[str, str]], k: int) -> int:
 
 
 def _requests(prompts: list[Prompt], cfg: PreferenceConfig) -> list[ChatRequest]:
+    """A request per reply; each seeded by sample_seed, unless the llm section sets a seed (sent as it is, as
+    synthesis does)."""
+    derive = cfg.llm.seed is None
     return [ChatRequest(f"{p.sample_id}#{k}", p.prompt, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                        top_p=cfg.top_p, seed=sample_seed(cfg.seed, p.prompt, k))
+                        top_p=cfg.top_p, seed=sample_seed(cfg.seed, p.prompt, k) if derive else None)
             for p in prompts for k in range(cfg.samples_per_prompt)]
 
 
