@@ -80,3 +80,34 @@ def test_a_step_key_covers_its_operators_and_the_framework_that_shapes_outputs_o
     merge = set(get_step("merge").key_modules())
     assert "infuse.tasks.framework.training" not in merge and "infuse.operators.train.launch" not in merge
 
+
+
+def test_module_facts_kept_on_disk_serve_a_new_process_while_the_file_is_unchanged(pkg, tmp_path, monkeypatch):
+    """A new process reads what each module imports from $INFUSE_CACHE/code/modules.json instead of parsing
+    it, but only while the file's size and mtime are those recorded; an edited file is parsed again."""
+    import json
+    import os
+
+    from infuse.operators.common import base
+
+    name, root = pkg
+    monkeypatch.setenv("INFUSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(base, "_SOURCE_FACTS", base._SourceFacts())
+    assert f"{name}.helper" in module_closure((f"{name}.core",), (name,))
+    facts_file = tmp_path / "cache" / "code" / "modules.json"
+    facts = json.loads(facts_file.read_text())
+    key = next(k for k in facts if k.startswith(f"{name}.core "))
+    facts[key][2] = [[f"{name}.heavy", None]]  # recorded facts that differ from the source: proof they are read
+    facts_file.write_text(json.dumps(facts))
+
+    def fresh_process() -> list[str]:
+        base._SOURCES.clear()
+        monkeypatch.setattr(base, "_SOURCE_FACTS", base._SourceFacts())
+        return module_closure((f"{name}.core",), (name,))
+
+    assert f"{name}.heavy" in fresh_process() and f"{name}.helper" not in fresh_process()
+    core = root / "core.py"
+    core.write_text(core.read_text() + "# edited\n")
+    st = core.stat()
+    os.utime(core, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert f"{name}.helper" in fresh_process(), "an edited file is parsed again"

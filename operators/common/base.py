@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,11 +116,63 @@ def module_source(name: str) -> ModuleSource | None:
     if origin is None:
         return None
     path, is_pkg = origin
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    src = ModuleSource(name, path, is_pkg, _stamp(path), tuple(_imported(tree, name, is_pkg)),
-                       _declares_presentation(tree))
+    stamp = _stamp(path)
+    src = _SOURCE_FACTS.get(name, path, is_pkg, stamp)
+    if src is None:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        src = ModuleSource(name, path, is_pkg, stamp, tuple(_imported(tree, name, is_pkg)),
+                           _declares_presentation(tree))
+        _SOURCE_FACTS.put(src)
     _SOURCES[name] = src
     return src
+
+
+class _SourceFacts:
+    """ModuleSource facts kept on disk between processes, by file, size and mtime: a cached re-run checks every
+    step's code version, and parsing the ~500 modules of its closures anew cost most of a second per run.
+    `$INFUSE_CACHE/code/modules.json` (default ~/.cache/infuse); unreadable or absent: parsed again."""
+
+    def __init__(self) -> None:
+        self.facts: dict[str, list[Any]] | None = None
+        self.dirty = False
+
+    def path(self) -> Path:
+        base = os.environ.get("INFUSE_CACHE")
+        return (Path(base) if base else Path.home() / ".cache" / "infuse") / "code" / "modules.json"
+
+    def get(self, name: str, path: Path, is_pkg: bool, stamp: tuple[int, int]) -> ModuleSource | None:
+        if self.facts is None:
+            try:
+                self.facts = json.loads(self.path().read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.facts = {}
+        got = self.facts.get(f"{name} {path}")
+        if not isinstance(got, list) or len(got) != 4 or got[:2] != list(stamp):
+            return None
+        return ModuleSource(name, path, is_pkg, stamp, tuple((b, a) for b, a in got[2]), bool(got[3]))
+
+    def put(self, src: ModuleSource) -> None:
+        if self.facts is None:
+            self.facts = {}
+        self.facts[f"{src.name} {src.path}"] = [*src.stamp, [list(i) for i in src.imports], src.presentation]
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the facts when new ones were parsed (a temp file, then rename: another process may read)."""
+        if not self.dirty or self.facts is None:
+            return
+        target = self.path()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.facts), encoding="utf-8")
+            os.replace(tmp, target)
+            self.dirty = False
+        except OSError:
+            pass  # a read-only home: the facts are parsed again next time
+
+
+_SOURCE_FACTS = _SourceFacts()
 
 
 def _origin(name: str) -> tuple[Path, bool] | None:
@@ -220,6 +273,7 @@ def module_closure(roots: tuple[str, ...], prefixes: tuple[str, ...] = ("infuse.
         stack += src.imported(prefixes)
     parents = {".".join(n.split(".")[:i]) for n in followed for i in range(1, n.count(".") + 1)}
     shallow = {p for p in parents - followed if (s := module_source(p)) is not None and not s.presentation}
+    _SOURCE_FACTS.save()
     return sorted(followed | shallow)
 
 
