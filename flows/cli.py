@@ -16,7 +16,7 @@ os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from infuse.flows import server as prefect_server  # noqa: E402
-from infuse.flows.recipe import RecipeError, load_recipe, step_problem  # noqa: E402
+from infuse.flows.recipe import RecipeError, load_recipe  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="infuse: turn a folder of documents into fine-tuning data, step by cached step.")
@@ -220,13 +220,11 @@ def _load(recipe: Path):
 
 
 def _graph(recipe_path: Path, r, skipped: dict[str, str] | None = None):
-    from infuse.flows.graph import GraphError, build_graph
+    from infuse.flows.graph import GraphError, build_graph, check_files
 
     try:
         nodes = build_graph(r, skipped)
-        problems = [step_problem(n.name, n.step.Options, p) for n in nodes for p in n.step.check(n.step.config(r))]
-        if problems:
-            raise GraphError(problems)
+        check_files(r, nodes)
         return nodes
     except GraphError as e:
         typer.secho(f"{recipe_path}: {len(e.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in e.problems),

@@ -112,3 +112,14 @@ def ancestors(nodes: list[Node], names: set[str]) -> set[str]:
                 out.add(dep)
                 stack.append(dep)
     return out
+
+
+def check_files(recipe: Any, nodes: list[Node]) -> None:
+    """Every enabled step's check() of its options (the files a recipe names: there, readable, each line one
+    the step can read), as GraphError under the recipe keys. `infuse validate` and `infuse run` call it before
+    a flow starts, and the flow calls it too: a deployment's scheduled run starts no CLI."""
+    from infuse.flows.recipe import step_problem
+
+    problems = [step_problem(n.name, n.step.Options, p) for n in nodes for p in n.step.check(n.step.config(recipe))]
+    if problems:
+        raise GraphError(problems)

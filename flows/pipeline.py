@@ -24,9 +24,9 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from infuse.flows.graph import Node, ancestors, build_graph, descendants
+from infuse.flows.graph import GraphError, Node, ancestors, build_graph, check_files, descendants
 from infuse.flows.lineage import lineage_markdown
-from infuse.flows.recipe import Recipe, load_recipe
+from infuse.flows.recipe import Recipe, RecipeError, load_recipe
 from infuse.operators.common.base import STOP, stable_hash
 from infuse.storage import ArtifactStore, RunManifest, StopMarker
 from infuse.tasks.framework.step import Step, StepContext, StepResult
@@ -159,10 +159,22 @@ def infuse_pipeline(recipe_path: str, from_step: str | None = None, only: str | 
             return state if state.is_cancelled() else state.result()
         return Pipeline(recipe, recipe_path, from_step, only, refresh, {"retry_failed": retry_failed},
                         plan_only).run()
+    except (RecipeError, GraphError) as e:  # a scheduled run of a recipe that went wrong: say what, no traceback
+        return _recipe_failed(recipe_path, e)
     except BaseException as e:  # stopped before the steps started (Pipeline.run handles it after)
         if not _stop_signal(e):
             raise
         return interrupted_state(f"interrupted ({_why(e)}) before any step started")
+
+
+def _recipe_failed(recipe_path: str, e: RecipeError | GraphError) -> Any:
+    """The Failed state of a run whose recipe cannot run: every problem listed, before any step started."""
+    from prefect.states import Failed
+
+    problems = e.problems
+    message = f"{recipe_path}: {len(problems)} problem(s), nothing ran:\n" + "\n".join(f"  - {p}" for p in problems)
+    get_run_logger().error(message)
+    return Failed(message=message)
 
 
 class Pipeline:
@@ -175,6 +187,7 @@ class Pipeline:
         self.recipe, self.flags, self.plan_only = recipe, flags, plan_only
         skipped: dict[str, str] = {}
         self.nodes = build_graph(recipe, skipped)
+        check_files(recipe, self.nodes)
         for name, why in skipped.items():
             self.log.info(f"{name}: skipped (on by default, but it {why})")
         self.run_names, self.fresh = plan_steps(self.nodes, from_step, only, refresh)

@@ -59,6 +59,25 @@ def test_a_missing_general_file_is_named_before_any_step_runs(here):
                      "directory you run infuse from)"]
 
 
+def test_a_scheduled_run_of_a_recipe_whose_file_went_missing_fails_naming_it(here, prefect_server, monkeypatch):
+    """A deployment's worker runs the flow with no CLI before it: the flow checks the recipe's files itself and
+    ends Failed with the problem, before any step starts."""
+    from prefect.client.orchestration import get_client
+
+    from infuse.flows.pipeline import infuse_pipeline
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the test server, never a local one
+    path = recipe(here, {"synthesize": {"max_llm_items": 0, "paraphrase": {"enabled": False}},
+                         "mix": {"general": [{"path": "data/gone.jsonl"}]}})
+    state = infuse_pipeline(path, return_state=True)
+    assert state.is_failed()
+    assert state.message == ("recipe.yaml: 1 problem(s), nothing ran:\n  - steps.mix.general.0.path: no such file: "
+                             "data/gone.jsonl (relative paths are relative to the directory you run infuse from)")
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(state.state_details.flow_run_id).state.is_failed()
+    assert not Path("runs").exists(), "no step ran"
+
+
 def test_bad_rows_of_a_general_file_are_named_by_line(here):
     rows = [{"instruction": "a", "output": "b"}, {"conversations": [{"from": "human", "value": "hi"},
                                                                     {"from": "gpt", "value": "hello"}]}]
