@@ -16,7 +16,9 @@ import pyarrow as pa
 
 from infuse.operators.synthesize import ITEM_STATUS_SCHEMA, QA_SCHEMA, LLMOptions, SynthConfig, overrides
 from infuse.operators.synthesize.run import Keep, describe_plan, run_synthesis
+from infuse.operators.common.base import code_version
 from infuse.operators.synthesize.strategies import MODULES
+from infuse.operators.synthesize.strategy import REGISTRY
 from infuse.operators.common.file_checks import read_text, shown
 from infuse.tasks.framework.item_memo import ItemMemo
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
@@ -53,8 +55,14 @@ class Synthesize(Step):
     rerun_on = ("retry_failed",)
 
     def fingerprint(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """Prompt override files are named in the recipe; their contents belong in the key too."""
-        return {"prompt_overrides": overrides.digests(cfg.get("prompt_overrides") or {})}
+        """Prompt override files are named in the recipe; their contents belong in the key too. So does the code
+        of a strategy a recipe's plugin registered outside strategies/, when by_format names it: editing it
+        reruns synthesize, as editing a built-in one does."""
+        named = {n for names in (cfg.get("by_format") or {}).values() for n in names}
+        plugins = {n: code_version(type(REGISTRY[n]).__module__) for n in sorted(named)
+                   if n in REGISTRY and type(REGISTRY[n]).__module__ not in MODULES}
+        return {"prompt_overrides": overrides.digests(cfg.get("prompt_overrides") or {}),
+                **({"plugin_strategies": plugins} if plugins else {})}
 
     def check(self, cfg: dict[str, Any]) -> list[str]:
         """Every prompt override: a packaged prompt's name (`name` or `name.lang`), and a UTF-8 file that is

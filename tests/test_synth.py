@@ -4,6 +4,7 @@ and one end-to-end run with the real transformers backend when it exists."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -567,6 +568,45 @@ def test_a_strategy_registers_by_being_defined():
         REGISTRY.pop("echo_test", None)
     with pytest.raises(ValueError, match="unknown strategy"):
         SynthConfig(by_format={"default": ["echo_test"]})
+
+
+PLUGIN_STRATEGY = """from infuse.operators.synthesize.schema import Draft
+from infuse.operators.synthesize.strategy import Strategy, Template
+
+
+class Shout(Template, Strategy):
+    name = "shout_test"
+
+    def make(self, item, ctx, track):
+        chunk = ctx.chunk(item.chunk_id)
+        return [Draft("Shout it.", chunk["text"].upper(), self.name, "shout.v1", chunk_id=chunk["chunk_id"],
+                      doc_id=chunk["doc_id"])]
+"""
+
+
+def test_a_plugin_strategys_code_is_in_synthesizes_key(tmp_path, monkeypatch):
+    """A strategy from a recipe's plugin, outside strategies/: editing its file reruns synthesize (its code is
+    in the key, as a built-in's is), and a recipe that does not name it is not affected by it."""
+    import importlib
+
+    from infuse.operators.synthesize.strategy import REGISTRY
+    from infuse.tasks.synthesize import Synthesize
+
+    (tmp_path / "shout_plugin.py").write_text(PLUGIN_STRATEGY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    step = Synthesize()
+    named = {"by_format": {"default": ["shout_test"]}}
+    try:
+        importlib.import_module("shout_plugin")
+        before = step.fingerprint(named)
+        assert set(before["plugin_strategies"]) == {"shout_test"}
+        assert "plugin_strategies" not in step.fingerprint({"by_format": {"default": ["qa"]}})
+        with (tmp_path / "shout_plugin.py").open("a", encoding="utf-8") as f:
+            f.write("# an edit\n")
+        assert step.fingerprint(named)["plugin_strategies"] != before["plugin_strategies"]
+    finally:
+        REGISTRY.pop("shout_test", None)
+        sys.modules.pop("shout_plugin", None)
 
 
 class _MemoryShards:
