@@ -72,3 +72,25 @@ def test_the_marker_is_a_file_under_the_run_root_and_local_runs_carry_none(tmp_p
     marker.request("SIGINT")
     assert marker.requested() and (tmp_path / "runstate" / "r1" / "stop").is_file()
     assert not StopMarker(str(tmp_path), "r2").requested(), "one run's stop is not another's"
+
+
+def test_a_long_loop_of_one_task_on_a_worker_stops_on_the_marker(tmp_path):
+    """A step's own loop (synthesis waves, the training launcher) checks STOP, not the marker: while a step runs
+    on a worker, watch_stop_marker sets that process's STOP when the marker appears, and clears it after."""
+    import threading
+
+    from infuse.operators.common.base import STOP, check_stop
+    from infuse.tasks.framework.prefect_task import watch_stop_marker
+
+    marker = StopMarker(str(tmp_path), "run-2")
+    threading.Timer(0.5, marker.request, args=("SIGTERM",)).start()  # the flow, elsewhere, stops the run
+    t0, laps = time.time(), 0
+    with pytest.raises(Interrupted), watch_stop_marker(marker, every_s=0.1):
+        while time.time() - t0 < 30:
+            check_stop()
+            laps += 1
+            time.sleep(0.01)
+    assert 0.4 < time.time() - t0 < 5 and laps > 10
+    assert not STOP.is_set(), "cleared for the next step this worker runs"
+    with watch_stop_marker(None):  # a local run: no marker, nothing watched
+        check_stop()

@@ -4,21 +4,27 @@ The flow computes a step's cache key (it knows the inputs' hashes) and passes
 it in; Prefect's cache record is keyed by it. The task body imports the
 step's module first (a Dask or Ray worker may not have it yet), then runs the
 step through `Step.execute`, taking a slot of the `infuse-gpu` limit first
-when `uses_gpu(cfg)` says this run of it uses the GPU. Retries, refresh and
+when `uses_gpu(cfg)` says this run of it uses the GPU; on a cluster's worker,
+the run's stop marker sets the worker's STOP while the step runs. Retries, refresh and
 result storage are set by the flow per run.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from infuse.operators.common.base import STOP, Interrupted
 from infuse.storage import ArtifactRef, ArtifactStore
+from infuse.storage.runstate import StopMarker
 from infuse.tasks.framework.step import Step, StepContext, get_step, load_plugin
 
 GPU_LIMIT = "infuse-gpu"  # the global concurrency limit `infuse deploy` creates (deploy/deployments.py)
 INTERRUPTED = "Interrupted"  # the name of the Cancelled state a stopped step and run end in
+MARKER_POLL_S = 1.0  # how often a step on a cluster's worker looks for its run's stop marker
 
 _TASKS: dict[str, Any] = {}
 
@@ -41,11 +47,46 @@ def run_step(spec_name: str, key: str, root: str, cfg: dict[str, Any], inputs: d
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
     ctx = StepContext(step, key, ArtifactStore(root), cfg, refs, runtime, log=get_run_logger())
     try:
-        return _execute(step, ctx, cfg)
+        with watch_stop_marker(StopMarker.from_runtime(runtime)):
+            return _execute(step, ctx, cfg)
     except Exception as e:
         if not (isinstance(e, Interrupted) or STOP.is_set()):
             raise
         return _interrupted(ctx, spec_name, e)
+
+
+@contextmanager
+def watch_stop_marker(marker: StopMarker | None, every_s: float = MARKER_POLL_S) -> Iterator[None]:
+    """While a step runs on a cluster's worker, its run's stop marker sets this process's STOP: the long loops
+    of one task (synthesis waves, sampling, the training launcher), which check STOP and not the marker, stop
+    too, as they do in the flow's process. STOP is cleared again after, if it was set here (a worker may run
+    later runs' steps)."""
+    if marker is None:
+        yield
+        return
+    done, fired = threading.Event(), threading.Event()
+
+    def poll() -> None:
+        while not done.wait(every_s):
+            try:
+                requested = marker.requested()
+            except Exception:  # the storage did not answer this time: ask again
+                continue
+            if requested:
+                if not STOP.is_set():
+                    fired.set()
+                    STOP.set()
+                return
+
+    watcher = threading.Thread(target=poll, name="infuse-stop-marker", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(timeout=every_s + 5)
+        if fired.is_set():
+            STOP.clear()
 
 
 def _execute(step: Step, ctx: StepContext, cfg: dict[str, Any]) -> dict[str, Any]:
