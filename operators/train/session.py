@@ -34,20 +34,21 @@ def atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def complete_checkpoint(p: Path) -> bool:
+    """Whether a checkpoint's trainer state was written to the end: the Trainer writes trainer_state.json last,
+    and not atomically, so a kill mid-write leaves one that does not parse."""
+    try:
+        json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint-N under folder (one with its trainer state written: the Trainer writes
-    trainer_state.json last, and not atomically, so a kill mid-write leaves one that does not parse)."""
+    """The newest complete checkpoint-N under folder."""
     if not folder.is_dir():
         return None
-
-    def complete(p: Path) -> bool:
-        try:
-            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
-            return True
-        except (OSError, ValueError):
-            return False
-
-    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete(p)]
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete_checkpoint(p)]
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 

@@ -27,7 +27,8 @@ from transformers import PrinterCallback
 from infuse.operators.train import data as D
 from infuse.operators.train.config import Job
 from infuse.operators.train.modeling import apply_liger, freeze_embeddings, load_model, lora_config, param_count
-from infuse.operators.train.session import Session, checkpoint_step, history, last_checkpoint, link_tree
+from infuse.operators.train.session import (Session, checkpoint_step, complete_checkpoint, history, last_checkpoint,
+                                            link_tree)
 from infuse.operators.train.trainer import EventCallback, InfuseTrainer, StopAt, say
 
 
@@ -158,7 +159,7 @@ def _hybrid(s: Session, train_rows: Any, eval_rows: Any, total: int, rows_per_st
         raise ValueError("hybrid needs at least 2 steps (one full, one LoRA)")
     switch = min(max(round(job.switch_at * total), 1), total - 1)
     switch_ckpt = s.out / "phase1" / f"checkpoint-{switch}"
-    if (switch_ckpt / "trainer_state.json").is_file():
+    if complete_checkpoint(switch_ckpt):  # a switch checkpoint torn by a kill: the full phase writes it again
         full = _Run(None, _state_history(switch_ckpt, "full"), {"resumed_from": switch, "step_rates": []}, 0, 0.0, 0)
     else:
         full = _full_phase(s, train_rows, eval_rows, total, switch)
