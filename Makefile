@@ -7,6 +7,7 @@ RECIPE ?= recipes/demo.yaml
 export HF_HUB_OFFLINE := 1
 export PREFECT_HOME   := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 export INFUSE_PREFECT_PORT ?= 4200
 
 .PHONY: install demo demo-stop server deploy serve screenshots test bench clean-runs

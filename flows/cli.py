@@ -14,6 +14,7 @@ import typer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # nor the client's telemetry: nothing leaves the machine but registry traffic
 
 from infuse.flows import server as prefect_server  # noqa: E402
 from infuse.flows.recipe import RecipeError, load_recipe  # noqa: E402

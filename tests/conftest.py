@@ -14,6 +14,7 @@ _HOME = tempfile.mkdtemp(prefix="infuse-prefect-home-")
 os.environ["PREFECT_HOME"] = _HOME
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 
 # Under xdist, each worker gets its share of the cores: torch's default (a thread per core it sees, in every

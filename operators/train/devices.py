@@ -42,10 +42,11 @@ def torch_has_cuda() -> bool:
 
 
 def gpu_names() -> list[str]:
-    """The GPUs training would use: those nvidia-smi lists, narrowed by CUDA_VISIBLE_DEVICES."""
-    if not torch_has_cuda():
-        return []
+    """The GPUs training would use: those nvidia-smi lists, narrowed by CUDA_VISIBLE_DEVICES. nvidia-smi is asked
+    first: with no GPU, torch (2 s to import) is never imported, so `validate` and a cached run stay quick."""
     gpus = list(_nvidia_smi_gpus())
+    if not gpus or not torch_has_cuda():
+        return []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         wanted = [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
