@@ -101,9 +101,8 @@ def facts_run(tmp_path_factory, tiny):
 
     tmp = tmp_path_factory.mktemp("facts")
     user = tmp / "mine.jsonl"
-    user.write_text("\n".join([json.dumps({"question": q, "answer": a, "doc": "atlas.md", "aliases": [a.lower()]})
-                               for q, a in UNTRAINED] + ["{not json", json.dumps({"question": "no answer"})]),
-                    encoding="utf-8")
+    user.write_text("\n".join(json.dumps({"question": q, "answer": a, "doc": "atlas.md", "aliases": [a.lower()]})
+                               for q, a in UNTRAINED), encoding="utf-8")  # a bad line: the run refuses the file
     rows = fact_rows(2, system="Answer briefly.") + eval_rows(FACTS, "known") + eval_rows(
         [("Hello, how can I help you today?", "You are a helpful assistant.")], "gen", kind="general")
     res = run_eval(tmp, tiny, {"rows": rows}, {"user_questions": str(user), "leakage": {"action": "warn"},
@@ -136,8 +135,20 @@ def test_sft_beats_base_on_trained_facts_and_ties_on_untrained_ones(facts_run):
     assert (report / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     md = (report / "report.md").read_text(encoding="utf-8")
     assert "atlas.md" in md  # per-document accuracy names the user's doc
-    rejects = pq.read_table(ev["rejects"]["path"]).to_pylist()
-    assert sorted(r["reason"] for r in rejects) == ["malformed_json", "missing_field"]
+    assert pq.read_table(ev["rejects"]["path"]).num_rows == 0
+
+
+def test_a_bad_line_of_the_user_questions_is_a_reject_of_the_reader(tmp_path):
+    """What evaluate's reader makes of bad lines (validate and the flow refuse such a file before a run; a file
+    edited between the check and the read still loses only its bad lines)."""
+    from infuse.operators.evaluate.questions import read_user_questions
+
+    user = tmp_path / "mine.jsonl"
+    user.write_text("\n".join([json.dumps({"question": "Q?", "answer": "A"}), "{not json",
+                               json.dumps({"question": "no answer"})]), encoding="utf-8")
+    items, rejects = read_user_questions(user)
+    assert [i.question for i in items] == ["Q?"]
+    assert sorted(r.reason for r in rejects) == ["malformed_json", "missing_field"]
 
 
 @pytest.mark.usefixtures("prefect_server")
