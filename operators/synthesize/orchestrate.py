@@ -144,7 +144,7 @@ class _Run:
         """The shard's (qa, status), running what it still lacks."""
         shard = _Shard(items, self.shards.load(name))
         self.counts["shards"] += 1
-        todo = self._from_memo(shard, self._todo(shard))
+        todo = self._from_memo(name, shard, self._todo(shard))
         if self.progress and len(todo) < len(shard.items):
             self.progress(len(shard.items) - len(todo))
         if not todo:
@@ -162,7 +162,7 @@ class _Run:
         self.counts["items_retried"] += sum(1 for it in todo if it.item_id in failed)
         return todo
 
-    def _from_memo(self, shard: _Shard, todo: list[WorkItem]) -> list[WorkItem]:
+    def _from_memo(self, name: str, shard: _Shard, todo: list[WorkItem]) -> list[WorkItem]:
         """Adds the items the memo holds to the shard; returns the rest."""
         kept = {it.item_id: self.mem.take(it, self.retry_failed) for it in todo}
         hits = [it for it in todo if kept[it.item_id] is not None]
@@ -170,10 +170,11 @@ class _Run:
             st, rows = kept[it.item_id]
             shard.add(rows, [st])
         self.counts["items_from_memo"] += len(hits)
-        # A shard taken whole from the memo is not committed as a unit of its own: after a kill it is taken from
-        # the memo again, as cheaply. Committing it wrote every shard of the corpus again in a run that added 1%,
-        # whose new items fill a few shards (at 10k records: 860 shards written, 9 with new items).
-        return [it for it in todo if kept[it.item_id] is None]
+        rest = [it for it in todo if kept[it.item_id] is None]
+        if hits and not rest:
+            self.shards.save(name, *shard.tables())
+            self.counts["commits"] += 1
+        return rest
 
     def _run_groups(self, name: str, shard: _Shard, todo: list[WorkItem]) -> None:
         """Run a shard's items in groups, committing the shard after each group."""
