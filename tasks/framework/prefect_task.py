@@ -46,13 +46,13 @@ def run_step(spec_name: str, key: str, root: str, cfg: dict[str, Any], inputs: d
     step = get_step(spec_name)()
     refs = {name: ArtifactRef.from_dict(ref) for name, ref in inputs.items()}
     ctx = StepContext(step, key, ArtifactStore(root), cfg, refs, runtime, log=get_run_logger())
-    try:
-        with watch_stop_marker(StopMarker.from_runtime(runtime)):
+    with watch_stop_marker(StopMarker.from_runtime(runtime)):  # its STOP still set while the error is judged
+        try:
             return _execute(step, ctx, cfg)
-    except Exception as e:
-        if not (isinstance(e, Interrupted) or STOP.is_set()):
-            raise
-        return _interrupted(ctx, spec_name, e)
+        except Exception as e:
+            if not (isinstance(e, Interrupted) or STOP.is_set()):
+                raise
+            return _interrupted(ctx, spec_name, e)
 
 
 @contextmanager
