@@ -137,8 +137,9 @@ class _SourceFacts:
         self.dirty = False
 
     def path(self) -> Path:
-        base = os.environ.get("INFUSE_CACHE")
-        return (Path(base) if base else Path.home() / ".cache" / "infuse") / "code" / "modules.json"
+        from infuse.operators.common.models import cache_home  # models reads nothing of this module
+
+        return cache_home() / "code" / "modules.json"
 
     def get(self, name: str, path: Path, is_pkg: bool, stamp: tuple[int, int]) -> ModuleSource | None:
         if self.facts is None:

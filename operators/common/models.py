@@ -45,10 +45,14 @@ GEMMA_CHAT_TEMPLATE = (
 )
 
 
-def cache_root() -> Path:
+def cache_home() -> Path:
+    """infuse's cache on this machine: `$INFUSE_CACHE`, default ~/.cache/infuse."""
     base = os.environ.get("INFUSE_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "infuse"
-    return root / "models"
+    return Path(base) if base else Path.home() / ".cache" / "infuse"
+
+
+def cache_root() -> Path:
+    return cache_home() / "models"
 
 
 @contextmanager
