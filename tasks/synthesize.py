@@ -14,12 +14,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from infuse.operators.common.base import code_version
+from infuse.operators.common.file_checks import read_text, shown
 from infuse.operators.synthesize import ITEM_STATUS_SCHEMA, QA_SCHEMA, LLMOptions, SynthConfig, overrides
 from infuse.operators.synthesize.run import Keep, describe_plan, run_synthesis
-from infuse.operators.common.base import code_version
 from infuse.operators.synthesize.strategies import MODULES
 from infuse.operators.synthesize.strategy import REGISTRY
-from infuse.operators.common.file_checks import read_text, shown
 from infuse.tasks.framework.item_memo import ItemMemo
 from infuse.tasks.framework.step import Step, StepContext, StepOptions, StepOutput, StepReport, table
 
